@@ -1,0 +1,39 @@
+"""tribert_hf: HuggingFace-native TriBERT (vision, pose and audio with tri-modal co-attention)."""
+
+__version__ = "0.1.0.dev0"
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_tribert import (
+    MUSIC21_LABELS,
+    MUSIC_LABELS,
+    TriBertAudioConfig,
+    TriBertConfig,
+    TriBertPoseConfig,
+    TriBertVisionConfig,
+)
+from .modeling_tribert import TriBertModel, TriBertModelOutput, TriBertPreTrainedModel
+
+
+def _register() -> None:
+    """Register with the Auto classes (on import) and for `trust_remote_code` export (on `save_pretrained`)."""
+    for config_class in (TriBertConfig, TriBertVisionConfig, TriBertPoseConfig, TriBertAudioConfig):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(TriBertConfig, TriBertModel, exist_ok=True)
+    TriBertConfig.register_for_auto_class()
+    TriBertModel.register_for_auto_class("AutoModel")
+
+
+_register()
+
+__all__ = [
+    "MUSIC21_LABELS",
+    "MUSIC_LABELS",
+    "TriBertAudioConfig",
+    "TriBertConfig",
+    "TriBertModel",
+    "TriBertModelOutput",
+    "TriBertPoseConfig",
+    "TriBertPreTrainedModel",
+    "TriBertVisionConfig",
+]

@@ -1,0 +1,722 @@
+"""TriBERT: a three-stream transformer over vision, body/hand pose and audio joined by tri-modal co-attention.
+
+Shapes used throughout (paper defaults in brackets):
+
+* `pixel_values`: `(batch, frames [3], 3, 224, 224)` normalised RGB frames.
+* `pose_keypoints`: `(batch, persons [2], T [256], joints [68], 3)` with x, y (normalised by the frame size)
+  and confidence; `pose_mask`: `(batch, persons)`, 1 for a present person, 0 for an absent one.
+* `audio_spectrogram`: `(batch, 1, 256, 256)` log-frequency STFT magnitude of the mixture.
+
+Each stream becomes `<SOS>` + tokens: vision `frames x objects` (3 x 2), pose `segments x persons` (3 x 2),
+audio `sequence_length` (6) copies of the global VGGish-style feature. Encoder: ViLBERT's layout extended
+to three streams (per-stream self-attention layers, and tri-modal co-attention layers in which the queries of
+one stream attend over the concatenated keys/values of the other two).
+"""
+
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transformers import AutoBackbone
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.backbone_utils import load_backbone
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_tribert import TriBertConfig
+from .pose_graph import spatial_partition_adjacency
+
+
+STREAMS = ("vision", "pose", "audio")
+
+
+@dataclass
+class TriBertModelOutput(ModelOutput):
+    r"""
+    Outputs of [`TriBertModel`]. Sequence lengths include the leading `<SOS>` token.
+
+    vision_last_hidden_state (`(batch, 1 + frames * objects, vision hidden)`), pose_last_hidden_state
+    (`(batch, 1 + segments * persons, pose hidden)`), audio_last_hidden_state (`(batch, 1 + sequence_length,
+    audio hidden)`): final hidden states of each stream.
+    vision_pooler_output / pose_pooler_output / audio_pooler_output (`(batch, hidden)`): the `<SOS>` output of
+    each stream after a dense + tanh pooler.
+    vision_embeddings / pose_embeddings / audio_embeddings: the pre-transformer token embeddings fed to the
+    first layer (the "pre-transformer" retrieval baseline uses them).
+    vision_class_scores (`(batch, frames, num_labels)`): per-frame class scores in (0, 1) of the weakly supervised
+    segmentation attention (spatial pooling of A_m = S_E * S_D).
+    vision_object_classes (`(batch, objects)`): the top-scoring classes whose features became the visual tokens.
+    vision_masked_positions (`(batch, frames * objects)`, bool): visual region tokens that were masked, if any.
+    vision_attention_mask / pose_attention_mask / audio_attention_mask (`(batch, length)`): 1 for a real token,
+    0 for a masked-out one (an absent person).
+    *_hidden_states: with `output_hidden_states=True`, the stream's hidden states after the embeddings and after
+    every layer that updates the stream (self-attention and co-attention layers, in execution order).
+    *_attentions / *_cross_attentions: with `output_attentions=True` (eager attention), the self-attention
+    weights `(batch, heads, length, length)` and co-attention weights `(batch, heads, length, other lengths)`,
+    whose keys are the other two streams concatenated in the order vision, pose, audio.
+    """
+
+    vision_last_hidden_state: torch.FloatTensor | None = None
+    pose_last_hidden_state: torch.FloatTensor | None = None
+    audio_last_hidden_state: torch.FloatTensor | None = None
+    vision_pooler_output: torch.FloatTensor | None = None
+    pose_pooler_output: torch.FloatTensor | None = None
+    audio_pooler_output: torch.FloatTensor | None = None
+    vision_embeddings: torch.FloatTensor | None = None
+    pose_embeddings: torch.FloatTensor | None = None
+    audio_embeddings: torch.FloatTensor | None = None
+    vision_class_scores: torch.FloatTensor | None = None
+    vision_object_classes: torch.LongTensor | None = None
+    vision_masked_positions: torch.BoolTensor | None = None
+    vision_attention_mask: torch.LongTensor | None = None
+    pose_attention_mask: torch.LongTensor | None = None
+    audio_attention_mask: torch.LongTensor | None = None
+    vision_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    pose_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    vision_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
+    vision_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks: a wrong input gets an error that names it, not a crash deep in torch.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_tensor(name: str, value, ndim: int, layout: str) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor of shape {layout}, got {type(value).__name__}.")
+    if value.ndim != ndim:
+        raise ValueError(f"`{name}` must have shape {layout}, got a {value.ndim}-d tensor of shape {tuple(value.shape)}.")
+    if not value.is_floating_point():
+        raise ValueError(f"`{name}` must be a floating point tensor, got dtype {value.dtype}.")
+
+
+def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spectrogram, pose_mask) -> None:
+    vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
+    _check_tensor("pixel_values", pixel_values, 5, "(batch, frames, channels, height, width)")
+    _check_tensor("pose_keypoints", pose_keypoints, 5, "(batch, persons, frames, joints, 3)")
+    _check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
+    batch = pixel_values.shape[0]
+    if pixel_values.shape[1] != vc.num_frames or pixel_values.shape[2] != vc.num_channels:
+        raise ValueError(
+            f"`pixel_values` must have {vc.num_frames} frames of {vc.num_channels} channels "
+            f"(batch, {vc.num_frames}, {vc.num_channels}, H, W), got shape {tuple(pixel_values.shape)}."
+        )
+    if pose_keypoints.shape[1] != pc.num_persons or pose_keypoints.shape[3:] != (pc.num_joints, pc.in_channels):
+        raise ValueError(
+            f"`pose_keypoints` must have shape (batch, {pc.num_persons} persons, T, {pc.num_joints} joints, "
+            f"{pc.in_channels}) with x, y, confidence last; got {tuple(pose_keypoints.shape)}. Pad absent persons "
+            "with zeros and mark them in `pose_mask`."
+        )
+    if audio_spectrogram.shape[1] != 1 or audio_spectrogram.shape[2] != ac.num_frequency_bins:
+        raise ValueError(
+            f"`audio_spectrogram` must have shape (batch, 1, {ac.num_frequency_bins}, time_frames) (mono, "
+            f"{ac.num_frequency_bins} log-frequency bins), got {tuple(audio_spectrogram.shape)}."
+        )
+    for name, value in (("pose_keypoints", pose_keypoints), ("audio_spectrogram", audio_spectrogram)):
+        if value.shape[0] != batch:
+            raise ValueError(
+                f"`{name}` has batch size {value.shape[0]} but `pixel_values` has {batch}: the three streams "
+                "must describe the same clips."
+            )
+    if pose_mask is not None and tuple(pose_mask.shape) != (batch, pc.num_persons):
+        raise ValueError(f"`pose_mask` must have shape (batch, {pc.num_persons}), got {tuple(pose_mask.shape)}.")
+    if ac.apply_log and not torch.compiler.is_compiling() and bool((audio_spectrogram < 0).any()):
+        raise ValueError(
+            "`audio_spectrogram` must be a non-negative STFT magnitude (the model takes its log). Got negative "
+            "values: if you pass a log-magnitude already, set `config.audio_config.apply_log=False`."
+        )
+
+
+def _additive_mask(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`(batch, length)` 1/0 -> `(batch, 1, 1, length)` additive mask (0 kept, dtype min masked)."""
+    return (1.0 - token_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stream embeddings
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TriBertSegmentationAttention(nn.Module):
+    """Weakly supervised, class-specific spatial attention (paper Fig. 2, after Zhang et al.'s decoupled attention).
+
+    Expansive branch: dropout -> 1x1 conv -> dropout -> sigmoid -> spatial normalisation (Eq. 1-2): S_E sums to 1
+    over H x W per class, i.e. where the class is. Discriminative branch: dropout -> 1x1 conv -> dropout -> sigmoid:
+    S_D in (0, 1), how much each location looks like the class. A_m = S_E * S_D. The class score is the spatial
+    pooling of A_m, scaled by H x W so that it is the S_E-weighted mean of S_D, a probability in (0, 1).
+    """
+
+    def __init__(self, feature_size: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.expansive = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(feature_size, num_classes, 1), nn.Dropout(dropout))
+        self.discriminative = nn.Sequential(
+            nn.Dropout(dropout), nn.Conv2d(feature_size, num_classes, 1), nn.Dropout(dropout)
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`features` `(N, D, H, W)` -> attention map A_m `(N, C, H, W)` and class scores `(N, C)`."""
+        expansive = torch.sigmoid(self.expansive(features))
+        expansive = expansive / expansive.sum(dim=(-2, -1), keepdim=True)
+        discriminative = torch.sigmoid(self.discriminative(features))
+        attention_map = expansive * discriminative
+        return attention_map, attention_map.sum(dim=(-2, -1))
+
+
+class TriBertVisionEmbeddings(nn.Module):
+    """Frames -> backbone -> 3x3 conv (V_e) -> segmentation attention -> top-k class features -> tokens."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        vc = config.vision_config
+        self.config = vc
+        if vc.use_pretrained_backbone:
+            self.backbone = AutoBackbone.from_pretrained(vc.backbone, out_features=vc.backbone_config.out_features)
+        else:
+            self.backbone = load_backbone(vc)
+        self.feature_conv = nn.Conv2d(self.backbone.channels[-1], vc.feature_size, kernel_size=3, padding=1)
+        self.segmentation = TriBertSegmentationAttention(vc.feature_size, config.num_labels, vc.segmentation_dropout)
+        self.mask_embedding = nn.Parameter(torch.zeros(vc.feature_size))
+        self.projection = nn.Linear(vc.feature_size, vc.hidden_size)
+        self.frame_embeddings = nn.Embedding(vc.num_frames, vc.hidden_size)
+        self.object_embeddings = nn.Embedding(vc.num_objects, vc.hidden_size)
+        self.sos_embedding = nn.Parameter(torch.zeros(1, 1, vc.hidden_size))
+        self.layer_norm = nn.LayerNorm(vc.hidden_size, eps=vc.layer_norm_eps)
+        self.dropout = nn.Dropout(vc.hidden_dropout_prob)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None):
+        vc = self.config
+        batch, frames = pixel_values.shape[:2]
+        feature_maps = self.backbone(pixel_values.flatten(0, 1)).feature_maps[-1]
+        spatial = F.relu(self.feature_conv(feature_maps))  # V_e: (batch * frames, D, H, W)
+        attention_map, class_scores = self.segmentation(spatial)
+        height, width = spatial.shape[-2:]
+        attention_map = attention_map.view(batch, frames, -1, height, width)
+        class_scores = class_scores.view(batch, frames, -1)
+
+        # The same top-k classes in every frame, so object k is one instrument throughout the clip.
+        object_classes = class_scores.mean(dim=1).topk(vc.num_objects, dim=-1).indices  # (batch, objects)
+        index = object_classes[:, None, :, None, None].expand(batch, frames, vc.num_objects, height, width)
+        weights = attention_map.gather(2, index)
+        weights = weights / weights.sum(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
+        spatial = spatial.view(batch, frames, -1, height, width)
+        features = torch.einsum("bfohw,bfdhw->bfod", weights, spatial).flatten(1, 2)  # (batch, F*O, D)
+
+        if bool_masked_pos is None and self.training and vc.mask_probability > 0:
+            bool_masked_pos = torch.rand(features.shape[:2], device=features.device) < vc.mask_probability
+        if bool_masked_pos is not None:
+            if tuple(bool_masked_pos.shape) != tuple(features.shape[:2]):
+                raise ValueError(
+                    f"`bool_masked_pos` must have shape (batch, frames * objects) = {tuple(features.shape[:2])}, "
+                    f"got {tuple(bool_masked_pos.shape)}."
+                )
+            bool_masked_pos = bool_masked_pos.bool()
+            features = torch.where(bool_masked_pos[..., None], self.mask_embedding.to(features.dtype), features)
+
+        frame_ids = torch.arange(frames, device=features.device).repeat_interleave(vc.num_objects)
+        object_ids = torch.arange(vc.num_objects, device=features.device).repeat(frames)
+        tokens = self.projection(features) + self.frame_embeddings(frame_ids) + self.object_embeddings(object_ids)
+        tokens = torch.cat([self.sos_embedding.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)
+        embeddings = self.dropout(self.layer_norm(tokens))
+        token_mask = torch.ones(embeddings.shape[:2], dtype=torch.long, device=embeddings.device)
+        return embeddings, token_mask, class_scores, object_classes, bool_masked_pos
+
+
+class TriBertGraphConvolution(nn.Module):
+    """Spatial graph convolution over the K adjacency partitions (ST-GCN), with learnable edge importance."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_partitions: int, num_joints: int):
+        super().__init__()
+        self.num_partitions = num_partitions
+        self.conv = nn.Conv2d(in_channels, out_channels * num_partitions, kernel_size=1)
+        self.edge_importance = nn.Parameter(torch.ones(num_partitions, num_joints, num_joints))
+
+    def forward(self, hidden: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        # hidden: (N, C, T, V); adjacency: (K, V, V) with [k, v, w] = weight of joint v into joint w.
+        n, _, t, v = hidden.shape
+        hidden = self.conv(hidden).view(n, self.num_partitions, -1, t, v)
+        return torch.einsum("nkctv,kvw->nctw", hidden, adjacency * self.edge_importance)
+
+
+class TriBertGraphBlock(nn.Module):
+    """One ST-GCN unit: spatial graph conv -> BN -> ReLU -> temporal conv -> BN -> dropout, plus residual, ReLU."""
+
+    def __init__(self, in_channels, out_channels, stride, kernel_size, dropout, num_partitions, num_joints, residual):
+        super().__init__()
+        self.gcn = TriBertGraphConvolution(in_channels, out_channels, num_partitions, num_joints)
+        self.tcn = nn.Sequential(
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, (kernel_size, 1), (stride, 1), ((kernel_size - 1) // 2, 0)),
+            nn.BatchNorm2d(out_channels),
+            nn.Dropout(dropout),
+        )
+        if not residual:
+            self.residual = None
+        elif in_channels == out_channels and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, hidden: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        out = self.tcn(self.gcn(hidden, adjacency))
+        if self.residual is not None:
+            out = out + self.residual(hidden)
+        return F.relu(out)
+
+
+class TriBertPoseGraphNetwork(nn.Module):
+    """ST-GCN (Yan et al., 2018) over the skeleton: `(N, T, V, C)` keypoints -> `(N, C_out, T', V)` features."""
+
+    def __init__(self, config):
+        super().__init__()
+        pc = config
+        self.layout = pc.graph_layout
+        adjacency = torch.from_numpy(spatial_partition_adjacency(pc.graph_layout))
+        self.register_buffer("adjacency", adjacency, persistent=False)
+        self.input_norm = nn.BatchNorm1d(pc.in_channels * pc.num_joints)
+        blocks, in_channels = [], pc.in_channels
+        for index, (channels, stride) in enumerate(zip(pc.gcn_channels, pc.gcn_strides)):
+            blocks.append(
+                TriBertGraphBlock(
+                    in_channels, channels, stride, pc.temporal_kernel_size, pc.gcn_dropout,
+                    adjacency.shape[0], pc.num_joints, residual=index > 0,
+                )
+            )  # fmt: skip
+            in_channels = channels
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        n, t, v, c = keypoints.shape
+        hidden = self.input_norm(keypoints.permute(0, 2, 3, 1).reshape(n, v * c, t))
+        hidden = hidden.view(n, v, c, t).permute(0, 2, 3, 1)  # (N, C, T, V)
+        adjacency = self.adjacency.to(hidden.dtype)
+        for block in self.blocks:
+            hidden = block(hidden, adjacency)
+        return hidden
+
+
+class TriBertPoseEmbeddings(nn.Module):
+    """Keypoints -> ST-GCN -> per person, features pooled into `num_segments` time segments -> tokens."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        pc = config.pose_config
+        self.config = pc
+        self.graph_network = TriBertPoseGraphNetwork(pc)
+        self.feature_size = pc.gcn_channels[-1] * pc.num_joints
+        self.projection = nn.Linear(self.feature_size, pc.hidden_size)
+        self.segment_embeddings = nn.Embedding(pc.num_segments, pc.hidden_size)
+        self.person_embeddings = nn.Embedding(pc.num_persons, pc.hidden_size)
+        self.sos_embedding = nn.Parameter(torch.zeros(1, 1, pc.hidden_size))
+        self.layer_norm = nn.LayerNorm(pc.hidden_size, eps=pc.layer_norm_eps)
+        self.dropout = nn.Dropout(pc.hidden_dropout_prob)
+
+    def forward(self, pose_keypoints: torch.Tensor, pose_mask: torch.Tensor | None = None):
+        pc = self.config
+        batch, persons, frames, joints, channels = pose_keypoints.shape
+        if pose_mask is None:
+            pose_mask = torch.ones(batch, persons, dtype=torch.long, device=pose_keypoints.device)
+        # Zero the absent persons so that nothing about them reaches the network (batch-norm statistics included).
+        keypoints = pose_keypoints * pose_mask[:, :, None, None, None].to(pose_keypoints.dtype)
+        hidden = self.graph_network(keypoints.reshape(batch * persons, frames, joints, channels))
+        hidden = F.adaptive_avg_pool2d(hidden, (pc.num_segments, joints))  # (B*P, C, S, V)
+        features = hidden.view(batch, persons, -1, pc.num_segments, joints).permute(0, 3, 1, 2, 4)
+        features = features.reshape(batch, pc.num_segments * persons, self.feature_size)  # segment-major tokens
+
+        segment_ids = torch.arange(pc.num_segments, device=features.device).repeat_interleave(persons)
+        person_ids = torch.arange(persons, device=features.device).repeat(pc.num_segments)
+        tokens = self.projection(features) + self.segment_embeddings(segment_ids) + self.person_embeddings(person_ids)
+        tokens = torch.cat([self.sos_embedding.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)
+        embeddings = self.dropout(self.layer_norm(tokens))
+        token_mask = torch.cat(
+            [torch.ones(batch, 1, dtype=torch.long, device=features.device), pose_mask.long().repeat(1, pc.num_segments)],
+            dim=1,
+        )
+        return embeddings, token_mask
+
+
+class TriBertAudioEmbeddings(nn.Module):
+    """Log-frequency magnitude -> VGGish-style CNN -> global average pooling -> FC -> repeated tokens."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        ac = config.audio_config
+        self.config = ac
+        self.input_norm = nn.BatchNorm2d(1)
+        layers, in_channels = [], 1
+        for item in ac.cnn_layers:
+            if item == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                continue
+            layers.append(nn.Conv2d(in_channels, item, kernel_size=3, padding=1))
+            if ac.use_batch_norm:
+                layers.append(nn.BatchNorm2d(item))
+            layers.append(nn.ReLU(inplace=True))
+            in_channels = item
+        self.cnn = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(in_channels, ac.feature_size), nn.ReLU(inplace=True))
+        self.projection = nn.Linear(ac.feature_size, ac.hidden_size)
+        self.position_embeddings = nn.Embedding(ac.sequence_length, ac.hidden_size)
+        self.sos_embedding = nn.Parameter(torch.zeros(1, 1, ac.hidden_size))
+        self.layer_norm = nn.LayerNorm(ac.hidden_size, eps=ac.layer_norm_eps)
+        self.dropout = nn.Dropout(ac.hidden_dropout_prob)
+
+    def forward(self, audio_spectrogram: torch.Tensor):
+        ac = self.config
+        hidden = torch.log(audio_spectrogram + ac.log_eps) if ac.apply_log else audio_spectrogram
+        hidden = self.cnn(self.input_norm(hidden))
+        feature = self.fc(hidden.mean(dim=(-2, -1)))  # (batch, feature_size): the global audio feature
+        position_ids = torch.arange(ac.sequence_length, device=feature.device)
+        tokens = self.projection(feature)[:, None, :] + self.position_embeddings(position_ids)[None]
+        tokens = torch.cat([self.sos_embedding.expand(tokens.shape[0], -1, -1).to(tokens.dtype), tokens], dim=1)
+        embeddings = self.dropout(self.layer_norm(tokens))
+        token_mask = torch.ones(embeddings.shape[:2], dtype=torch.long, device=embeddings.device)
+        return embeddings, token_mask
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Transformer layers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """Reference attention: query `(B, H, Lq, d)`, key/value `(B, H, Lk, d)`, additive mask `(B, 1, 1, Lk)`."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def _attend(module, query, key, value, attention_mask, config, dropout):
+    """Run the configured attention implementation; inputs `(B, L, H * d)` -> output `(B, Lq, H * d)`."""
+    head_dim = module.head_dim
+    q = query.view(*query.shape[:-1], -1, head_dim).transpose(1, 2)
+    k = key.view(*key.shape[:-1], -1, head_dim).transpose(1, 2)
+    v = value.view(*value.shape[:-1], -1, head_dim).transpose(1, 2)
+    attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+        config._attn_implementation, eager_attention_forward
+    )
+    output, weights = attention_interface(
+        module, q, k, v, attention_mask, dropout=dropout if module.training else 0.0, scaling=head_dim**-0.5
+    )
+    return output.reshape(*query.shape[:-1], -1).contiguous(), weights
+
+
+class TriBertSelfAttention(nn.Module):
+    def __init__(self, config: TriBertConfig, stream: str):
+        super().__init__()
+        sc = config.streams[stream]
+        self.config = config
+        self.is_causal = False
+        self.head_dim = sc.hidden_size // sc.num_attention_heads
+        self.dropout = sc.attention_probs_dropout_prob
+        self.query = nn.Linear(sc.hidden_size, sc.hidden_size)
+        self.key = nn.Linear(sc.hidden_size, sc.hidden_size)
+        self.value = nn.Linear(sc.hidden_size, sc.hidden_size)
+
+    def forward(self, hidden_states, attention_mask=None):
+        return _attend(
+            self, self.query(hidden_states), self.key(hidden_states), self.value(hidden_states),
+            attention_mask, self.config, self.dropout,
+        )  # fmt: skip
+
+
+class TriBertResidualOutput(nn.Module):
+    """Dense -> dropout -> residual -> LayerNorm (BERT's post-norm sub-layer output)."""
+
+    def __init__(self, in_size: int, hidden_size: int, dropout: float, eps: float):
+        super().__init__()
+        self.dense = nn.Linear(in_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class TriBertFeedForward(nn.Module):
+    def __init__(self, hidden_size: int, intermediate_size: int, act: str, dropout: float, eps: float):
+        super().__init__()
+        self.intermediate = nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[act]
+        self.output = TriBertResidualOutput(intermediate_size, hidden_size, dropout, eps)
+
+    def forward(self, hidden_states):
+        return self.output(self.activation(self.intermediate(hidden_states)), hidden_states)
+
+
+class TriBertLayer(GradientCheckpointingLayer):
+    """A standard (post-norm) transformer block of one stream: self-attention, then feed-forward."""
+
+    def __init__(self, config: TriBertConfig, stream: str):
+        super().__init__()
+        sc = config.streams[stream]
+        self.attention = TriBertSelfAttention(config, stream)
+        self.attention_output = TriBertResidualOutput(sc.hidden_size, sc.hidden_size, sc.hidden_dropout_prob, sc.layer_norm_eps)
+        self.feed_forward = TriBertFeedForward(
+            sc.hidden_size, sc.intermediate_size, sc.hidden_act, sc.hidden_dropout_prob, sc.layer_norm_eps
+        )
+
+    def forward(self, hidden_states, attention_mask=None):
+        context, weights = self.attention(hidden_states, attention_mask)
+        hidden_states = self.attention_output(context, hidden_states)
+        return self.feed_forward(hidden_states), weights
+
+
+class TriBertCoAttentionLayer(GradientCheckpointingLayer):
+    """Tri-modal co-attention (paper Sec. 3.2): each stream computes Q, K, V at the co-attention width; the queries of
+    a stream attend over the keys/values of the other two streams concatenated along the sequence; then, per stream,
+    an output projection back to its hidden size with residual + LayerNorm and a feed-forward block."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        self.config = config
+        self.is_causal = False
+        width = config.co_attention_hidden_size
+        self.head_dim = width // config.co_attention_num_heads
+        self.query = nn.ModuleDict({s: nn.Linear(config.streams[s].hidden_size, width) for s in STREAMS})
+        self.key = nn.ModuleDict({s: nn.Linear(config.streams[s].hidden_size, width) for s in STREAMS})
+        self.value = nn.ModuleDict({s: nn.Linear(config.streams[s].hidden_size, width) for s in STREAMS})
+        self.attention_output = nn.ModuleDict(
+            {
+                s: TriBertResidualOutput(
+                    width, config.streams[s].hidden_size, config.streams[s].hidden_dropout_prob,
+                    config.streams[s].layer_norm_eps,
+                )
+                for s in STREAMS
+            }
+        )  # fmt: skip
+        self.feed_forward = nn.ModuleDict(
+            {
+                s: TriBertFeedForward(
+                    config.streams[s].hidden_size, config.co_attention_intermediate_size, config.streams[s].hidden_act,
+                    config.streams[s].hidden_dropout_prob, config.streams[s].layer_norm_eps,
+                )
+                for s in STREAMS
+            }
+        )  # fmt: skip
+
+    def forward(self, vision, pose, audio, vision_mask, pose_mask, audio_mask):
+        """Hidden states `(B, L_s, hidden_s)` and 1/0 token masks `(B, L_s)` per stream -> new hidden states and
+        co-attention weights (keys of the other two streams in the order vision, pose, audio)."""
+        states = {"vision": vision, "pose": pose, "audio": audio}
+        masks = {"vision": vision_mask, "pose": pose_mask, "audio": audio_mask}
+        keys = {s: self.key[s](states[s]) for s in STREAMS}
+        values = {s: self.value[s](states[s]) for s in STREAMS}
+        outputs, weights = [], []
+        for stream in STREAMS:
+            others = [s for s in STREAMS if s != stream]
+            key = torch.cat([keys[s] for s in others], dim=1)
+            value = torch.cat([values[s] for s in others], dim=1)
+            key_mask = _additive_mask(torch.cat([masks[s] for s in others], dim=1), key.dtype)
+            context, attn = _attend(
+                self, self.query[stream](states[stream]), key, value, key_mask, self.config,
+                self.config.co_attention_dropout,
+            )  # fmt: skip
+            hidden = self.attention_output[stream](context, states[stream])
+            outputs.append(self.feed_forward[stream](hidden))
+            weights.append(attn)
+        return (*outputs, *weights)
+
+
+class TriBertEncoder(nn.Module):
+    """Per-stream self-attention layers interleaved with tri-modal co-attention layers (ViLBERT's `biattention_id`
+    plan: co-attention layer i runs once every stream has run its layers before `co_attention_ids[i]`)."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleDict(
+            {s: nn.ModuleList([TriBertLayer(config, s) for _ in range(config.streams[s].num_hidden_layers)]) for s in STREAMS}
+        )
+        num_co = len(config.vision_config.co_attention_ids)
+        self.co_attention_layers = nn.ModuleList([TriBertCoAttentionLayer(config) for _ in range(num_co)])
+
+    def forward(self, states: dict, token_masks: dict, output_attentions: bool = False, output_hidden_states: bool = False):
+        states = dict(states)
+        additive = {s: _additive_mask(token_masks[s], states[s].dtype) for s in STREAMS}
+        hidden = {s: [states[s]] for s in STREAMS} if output_hidden_states else None
+        attentions = {s: [] for s in STREAMS}
+        cross_attentions = {s: [] for s in STREAMS}
+        start = dict.fromkeys(STREAMS, 0)
+
+        def run_self_layers(stream, end):
+            for layer in self.layers[stream][start[stream] : end]:
+                states[stream], weights = layer(states[stream], additive[stream])
+                if output_hidden_states:
+                    hidden[stream].append(states[stream])
+                if output_attentions:
+                    attentions[stream].append(weights)
+            start[stream] = max(start[stream], end)
+
+        for index, co_layer in enumerate(self.co_attention_layers):
+            for stream in STREAMS:
+                run_self_layers(stream, self.config.streams[stream].co_attention_ids[index])
+            result = co_layer(
+                states["vision"], states["pose"], states["audio"],
+                token_masks["vision"], token_masks["pose"], token_masks["audio"],
+            )  # fmt: skip
+            for offset, stream in enumerate(STREAMS):
+                states[stream] = result[offset]
+                if output_hidden_states:
+                    hidden[stream].append(states[stream])
+                if output_attentions:
+                    cross_attentions[stream].append(result[3 + offset])
+        for stream in STREAMS:
+            run_self_layers(stream, len(self.layers[stream]))
+
+        return {
+            "states": states,
+            "hidden_states": {s: tuple(v) for s, v in hidden.items()} if output_hidden_states else None,
+            "attentions": {s: tuple(v) for s, v in attentions.items()} if output_attentions else None,
+            "cross_attentions": {s: tuple(v) for s, v in cross_attentions.items()} if output_attentions else None,
+        }
+
+
+class TriBertPooler(nn.Module):
+    """Dense + tanh on the `<SOS>` token (BERT's pooler)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TriBertPreTrainedModel(PreTrainedModel):
+    config: TriBertConfig
+    base_model_prefix = "tribert"
+    main_input_name = "pixel_values"
+    input_modalities = ("video", "audio")
+    supports_gradient_checkpointing = True
+    _no_split_modules = [
+        "TriBertVisionEmbeddings",
+        "TriBertPoseEmbeddings",
+        "TriBertAudioEmbeddings",
+        "TriBertLayer",
+        "TriBertCoAttentionLayer",
+    ]
+    _supports_sdpa = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, (TriBertVisionEmbeddings, TriBertPoseEmbeddings, TriBertAudioEmbeddings)):
+            init.normal_(module.sos_embedding, mean=0.0, std=std)
+        if isinstance(module, TriBertVisionEmbeddings):
+            init.normal_(module.mask_embedding, mean=0.0, std=std)
+        elif isinstance(module, TriBertGraphConvolution):
+            init.ones_(module.edge_importance)
+        elif isinstance(module, TriBertPoseGraphNetwork):
+            # Non-persistent buffer: rebuilt from the layout (the model may have been created on the meta device).
+            init.copy_(module.adjacency, torch.from_numpy(spatial_partition_adjacency(module.layout)))
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # The saved weights contain the backbone: a reloaded checkpoint must not fetch the backbone again.
+        vision_config = self.config.vision_config
+        use_pretrained = vision_config.use_pretrained_backbone
+        vision_config.use_pretrained_backbone = False
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            vision_config.use_pretrained_backbone = use_pretrained
+
+
+class TriBertModel(TriBertPreTrainedModel):
+    """The bare TriBERT encoder: three stream embeddings, the tri-modal co-attention encoder and `<SOS>` poolers."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__(config)
+        self.vision_embeddings = TriBertVisionEmbeddings(config)
+        self.pose_embeddings = TriBertPoseEmbeddings(config)
+        self.audio_embeddings = TriBertAudioEmbeddings(config)
+        self.encoder = TriBertEncoder(config)
+        self.poolers = nn.ModuleDict({s: TriBertPooler(config.streams[s].hidden_size) for s in STREAMS})
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_keypoints: torch.FloatTensor,
+        audio_spectrogram: torch.FloatTensor,
+        pose_mask: torch.Tensor | None = None,
+        bool_masked_pos: torch.BoolTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TriBertModelOutput | tuple:
+        r"""
+        pixel_values (`(batch, frames, 3, height, width)`): normalised RGB frames (see `TriBertVideoProcessor`).
+        pose_keypoints (`(batch, persons, T, joints, 3)`): x, y normalised by the frame size, and confidence.
+        audio_spectrogram (`(batch, 1, 256, time)`): log-frequency STFT magnitude (non-negative).
+        pose_mask (`(batch, persons)`, *optional*): 1 for a present person, 0 for an absent one (its tokens are
+            masked from every attention and its keypoints ignored). Defaults to all present.
+        bool_masked_pos (`(batch, frames * objects)`, *optional*): visual region tokens to mask. In training,
+            `config.vision_config.mask_probability` of them are masked at random when this is not given.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _check_inputs(self.config, pixel_values, pose_keypoints, audio_spectrogram, pose_mask)
+
+        vision, vision_mask, class_scores, object_classes, masked = self.vision_embeddings(pixel_values, bool_masked_pos)
+        pose, pose_token_mask = self.pose_embeddings(pose_keypoints, pose_mask)
+        audio, audio_mask = self.audio_embeddings(audio_spectrogram)
+        embeddings = {"vision": vision, "pose": pose, "audio": audio}
+        token_masks = {"vision": vision_mask, "pose": pose_token_mask, "audio": audio_mask}
+
+        encoded = self.encoder(embeddings, token_masks, output_attentions, output_hidden_states)
+        states = encoded["states"]
+        fields = {}
+        for stream in STREAMS:
+            fields[f"{stream}_last_hidden_state"] = states[stream]
+            fields[f"{stream}_pooler_output"] = self.poolers[stream](states[stream])
+            fields[f"{stream}_embeddings"] = embeddings[stream]
+            fields[f"{stream}_attention_mask"] = token_masks[stream]
+            for key in ("hidden_states", "attentions", "cross_attentions"):
+                if encoded[key] is not None:
+                    fields[f"{stream}_{key}"] = encoded[key][stream]
+        output = TriBertModelOutput(
+            vision_class_scores=class_scores, vision_object_classes=object_classes, vision_masked_positions=masked, **fields
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["TriBertModel", "TriBertModelOutput", "TriBertPreTrainedModel"]
