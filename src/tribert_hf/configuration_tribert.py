@@ -8,6 +8,7 @@ feature extractor, learning rates to the training arguments.
 """
 
 
+from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
@@ -84,8 +85,12 @@ class _TriBertStreamConfig(PreTrainedConfig):
     # layers [0, co_attention_ids[i]). [0, 1, ..., 5] with 6 layers interleaves co, self, co, self...
     co_attention_ids: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
-    def validate_architecture(self):
-        super().validate_architecture()
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check_architecture()
+
+    def _check_architecture(self):
+        """Raise a `ValueError` naming the field for values the model cannot be built with."""
         _check_positive(self, ("hidden_size", "num_attention_heads", "intermediate_size", "layer_norm_eps"))
         if self.num_hidden_layers < 0:
             raise ValueError(f"{type(self).__name__}.num_hidden_layers must be >= 0, got {self.num_hidden_layers}.")
@@ -107,6 +112,7 @@ class _TriBertStreamConfig(PreTrainedConfig):
             )
 
 
+@strict
 class TriBertVisionConfig(_TriBertStreamConfig):
     r"""Vision stream: ResNet backbone -> 3x3 conv -> weakly supervised segmentation attention -> tokens.
 
@@ -148,8 +154,8 @@ class TriBertVisionConfig(_TriBertStreamConfig):
     segmentation_dropout: float | int = 0.1
     mask_probability: float | int = 0.15
 
-    def validate_architecture(self):
-        super().validate_architecture()
+    def _check_architecture(self):
+        super()._check_architecture()
         _check_positive(self, ("num_channels", "image_size", "num_frames", "num_objects", "feature_size"))
         _check_probability(self, ("segmentation_dropout", "mask_probability"))
         if self.use_pretrained_backbone and not self.backbone:
@@ -159,6 +165,7 @@ class TriBertVisionConfig(_TriBertStreamConfig):
             )
 
 
+@strict
 class TriBertPoseConfig(_TriBertStreamConfig):
     r"""Pose stream: ST-GCN over the 68-joint Halpe graph -> one token per (segment, person).
 
@@ -188,8 +195,8 @@ class TriBertPoseConfig(_TriBertStreamConfig):
     temporal_kernel_size: int = 9
     gcn_dropout: float | int = 0.0
 
-    def validate_architecture(self):
-        super().validate_architecture()
+    def _check_architecture(self):
+        super()._check_architecture()
         _check_positive(
             self, ("num_joints", "num_persons", "num_pose_frames", "num_segments", "in_channels", "temporal_kernel_size")
         )
@@ -214,6 +221,7 @@ class TriBertPoseConfig(_TriBertStreamConfig):
             )
 
 
+@strict
 class TriBertAudioConfig(_TriBertStreamConfig):
     r"""Audio stream: VGGish-style CNN over the log-frequency magnitude -> one global feature, repeated.
 
@@ -240,8 +248,8 @@ class TriBertAudioConfig(_TriBertStreamConfig):
     apply_log: bool = True
     log_eps: float = 1e-10
 
-    def validate_architecture(self):
-        super().validate_architecture()
+    def _check_architecture(self):
+        super()._check_architecture()
         _check_positive(self, ("num_frequency_bins", "feature_size", "sequence_length", "log_eps"))
         if not any(isinstance(c, int) for c in self.cnn_layers):
             raise ValueError("TriBertAudioConfig.cnn_layers needs at least one convolution (an integer).")
@@ -250,6 +258,7 @@ class TriBertAudioConfig(_TriBertStreamConfig):
                 raise ValueError(f"TriBertAudioConfig.cnn_layers entries must be positive ints or 'M', got {c!r}.")
 
 
+@strict
 class TriBertConfig(PreTrainedConfig):
     r"""Configuration of a TriBERT model (vision, pose and audio streams joined by tri-modal co-attention).
 
@@ -294,6 +303,7 @@ class TriBertConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.label2id is None or set(self.label2id) != set(self.id2label.values()):
             self.label2id = {label: idx for idx, label in self.id2label.items()}
+        self._check_architecture()
 
     @property
     def streams(self) -> dict[str, _TriBertStreamConfig]:
@@ -311,8 +321,7 @@ class TriBertConfig(PreTrainedConfig):
             plan[name] = order + ["self"] * (cfg.num_hidden_layers - start)
         return plan
 
-    def validate_architecture(self):
-        super().validate_architecture()
+    def _check_architecture(self):
         _check_positive(
             self,
             ("co_attention_hidden_size", "co_attention_num_heads", "co_attention_intermediate_size", "initializer_range"),
@@ -326,8 +335,6 @@ class TriBertConfig(PreTrainedConfig):
         if self.num_labels <= 0:
             raise ValueError(f"TriBertConfig needs at least one label, got num_labels={self.num_labels}.")
         streams = self.streams
-        if any(cfg is None for cfg in streams.values()):
-            return  # sub-configs are built in __post_init__, validation runs again afterwards
         if self.vision_config.num_objects > self.num_labels:
             raise ValueError(
                 f"vision_config.num_objects ({self.vision_config.num_objects}) cannot exceed the number of classes "

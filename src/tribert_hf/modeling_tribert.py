@@ -21,12 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from transformers import AutoBackbone
+from transformers import AutoConfig
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.backbone_utils import load_backbone
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 from transformers.utils import ModelOutput
 
 from .configuration_tribert import TriBertConfig
@@ -173,6 +174,18 @@ class TriBertSegmentationAttention(nn.Module):
         return attention_map, attention_map.sum(dim=(-2, -1))
 
 
+def _load_pretrained_backbone(name_or_path: str, out_features: list[str]):
+    """Backbone weights from a hub id or a local folder (e.g. a copy of `microsoft/resnet-50`)."""
+    backbone_config = AutoConfig.from_pretrained(name_or_path, out_features=out_features)
+    if type(backbone_config) not in MODEL_FOR_BACKBONE_MAPPING:
+        raise ValueError(
+            f"{name_or_path!r} holds a {type(backbone_config).__name__}, which has no transformers backbone class; "
+            "use a checkpoint of a backbone model such as 'microsoft/resnet-50'."
+        )
+    backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(backbone_config)]
+    return backbone_class.from_pretrained(name_or_path, config=backbone_config, attn_implementation="eager")
+
+
 class TriBertVisionEmbeddings(nn.Module):
     """Frames -> backbone -> 3x3 conv (V_e) -> segmentation attention -> top-k class features -> tokens."""
 
@@ -180,8 +193,11 @@ class TriBertVisionEmbeddings(nn.Module):
         super().__init__()
         vc = config.vision_config
         self.config = vc
+        # A CNN backbone has no attention: it runs "eager" whatever the streams use (it would refuse "sdpa").
+        vc.backbone_config._attn_implementation_internal = "eager"
         if vc.use_pretrained_backbone:
-            self.backbone = AutoBackbone.from_pretrained(vc.backbone, out_features=vc.backbone_config.out_features)
+            self.backbone = _load_pretrained_backbone(vc.backbone, list(vc.backbone_config.out_features))
+            vc.backbone_config = self.backbone.config  # the checkpoint defines the backbone's architecture
         else:
             self.backbone = load_backbone(vc)
         self.feature_conv = nn.Conv2d(self.backbone.channels[-1], vc.feature_size, kernel_size=3, padding=1)
@@ -635,6 +651,10 @@ class TriBertPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
+        if isinstance(module, nn.Conv2d):
+            # Convolution stacks (ST-GCN, VGGish, V_e) keep their signal with He init, as torchvision's CNNs do; the
+            # transformers default (normal, std 0.02) would shrink it layer after layer.
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         if isinstance(module, (TriBertVisionEmbeddings, TriBertPoseEmbeddings, TriBertAudioEmbeddings)):
             init.normal_(module.sos_embedding, mean=0.0, std=std)
         if isinstance(module, TriBertVisionEmbeddings):
@@ -644,6 +664,21 @@ class TriBertPreTrainedModel(PreTrainedModel):
         elif isinstance(module, TriBertPoseGraphNetwork):
             # Non-persistent buffer: rebuilt from the layout (the model may have been created on the meta device).
             init.copy_(module.adjacency, torch.from_numpy(spatial_partition_adjacency(module.layout)))
+
+    def set_attn_implementation(self, attn_implementation, *args, **kwargs):
+        """Set the attention of the three streams; the CNN backbone has no attention and stays on `"eager"`."""
+        if isinstance(attn_implementation, str):
+            # The stream sub-configs have no sub-model of their own (every layer reads the top-level config): keep
+            # them in step so that transformers does not warn about sub-configs it cannot check.
+            for sub_config in self.config.streams.values():
+                sub_config._attn_implementation_internal = attn_implementation
+            attn_implementation = {
+                "": attn_implementation,
+                "vision_config": {"": attn_implementation, "backbone_config": "eager"},
+                "pose_config": attn_implementation,
+                "audio_config": attn_implementation,
+            }
+        return super().set_attn_implementation(attn_implementation, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # The saved weights contain the backbone: a reloaded checkpoint must not fetch the backbone again.

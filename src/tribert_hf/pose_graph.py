@@ -11,8 +11,9 @@ Joint order (68 joints, what the pose stream takes as input):
   COCO-WholeBody and OpenPose: 0 wrist, 1-4 thumb (CMC, MCP, IP, tip), 5-8 index, 9-12 middle,
   13-16 ring, 17-20 little finger (MCP, PIP, DIP, tip).
 
-Edges: the Halpe-26 skeleton as AlphaPose draws it, the 20 bones of each hand, and each body wrist
-linked to the wrist point of its hand. The graph is a tree over all 68 joints (connected).
+Edges: the Halpe-26 skeleton as AlphaPose draws it plus a nose-neck edge (AlphaPose leaves the face
+unconnected), the 20 bones of each hand, and each body wrist linked to the wrist point of its hand.
+The graph is a tree over all 68 joints (67 edges, connected).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ HALPE26_EDGES = (
     (17, 18), (18, 19), (19, 11), (19, 12),  # trunk
     (11, 13), (12, 14), (13, 15), (14, 16),  # legs
     (20, 24), (21, 25), (23, 25), (22, 24), (15, 24), (16, 25),  # feet
+    (0, 18),  # nose <-> neck: not drawn by AlphaPose, added so the face is connected to the body (as in OpenPose)
 )  # fmt: skip
 
 HAND21_EDGES = tuple(
