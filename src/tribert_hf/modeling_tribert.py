@@ -703,6 +703,29 @@ class TriBertModel(TriBertPreTrainedModel):
         self.poolers = nn.ModuleDict({s: TriBertPooler(config.streams[s].hidden_size) for s in STREAMS})
         self.post_init()
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Number of parameters per component (front ends, stream layers, co-attention, poolers) and in total."""
+
+        def count(*modules):
+            return sum(p.numel() for m in modules for p in m.parameters())
+
+        vision, pose, audio = self.vision_embeddings, self.pose_embeddings, self.audio_embeddings
+        counts = {
+            "vision_backbone": count(vision.backbone),
+            "vision_segmentation": count(vision.feature_conv, vision.segmentation),
+            "vision_token_embeddings": count(vision) - count(vision.backbone, vision.feature_conv, vision.segmentation),
+            "pose_st_gcn": count(pose.graph_network),
+            "pose_token_embeddings": count(pose) - count(pose.graph_network),
+            "audio_vggish": count(audio.input_norm, audio.cnn, audio.fc),
+            "audio_token_embeddings": count(audio) - count(audio.input_norm, audio.cnn, audio.fc),
+            **{f"{s}_self_attention_layers": count(self.encoder.layers[s]) for s in STREAMS},
+            "co_attention_layers": count(self.encoder.co_attention_layers),
+            "poolers": count(self.poolers),
+        }
+        counts["total"] = count(self)
+        assert sum(v for k, v in counts.items() if k != "total") == counts["total"]
+        return counts
+
     def forward(
         self,
         pixel_values: torch.FloatTensor,

@@ -1,0 +1,36 @@
+# The two README commands: `make demo` and `make test`. Both create (or reuse) the virtual environment.
+#   VENV   where the environment lives (default: .venv in this checkout)
+#   PYTHON the interpreter that creates it (default: python3.11, else python3)
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp's name carries a hash of setup.py: changing the dependencies reinstalls them, nothing else does.
+DEPS_HASH := $(shell cat setup.py | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.tribert-deps-$(DEPS_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean-venv
+
+$(STAMP): setup.py
+	@if ! $(PY) -c "import sys; assert sys.version_info >= (3, 10)" 2>/dev/null; then \
+		echo "Creating the virtual environment in $(VENV) with $(PYTHON)"; \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	@echo "Installing tribert_hf and its dependencies (torch 2.11 triple: a few minutes on a fresh machine)"
+	$(PY) -m pip install --progress-bar off -e ".[all]"
+	rm -f $(VENV)/.tribert-deps-* && touch $@
+
+# Always (re)link this checkout into the environment: cheap, and right when VENV is shared between clones.
+install: $(STAMP)
+	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+
+demo: install
+	$(PY) examples/run_demo.py
+
+test: install
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
