@@ -1,0 +1,16 @@
+"""Data: the prepared-dataset format, the built-in synthetic music dataset, and preparation from real videos."""
+
+from .prepared import (
+    PREPARED_FEATURES,
+    SPLITS,
+    frame_paths,
+    load_prepared,
+    read_audio,
+    read_frames,
+    read_pose,
+    read_wav,
+    save_prepared,
+    write_media,
+    write_report,
+    write_wav,
+)
