@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0.dev0"
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, AutoVideoProcessor
 
 from .configuration_tribert import (
     MUSIC21_LABELS,
@@ -12,7 +12,10 @@ from .configuration_tribert import (
     TriBertPoseConfig,
     TriBertVisionConfig,
 )
+from .feature_extraction_tribert import TriBertFeatureExtractor
 from .modeling_tribert import TriBertModel, TriBertModelOutput, TriBertPreTrainedModel
+from .processing_tribert import TriBertProcessor
+from .video_processing_tribert import TriBertVideoProcessor
 
 
 def _register() -> None:
@@ -20,6 +23,9 @@ def _register() -> None:
     for config_class in (TriBertConfig, TriBertVisionConfig, TriBertPoseConfig, TriBertAudioConfig):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(TriBertConfig, TriBertModel, exist_ok=True)
+    AutoFeatureExtractor.register(TriBertConfig, TriBertFeatureExtractor, exist_ok=True)
+    AutoVideoProcessor.register(TriBertConfig, TriBertVideoProcessor, exist_ok=True)
+    AutoProcessor.register(TriBertConfig, TriBertProcessor, exist_ok=True)
     TriBertConfig.register_for_auto_class()
     TriBertModel.register_for_auto_class("AutoModel")
 
@@ -31,9 +37,12 @@ __all__ = [
     "MUSIC_LABELS",
     "TriBertAudioConfig",
     "TriBertConfig",
+    "TriBertFeatureExtractor",
     "TriBertModel",
     "TriBertModelOutput",
     "TriBertPoseConfig",
     "TriBertPreTrainedModel",
+    "TriBertProcessor",
+    "TriBertVideoProcessor",
     "TriBertVisionConfig",
 ]
