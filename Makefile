@@ -10,7 +10,7 @@ DEPS_HASH := $(shell cat setup.py | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.tribert-deps-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install system-deps clean-venv
 
 $(STAMP): setup.py
 	@if ! $(PY) -c "import sys; assert sys.version_info >= (3, 10)" 2>/dev/null; then \
@@ -29,7 +29,18 @@ install: $(STAMP)
 demo: install
 	$(PY) examples/run_demo.py
 
-test: install
+# Video decoding (tribert prepare, its tests) needs the system FFmpeg; install it when we can (root + apt-get).
+system-deps:
+	@if ! command -v ffmpeg >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "Installing FFmpeg with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+		else \
+			echo "FFmpeg is missing: install it (e.g. 'sudo apt-get install ffmpeg'); the video tests are skipped without it."; \
+		fi; \
+	fi
+
+test: install system-deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean-venv:
