@@ -5,8 +5,8 @@ with a 1022-sample Hann window and hop 256 -> 512 frequency bins x 256 frames, m
 log-spaced frequency rows -> `(1, 256, 256)`.
 
 The log-frequency warp is Sound-of-Pixels' `warpgrid` (row i of the output reads the linear spectrogram at the
-normalised frequency `(21 ** ((y + 1) / 2) - 11) / 10`, `y = -1 ... 1`) written as a sparse linear-interpolation
-matrix applied along the frequency axis, so it works for any number of frames and costs one matrix product.
+normalised frequency `(21 ** ((y + 1) / 2) - 11) / 10`, `y = -1 ... 1`), applied as a linear interpolation along the
+frequency axis only (two gathers and a lerp), so it works for any number of frames.
 """
 
 import numpy as np
@@ -15,18 +15,32 @@ from transformers import BatchFeature
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
 
-def _interpolation_matrix(positions: np.ndarray, size: int) -> np.ndarray:
-    """`(len(positions), size)` matrix whose row r linearly interpolates a signal of `size` samples at `positions[r]`
-    (fractional indices, clamped to the ends)."""
+def _interpolation_weights(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation of a signal of `size` samples at fractional `positions` (clamped to the ends):
+    `value[r] = signal[low[r]] * (1 - frac[r]) + signal[high[r]] * frac[r]`."""
     positions = np.clip(positions, 0, size - 1)
     low = np.floor(positions).astype(np.int64)
     high = np.minimum(low + 1, size - 1)
-    frac = positions - low
+    return low, high, positions - low
+
+
+def _interpolation_matrix(positions: np.ndarray, size: int) -> np.ndarray:
+    """The same interpolation as a dense `(len(positions), size)` matrix."""
+    low, high, frac = _interpolation_weights(positions, size)
     matrix = np.zeros((len(positions), size), dtype=np.float64)
     rows = np.arange(len(positions))
     np.add.at(matrix, (rows, low), 1.0 - frac)
     np.add.at(matrix, (rows, high), frac)
     return matrix
+
+
+def _log_frequency_positions(num_linear_bins: int, num_log_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional source indices of the warp (per log row) and of the unwarp (per linear bin)."""
+    y = np.linspace(-1.0, 1.0, num_log_bins)
+    linear_position = (np.power(21.0, (y + 1.0) / 2.0) - 11.0) / 10.0
+    x = np.linspace(-1.0, 1.0, num_linear_bins)
+    log_position = np.log(x * 10.0 + 11.0) / np.log(21.0) * 2.0 - 1.0
+    return (linear_position + 1.0) / 2.0 * (num_linear_bins - 1), (log_position + 1.0) / 2.0 * (num_log_bins - 1)
 
 
 def log_frequency_matrices(num_linear_bins: int = 512, num_log_bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -35,14 +49,13 @@ def log_frequency_matrices(num_linear_bins: int = 512, num_log_bins: int = 256) 
     Warp: output row i (normalised `y_i = -1 ... 1`) samples the linear axis at `(21 ** ((y_i + 1) / 2) - 11) / 10`.
     Unwarp: linear bin j (normalised `x_j`) samples the log axis at `log(10 x_j + 11) / log(21) * 2 - 1`, the inverse.
     Normalised coordinates map to indices as `(v + 1) / 2 * (n - 1)` (grid_sample with align_corners=True).
+    The feature extractor applies the same interpolation with two gathers instead of these dense products.
     """
-    y = np.linspace(-1.0, 1.0, num_log_bins)
-    linear_position = (np.power(21.0, (y + 1.0) / 2.0) - 11.0) / 10.0
-    warp = _interpolation_matrix((linear_position + 1.0) / 2.0 * (num_linear_bins - 1), num_linear_bins)
-    x = np.linspace(-1.0, 1.0, num_linear_bins)
-    log_position = np.log(x * 10.0 + 11.0) / np.log(21.0) * 2.0 - 1.0
-    unwarp = _interpolation_matrix((log_position + 1.0) / 2.0 * (num_log_bins - 1), num_log_bins)
-    return warp, unwarp
+    warp_positions, unwarp_positions = _log_frequency_positions(num_linear_bins, num_log_bins)
+    return (
+        _interpolation_matrix(warp_positions, num_linear_bins),
+        _interpolation_matrix(unwarp_positions, num_log_bins),
+    )
 
 
 class TriBertFeatureExtractor(SequenceFeatureExtractor):
@@ -86,16 +99,23 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
         self.num_frequency_bins = num_frequency_bins
         self.mask_ratio_max = mask_ratio_max
         self.loss_weight_range = tuple(loss_weight_range)
-        warp, unwarp = log_frequency_matrices(n_fft // 2 + 1, num_frequency_bins)
-        self._warp = torch.from_numpy(warp).float()
-        self._unwarp = torch.from_numpy(unwarp).float()
+        warp_positions, unwarp_positions = _log_frequency_positions(n_fft // 2 + 1, num_frequency_bins)
+        self._warp = tuple(torch.from_numpy(a) for a in _interpolation_weights(warp_positions, n_fft // 2 + 1))
+        self._unwarp = tuple(torch.from_numpy(a) for a in _interpolation_weights(unwarp_positions, num_frequency_bins))
 
-    # The matrices are derived from the settings: keep them out of the saved JSON.
+    # The interpolation tables are derived from the settings: keep them out of the saved JSON.
     def to_dict(self):
         output = super().to_dict()
         output.pop("_warp", None)
         output.pop("_unwarp", None)
         return output
+
+    @staticmethod
+    def _interpolate_rows(values: torch.Tensor, table) -> torch.Tensor:
+        """Linear interpolation along dim -2 at the table's positions (two gathers and a lerp)."""
+        low, high, frac = (t.to(values.device) for t in table)
+        frac = frac.to(values.dtype)[:, None]
+        return torch.lerp(values.index_select(-2, low), values.index_select(-2, high), frac)
 
     @property
     def num_linear_bins(self) -> int:
@@ -186,11 +206,15 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
 
     def warp(self, linear: torch.Tensor) -> torch.Tensor:
         """Linear-frequency `(..., 512, frames)` -> log-frequency `(..., 256, frames)`."""
-        return torch.matmul(self._warp.to(linear.device, linear.dtype), linear)
+        return self._interpolate_rows(linear, self._warp)
 
     def unwarp(self, log_frequency: torch.Tensor) -> torch.Tensor:
         """Log-frequency `(..., 256, frames)` -> linear-frequency `(..., 512, frames)`."""
-        return torch.matmul(self._unwarp.to(log_frequency.device, log_frequency.dtype), log_frequency)
+        return self._interpolate_rows(log_frequency, self._unwarp)
+
+    def magnitude(self, stft: torch.Tensor) -> torch.Tensor:
+        """|STFT| (hypot of the real and imaginary parts: faster than `abs` of a complex tensor on CPU)."""
+        return torch.hypot(stft.real, stft.imag)
 
     def crop(self, waveform: torch.Tensor, crop: str = "center", generator: torch.Generator | None = None):
         """Cut or zero-pad a `(samples,)` waveform to `num_samples`. Returns the crop and its start sample."""
@@ -256,7 +280,7 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
             [torch.nn.functional.pad(c, (0, longest - c.shape[-1]), value=self.padding_value) for c in cropped]
         )
         stft = self.stft(waveforms)
-        magnitude = self.warp(stft.abs()).clamp_min_(0.0).unsqueeze(1)
+        magnitude = self.warp(self.magnitude(stft)).unsqueeze(1)
         data = {
             "audio_spectrogram": magnitude,
             "num_valid_samples": torch.tensor(valid),
