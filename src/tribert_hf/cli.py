@@ -33,9 +33,9 @@ def _prepare(args) -> int:
 
 
 def _synthetic(args) -> int:
-    from .data.synthetic import PRESETS, generate_synthetic_music
+    from .data.synthetic import SYNTHETIC_PRESETS, generate_synthetic_music
 
-    dataset = generate_synthetic_music(args.output_dir, **PRESETS[args.preset], seed=args.seed)
+    dataset = generate_synthetic_music(args.output_dir, **SYNTHETIC_PRESETS[args.preset], seed=args.seed)
     sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.items())
     print(f"Synthetic music dataset in {args.output_dir} ({sizes}).")
     return 0

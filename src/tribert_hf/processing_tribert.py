@@ -44,8 +44,9 @@ class TriBertProcessor(ProcessorMixin):
 
         Args:
             audio: mono waveform(s) `(samples,)` at `sampling_rate` Hz. Required: it fixes the time window.
-            videos: frames `(frames, H, W, 3)` uint8 per clip, at `video_fps` frames per second. With `video_fps`
-                the frames are taken around the centre of the audio window; without it, around the clip's centre.
+            videos: frames `(frames, H, W, 3)` uint8 per clip (an array, or `tribert_hf.data.LazyFrames` that reads
+                only the frames picked), at `video_fps` frames per second. With `video_fps` the frames are taken
+                around the centre of the audio window; without it, around the clip's centre.
             pose_keypoints: `(persons, N, 68, 3)` per clip (x, y normalised by the frame size, confidence; the
                 prepared `pose.npy` format) at `pose_fps`, or None for a clip without keypoints (zeros, pose_mask 0).
             crop: `"center"` (evaluation) or `"random"` (training) crop of the audio; `seed` makes "random"
@@ -86,9 +87,11 @@ class TriBertProcessor(ProcessorMixin):
         if videos is not None:
             picked = []
             for i, frames in enumerate(videos):
-                frames = np.asarray(frames)
-                if frames.ndim != 4:
-                    raise ValueError(f"videos[{i}] must be (frames, height, width, 3), got shape {frames.shape}.")
+                if not hasattr(frames, "__getitem__") or np.ndim(frames) != 4:
+                    raise ValueError(
+                        f"videos[{i}] must be (frames, height, width, 3) (an array or LazyFrames), got "
+                        f"{getattr(frames, 'shape', type(frames).__name__)}."
+                    )
                 if video_fps[i]:
                     centre = int(round((float(window_start[i]) + window_length / 2) * video_fps[i]))
                     span = (self.video_processor.num_frames - 1) * self.video_processor.frame_stride + 1
@@ -100,7 +103,7 @@ class TriBertProcessor(ProcessorMixin):
                         len(frames), frame_sampling="random" if crop == "random" else "center",
                         seed=None if seed is None else seed + i,
                     )  # fmt: skip
-                picked.append(frames[indices])
+                picked.append(np.asarray(frames[indices]))
             data["pixel_values"] = self.video_processor(
                 picked, do_sample_frames=False, return_tensors="pt"
             )["pixel_values"]

@@ -1,8 +1,11 @@
 """Data: the prepared-dataset format, the built-in synthetic music dataset, and preparation from real videos."""
 
+from .features import PreparedClipFeaturizer
 from .prepared import (
     PREPARED_FEATURES,
     SPLITS,
+    LazyFrames,
+    lazy_frames,
     frame_paths,
     load_prepared,
     read_audio,
@@ -14,3 +17,4 @@ from .prepared import (
     write_report,
     write_wav,
 )
+from .synthetic import SYNTHETIC_PRESETS, generate_synthetic_music, load_synthetic_music, read_sources

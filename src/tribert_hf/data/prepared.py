@@ -196,6 +196,41 @@ def frame_paths(root: str, row: dict) -> list[str]:
     return [os.path.join(root, row["frames_dir"], f"{i:06d}.jpg") for i in range(1, row["num_frames"] + 1)]
 
 
+class LazyFrames:
+    """The frames of a prepared video as a sequence that reads only the frames it is indexed with.
+
+    `len(frames)` is the frame count; `frames[[3, 4, 5]]` (or a slice, or an int) decodes those JPEG files to
+    `(n, H, W, 3)` uint8. Pass it where frames are expected (e.g. `TriBertProcessor(videos=...)`) to avoid reading a
+    whole 3-minute video for 3 frames.
+    """
+
+    def __init__(self, paths: list[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        if isinstance(index, slice):
+            index = range(*index.indices(len(self.paths)))
+        single = np.ndim(index) == 0
+        out = []
+        for i in np.atleast_1d(np.asarray(index)):
+            with Image.open(self.paths[int(i)]) as image:
+                out.append(np.asarray(image.convert("RGB")))
+        return out[0] if single else np.stack(out)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+
+def lazy_frames(root: str, row: dict) -> LazyFrames:
+    return LazyFrames(frame_paths(root, row))
+
+
 def read_frames(root: str, row: dict, indices) -> np.ndarray:
     """Frames `indices` (0-based) of the row as `(len(indices), H, W, 3)` uint8."""
     from PIL import Image
@@ -227,6 +262,8 @@ def write_report(root: str, report: dict) -> None:
 __all__ = [
     "PREPARED_FEATURES",
     "SPLITS",
+    "LazyFrames",
+    "lazy_frames",
     "frame_paths",
     "load_prepared",
     "read_audio",
