@@ -2,7 +2,14 @@
 
 __version__ = "0.1.0.dev0"
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, AutoVideoProcessor
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoProcessor,
+    AutoVideoProcessor,
+)
 
 from .configuration_tribert import (
     MUSIC21_LABELS,
@@ -13,7 +20,19 @@ from .configuration_tribert import (
     TriBertVisionConfig,
 )
 from .feature_extraction_tribert import TriBertFeatureExtractor
-from .modeling_tribert import TriBertModel, TriBertModelOutput, TriBertPreTrainedModel
+from .modeling_tribert import (
+    TriBertForPreTraining,
+    TriBertForPreTrainingOutput,
+    TriBertForRetrieval,
+    TriBertForSourceSeparation,
+    TriBertModel,
+    TriBertModelOutput,
+    TriBertPreTrainedModel,
+    TriBertRetrievalOutput,
+    TriBertSeparationOutput,
+    compose_retrieval_pairs,
+    retrieval_top_k,
+)
 from .processing_tribert import TriBertProcessor
 from .video_processing_tribert import TriBertVideoProcessor
 
@@ -23,11 +42,13 @@ def _register() -> None:
     for config_class in (TriBertConfig, TriBertVisionConfig, TriBertPoseConfig, TriBertAudioConfig):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(TriBertConfig, TriBertModel, exist_ok=True)
+    AutoModelForPreTraining.register(TriBertConfig, TriBertForPreTraining, exist_ok=True)
     AutoFeatureExtractor.register(TriBertConfig, TriBertFeatureExtractor, exist_ok=True)
     AutoVideoProcessor.register(TriBertConfig, TriBertVideoProcessor, exist_ok=True)
     AutoProcessor.register(TriBertConfig, TriBertProcessor, exist_ok=True)
     TriBertConfig.register_for_auto_class()
     TriBertModel.register_for_auto_class("AutoModel")
+    TriBertForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
 
 _register()
@@ -38,11 +59,19 @@ __all__ = [
     "TriBertAudioConfig",
     "TriBertConfig",
     "TriBertFeatureExtractor",
+    "TriBertForPreTraining",
+    "TriBertForPreTrainingOutput",
+    "TriBertForRetrieval",
+    "TriBertForSourceSeparation",
     "TriBertModel",
     "TriBertModelOutput",
     "TriBertPoseConfig",
     "TriBertPreTrainedModel",
     "TriBertProcessor",
+    "TriBertRetrievalOutput",
+    "TriBertSeparationOutput",
     "TriBertVideoProcessor",
     "TriBertVisionConfig",
+    "compose_retrieval_pairs",
+    "retrieval_top_k",
 ]

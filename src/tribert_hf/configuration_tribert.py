@@ -53,6 +53,15 @@ MUSIC_LABELS = (
     "xylophone",
 )
 
+# Retrieval variants of the paper's Table 3: query streams -> candidate stream, and the n of the n-way choice.
+RETRIEVAL_VARIANTS = {
+    "audio_to_vision": (("audio",), "vision", 3),
+    "vision_to_audio": (("vision",), "audio", 3),
+    "audio_to_pose": (("audio",), "pose", 3),
+    "pose_to_audio": (("pose",), "audio", 3),
+    "vision_audio_to_pose": (("vision", "audio"), "pose", 4),
+}
+
 _ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new", "tanh", "gelu_pytorch_tanh")
 
 
@@ -271,6 +280,19 @@ class TriBertConfig(PreTrainedConfig):
         co_attention_dropout (`float`, defaults to 0.1): dropout on co-attention probabilities.
         initializer_range (`float`, defaults to 0.02).
         id2label / num_labels: the instrument classes. Defaults to the 21 MUSIC21 classes.
+        separation_base_channels (`int`, defaults to 64): channels of the attention U-Net's first level (doubling
+            per level up to 8x).
+        separation_num_downs (`int`, defaults to 7): down-convolutions (and up-convolutions) of the U-Net; the
+            spectrogram's frequency bins and frames must be divisible by 2 ** separation_num_downs.
+        separation_fusion_heads (`int`, defaults to 8): heads of the bottleneck self-attention fusion.
+        mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
+            (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
+        *_loss_weight (`float`): weights of the pre-training loss terms (vision, pose, audio classification, the
+            segmentation attention's class scores, separation).
+        retrieval_variant (`str`, defaults to `"audio_to_vision"`): one of `RETRIEVAL_VARIANTS`.
+        retrieval_embeddings (`str`, defaults to `"transformer"`): `"transformer"` (hidden states after the
+            encoder) or `"pre_transformer"` (the stream embeddings; the paper's baseline).
+        retrieval_hidden_size (`int`, defaults to 1024): common projection size of query and candidate.
 
     Example:
 
@@ -296,6 +318,18 @@ class TriBertConfig(PreTrainedConfig):
     co_attention_intermediate_size: int = 1024
     co_attention_dropout: float | int = 0.1
     initializer_range: float = 0.02
+    separation_base_channels: int = 64
+    separation_num_downs: int = 7
+    separation_fusion_heads: int = 8
+    mask_type: str = "binary"
+    vision_classification_loss_weight: float | int = 1.0
+    pose_classification_loss_weight: float | int = 1.0
+    audio_classification_loss_weight: float | int = 1.0
+    segmentation_loss_weight: float | int = 1.0
+    separation_loss_weight: float | int = 1.0
+    retrieval_variant: str = "audio_to_vision"
+    retrieval_embeddings: str = "transformer"
+    retrieval_hidden_size: int = 1024
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
@@ -332,6 +366,21 @@ class TriBertConfig(PreTrainedConfig):
                 f"TriBertConfig.co_attention_hidden_size ({self.co_attention_hidden_size}) is not divisible by "
                 f"co_attention_num_heads ({self.co_attention_num_heads})."
             )
+        _check_positive(self, ("separation_base_channels", "separation_num_downs", "separation_fusion_heads", "retrieval_hidden_size"))
+        bottleneck = min(self.separation_base_channels * 2 ** (self.separation_num_downs - 1), self.separation_base_channels * 8)
+        if bottleneck % self.separation_fusion_heads != 0:
+            raise ValueError(
+                f"The U-Net bottleneck width ({bottleneck}) is not divisible by separation_fusion_heads "
+                f"({self.separation_fusion_heads})."
+            )
+        if self.mask_type not in ("binary", "ratio"):
+            raise ValueError(f"mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
+        if self.retrieval_variant not in RETRIEVAL_VARIANTS:
+            raise ValueError(f"retrieval_variant must be one of {sorted(RETRIEVAL_VARIANTS)}, got {self.retrieval_variant!r}.")
+        if self.retrieval_embeddings not in ("transformer", "pre_transformer"):
+            raise ValueError(
+                f"retrieval_embeddings must be 'transformer' or 'pre_transformer', got {self.retrieval_embeddings!r}."
+            )
         if self.num_labels <= 0:
             raise ValueError(f"TriBertConfig needs at least one label, got num_labels={self.num_labels}.")
         streams = self.streams
@@ -352,6 +401,7 @@ class TriBertConfig(PreTrainedConfig):
 __all__ = [
     "MUSIC21_LABELS",
     "MUSIC_LABELS",
+    "RETRIEVAL_VARIANTS",
     "TriBertAudioConfig",
     "TriBertConfig",
     "TriBertPoseConfig",

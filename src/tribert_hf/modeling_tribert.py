@@ -777,4 +777,566 @@ class TriBertModel(TriBertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["TriBertModel", "TriBertModelOutput", "TriBertPreTrainedModel"]
+# ----------------------------------------------------------------------------------------------------------------
+# Separation: attention U-Net with a bottleneck fusion of the three streams' <SOS> outputs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TriBertSeparationOutput(ModelOutput):
+    r"""
+    loss (`()`): weighted per-pixel BCE (binary masks) or L1 (ratio masks) against `labels`, when given.
+    logits (`(batch, num_videos, frequency_bins, frames)`): mask logits on the log-frequency grid, one per video.
+    masks (`(batch, num_videos, frequency_bins, frames)`): the masks (sigmoid, or 2 * sigmoid for ratio masks).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    masks: torch.FloatTensor | None = None
+
+
+class TriBertAttentionGate(nn.Module):
+    """Additive attention gate (Oktay et al., Attention U-Net): the decoder signal `g` weights the skip features."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        inner = max(channels // 2, 1)
+        self.gate = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
+        self.skip = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
+        self.psi = nn.Sequential(nn.Conv2d(inner, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
+
+    def forward(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x * self.psi(F.relu(self.gate(g) + self.skip(x)))
+
+
+class TriBertBottleneckFusion(nn.Module):
+    """Self-attention early fusion: the fused `<SOS>` vector becomes one token next to the bottleneck positions;
+    one (post-norm) self-attention block mixes them and the positions go back to the decoder."""
+
+    def __init__(self, condition_size: int, channels: int, num_heads: int):
+        super().__init__()
+        self.condition = nn.Linear(condition_size, channels)
+        self.attention = nn.MultiheadAttention(channels, num_heads, batch_first=True)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, bottleneck: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = bottleneck.shape
+        tokens = torch.cat([self.condition(condition)[:, None], bottleneck.flatten(2).transpose(1, 2)], dim=1)
+        fused = self.norm(tokens + self.attention(tokens, tokens, tokens, need_weights=False)[0])
+        return fused[:, 1:].transpose(1, 2).reshape(n, c, h, w)
+
+
+class TriBertSeparationHead(nn.Module):
+    """Attention U-Net over the mixture's log-frequency magnitude (`separation_num_downs` 4x4/stride-2 down
+    convolutions and as many upsample + 3x3 up convolutions, skips through attention gates), conditioned at the
+    bottleneck on each video's fused `<SOS>` outputs; one mask (logits) per video."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        base, depth = config.separation_base_channels, config.separation_num_downs
+        self.depth = depth
+        channels = [min(base * 2**k, base * 8) for k in range(depth)]
+        self.input_norm = nn.BatchNorm2d(1)
+        downs, in_channels = [], 1
+        for k, out_channels in enumerate(channels):
+            layers = [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1)]
+            if 0 < k < depth - 1:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.LeakyReLU(0.2, inplace=True) if k < depth - 1 else nn.ReLU(inplace=True))
+            downs.append(nn.Sequential(*layers))
+            in_channels = out_channels
+        self.downs = nn.ModuleList(downs)
+        condition_size = sum(config.streams[s].hidden_size for s in STREAMS)
+        self.fusion = TriBertBottleneckFusion(condition_size, channels[-1], config.separation_fusion_heads)
+        ups, gates = [], []
+        for k in reversed(range(depth)):
+            in_up = channels[k] if k == depth - 1 else 2 * channels[k]
+            out_up = channels[k - 1] if k > 0 else 1
+            layers = [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.Conv2d(in_up, out_up, 3, padding=1)]
+            if k > 0:
+                layers += [nn.BatchNorm2d(out_up), nn.ReLU(inplace=True)]
+                gates.append(TriBertAttentionGate(out_up))
+            ups.append(nn.Sequential(*layers))
+        self.ups = nn.ModuleList(ups)
+        self.gates = nn.ModuleList(gates)
+
+    def forward(self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
+        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`."""
+        batch, videos = conditions.shape[:2]
+        size = 2**self.depth
+        if mixture_magnitude.shape[-2] % size or mixture_magnitude.shape[-1] % size:
+            raise ValueError(
+                f"The separation U-Net needs frequency bins and frames divisible by 2 ** separation_num_downs = "
+                f"{size}; got a spectrogram of shape {tuple(mixture_magnitude.shape)}."
+            )
+        hidden = self.input_norm(torch.log(mixture_magnitude + log_eps))
+        skips = []
+        for down in self.downs:
+            hidden = down(hidden)
+            skips.append(hidden)
+        # The encoder runs once per mixture; the decoder once per video of the mixture.
+        hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions.flatten(0, 1))
+        skips = [skip.repeat_interleave(videos, dim=0) for skip in skips[:-1]]
+        for index, up in enumerate(self.ups):
+            hidden = up(hidden)
+            if index < len(self.gates):
+                skip = skips[-1 - index]
+                hidden = torch.cat([hidden, self.gates[index](hidden, skip)], dim=1)
+        return hidden.view(batch, videos, *hidden.shape[-2:])
+
+
+def _check_video_inputs(pixel_values, pose_keypoints, pose_mask):
+    if pixel_values.ndim != 6:
+        raise ValueError(
+            "`pixel_values` must have shape (batch, videos, frames, 3, height, width): one entry per video of the "
+            f"mixture; got {tuple(pixel_values.shape)}."
+        )
+    if pose_keypoints.ndim != 6 or pose_keypoints.shape[:2] != pixel_values.shape[:2]:
+        raise ValueError(
+            f"`pose_keypoints` must have shape (batch, videos, persons, T, joints, 3) with the batch and videos of "
+            f"`pixel_values` {tuple(pixel_values.shape[:2])}; got {tuple(pose_keypoints.shape)}."
+        )
+    if pose_mask is not None and tuple(pose_mask.shape[:2]) != tuple(pixel_values.shape[:2]):
+        raise ValueError(f"`pose_mask` must have shape (batch, videos, persons), got {tuple(pose_mask.shape)}.")
+
+
+def _mask_loss(config, logits, labels, mixture_magnitude, loss_weight):
+    """Weighted per-pixel loss of the masks (SoP: weight log1p(mixture magnitude) clamped to [1e-3, 10])."""
+    if labels.shape != logits.shape:
+        raise ValueError(f"`labels` (mask targets) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+    if loss_weight is None:
+        loss_weight = torch.log1p(mixture_magnitude).clamp(1e-3, 10.0)
+    weight = loss_weight.expand_as(logits) if loss_weight.shape != logits.shape else loss_weight
+    if config.mask_type == "binary":
+        loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")
+    else:
+        loss = (2 * torch.sigmoid(logits) - labels.to(logits.dtype).clamp(0, 2)).abs()
+    return (loss * weight).mean()
+
+
+def _activate_masks(config, logits):
+    return torch.sigmoid(logits) if config.mask_type == "binary" else 2 * torch.sigmoid(logits)
+
+
+class TriBertForSourceSeparation(TriBertPreTrainedModel):
+    """TriBERT + attention U-Net: separates a mixture of N videos' audio into one mask per video (mix-and-separate).
+
+    Each video is encoded by `TriBertModel` from its own frames and keypoints together with the mixture's
+    spectrogram; the concatenated `<SOS>` outputs of the three streams condition the U-Net at its bottleneck.
+    """
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__(config)
+        self.tribert = TriBertModel(config)
+        self.separation = TriBertSeparationHead(config)
+        self.post_init()
+
+    def video_conditions(self, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None):
+        """Run the encoder for every (mixture, video) pair; returns the fused `<SOS>` vectors `(B, N, D)` and the
+        encoder output (batch flattened to B * N)."""
+        batch, videos = pixel_values.shape[:2]
+        outputs = self.tribert(
+            pixel_values=pixel_values.flatten(0, 1),
+            pose_keypoints=pose_keypoints.flatten(0, 1),
+            audio_spectrogram=audio_spectrogram.repeat_interleave(videos, dim=0),
+            pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
+            bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
+        )
+        sos = torch.cat([outputs[f"{s}_last_hidden_state"][:, 0] for s in STREAMS], dim=-1)
+        return sos.view(batch, videos, -1), outputs
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_keypoints: torch.FloatTensor,
+        audio_spectrogram: torch.FloatTensor,
+        pose_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        loss_weight: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TriBertSeparationOutput | tuple:
+        r"""
+        pixel_values (`(batch, videos, frames, 3, H, W)`), pose_keypoints (`(batch, videos, persons, T, 68, 3)`),
+        pose_mask (`(batch, videos, persons)`): each video of the mixture.
+        audio_spectrogram (`(batch, 1, 256, frames)`): the mixture's log-frequency magnitude.
+        labels (`(batch, videos, 256, frames)`): mask targets (binary: the video's sources dominate; or ratios).
+        loss_weight (`(batch, 1, 256, frames)`, *optional*): per-pixel weight; defaults to log1p(mixture) in [1e-3, 10].
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _check_video_inputs(pixel_values, pose_keypoints, pose_mask)
+        conditions, _ = self.video_conditions(pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos)
+        logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps)
+        loss = None if labels is None else _mask_loss(self.config, logits, labels, audio_spectrogram, loss_weight)
+        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=_activate_masks(self.config, logits))
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def separate(
+        self,
+        waveform: torch.Tensor,
+        pixel_values: torch.Tensor,
+        pose_keypoints: torch.Tensor,
+        feature_extractor,
+        pose_mask: torch.Tensor | None = None,
+        overlap: float = 0.25,
+        batch_size: int = 8,
+        mask_threshold: float | None = None,
+    ) -> torch.Tensor:
+        """Separate mixtures of any length into one waveform per video.
+
+        Args:
+            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
+            pixel_values / pose_keypoints / pose_mask: each video's inputs, as in `forward` (the same frames and
+                keypoints condition every segment).
+            feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
+            overlap: fraction of a segment shared with the next one. Audio longer than one crop
+                (`feature_extractor.num_samples`) is cut into segments that overlap by this much, separated one
+                by one, and overlap-added with linear cross-fades (weights summing to one).
+            mask_threshold: binarise binary masks at this value (Sound-of-Pixels uses 0.5); None keeps soft masks.
+        Returns:
+            `(batch, videos, samples)` (or `(videos, samples)` for one mixture): mask x mixture magnitude with
+            the mixture phase, inverse STFT.
+        """
+        single = waveform.ndim == 1
+        if single:
+            waveform = waveform[None]
+            pixel_values, pose_keypoints = pixel_values[None], pose_keypoints[None]
+            pose_mask = None if pose_mask is None else pose_mask[None]
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+        fe, device = feature_extractor, self.device
+        batch, length = waveform.shape
+        videos = pixel_values.shape[1]
+        segment = fe.num_samples
+        hop = max(1, int(round(segment * (1.0 - overlap))))
+        starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
+        fade = segment - hop if len(starts) > 1 else 0
+        output = torch.zeros(batch, videos, length, device=device)
+        total = torch.zeros(length, device=device)
+        for first in range(0, len(starts), batch_size):
+            chunk = starts[first : first + batch_size]
+            pieces = torch.stack([
+                F.pad(waveform[:, s : s + segment], (0, max(0, s + segment - length))) for s in chunk
+            ], dim=1).to(device)  # (batch, segments, segment)  # fmt: skip
+            stft = fe.stft(pieces.flatten(0, 1))
+            magnitude = fe.warp(fe.magnitude(stft)).unsqueeze(1)
+            repeat = len(chunk)
+            masks = self(
+                pixel_values=pixel_values.to(device).repeat_interleave(repeat, dim=0),
+                pose_keypoints=pose_keypoints.to(device).repeat_interleave(repeat, dim=0),
+                audio_spectrogram=magnitude,
+                pose_mask=None if pose_mask is None else pose_mask.to(device).repeat_interleave(repeat, dim=0),
+                return_dict=True,
+            ).masks
+            if mask_threshold is not None:
+                masks = (masks > mask_threshold).to(masks.dtype)
+            waves = fe.masks_to_waveforms(masks, stft, segment).view(batch, repeat, videos, segment)
+            for offset, start in enumerate(chunk):
+                weight = torch.ones(segment, device=device)
+                if fade and start > 0:
+                    weight[:fade] = torch.linspace(0, 1, fade + 2, device=device)[1:-1]
+                if fade and start + segment < length:
+                    weight[-fade:] = torch.linspace(1, 0, fade + 2, device=device)[1:-1]
+                valid = min(segment, length - start)
+                output[:, :, start : start + valid] += waves[:, offset, :, :valid] * weight[:valid]
+                total[start : start + valid] += weight[:valid]
+        output = output / total.clamp_min(1e-8)
+        return output[0] if single else output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pre-training: weakly supervised classification (vision, pose), audio classification, separation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TriBertForPreTrainingOutput(ModelOutput):
+    r"""
+    loss: the weighted sum of the terms below (those that could be computed).
+    vision_classification_loss / pose_classification_loss: BCE of the WSDDN clip scores against each video's labels.
+    audio_classification_loss: BCE of the audio logits against the labels of every video in the mixture (the
+        audio stream hears the mixture).
+    segmentation_loss: BCE of the segmentation attention's clip-level class scores against the video's labels.
+    separation_loss: weighted per-pixel mask loss.
+    vision_scores / pose_scores (`(batch, videos, num_labels)`): WSDDN clip scores in (0, 1).
+    audio_logits (`(batch, videos, num_labels)`), mask_logits (`(batch, videos, 256, frames)`).
+    """
+
+    loss: torch.FloatTensor | None = None
+    vision_classification_loss: torch.FloatTensor | None = None
+    pose_classification_loss: torch.FloatTensor | None = None
+    audio_classification_loss: torch.FloatTensor | None = None
+    segmentation_loss: torch.FloatTensor | None = None
+    separation_loss: torch.FloatTensor | None = None
+    vision_scores: torch.FloatTensor | None = None
+    pose_scores: torch.FloatTensor | None = None
+    audio_logits: torch.FloatTensor | None = None
+    mask_logits: torch.FloatTensor | None = None
+
+
+class TriBertWeaklySupervisedHead(nn.Module):
+    """WSDDN (Bilen & Vedaldi): a class branch (softmax over classes) and a detection branch (softmax over regions),
+    multiplied and summed over regions -> clip-level class scores in (0, 1). Masked regions take no part."""
+
+    def __init__(self, hidden_size: int, num_labels: int):
+        super().__init__()
+        self.classification = nn.Linear(hidden_size, num_labels)
+        self.detection = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        regions, mask = hidden_states[:, 1:], token_mask[:, 1:, None].bool()  # drop <SOS>
+        class_probabilities = self.classification(regions).softmax(dim=-1)
+        detection = self.detection(regions).masked_fill(~mask, torch.finfo(regions.dtype).min).softmax(dim=1)
+        return (class_probabilities * detection).sum(dim=1).clamp(1e-6, 1 - 1e-6)
+
+
+class TriBertForPreTraining(TriBertPreTrainedModel):
+    """TriBERT with the paper's joint pre-training objective: weakly supervised vision and pose classification,
+    audio classification, the segmentation attention's class scores and mix-and-separate mask prediction."""
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__(config)
+        self.tribert = TriBertModel(config)
+        self.vision_classifier = TriBertWeaklySupervisedHead(config.vision_config.hidden_size, config.num_labels)
+        self.pose_classifier = TriBertWeaklySupervisedHead(config.pose_config.hidden_size, config.num_labels)
+        self.audio_classifier = nn.Linear(config.audio_config.hidden_size, config.num_labels)
+        self.separation = TriBertSeparationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_keypoints: torch.FloatTensor,
+        audio_spectrogram: torch.FloatTensor,
+        pose_mask: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        loss_weight: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TriBertForPreTrainingOutput | tuple:
+        r"""
+        Inputs as [`TriBertForSourceSeparation`]; `class_labels` (`(batch, videos, num_labels)`) are the multi-hot
+        instrument labels of each video, `labels` the mask targets.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _check_video_inputs(pixel_values, pose_keypoints, pose_mask)
+        batch, videos = pixel_values.shape[:2]
+        outputs = self.tribert(
+            pixel_values=pixel_values.flatten(0, 1),
+            pose_keypoints=pose_keypoints.flatten(0, 1),
+            audio_spectrogram=audio_spectrogram.repeat_interleave(videos, dim=0),
+            pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
+            bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
+        )
+        shape = (batch, videos, -1)
+        vision_scores = self.vision_classifier(outputs.vision_last_hidden_state, outputs.vision_attention_mask).view(shape)
+        pose_scores = self.pose_classifier(outputs.pose_last_hidden_state, outputs.pose_attention_mask).view(shape)
+        audio_logits = self.audio_classifier(outputs.audio_last_hidden_state.mean(dim=1)).view(shape)
+        segmentation_scores = outputs.vision_class_scores.mean(dim=1).clamp(1e-6, 1 - 1e-6).view(shape)
+        sos = torch.cat([outputs[f"{s}_last_hidden_state"][:, 0] for s in STREAMS], dim=-1).view(batch, videos, -1)
+        mask_logits = self.separation(audio_spectrogram, sos, self.config.audio_config.log_eps)
+
+        terms = {}
+        if class_labels is not None:
+            if class_labels.shape != vision_scores.shape:
+                raise ValueError(
+                    f"`class_labels` must have shape (batch, videos, num_labels) = {tuple(vision_scores.shape)}, got "
+                    f"{tuple(class_labels.shape)}."
+                )
+            targets = class_labels.to(vision_scores.dtype)
+            heard = targets.amax(dim=1, keepdim=True).expand_as(targets)  # every instrument of the mixture
+            terms["vision_classification_loss"] = F.binary_cross_entropy(vision_scores, targets)
+            # Videos in which nobody was detected (every person masked) have no pose evidence: left out of this term.
+            has_person = outputs.pose_attention_mask[:, 1:].any(dim=1).view(batch, videos, 1).to(targets.dtype)
+            pose_terms = F.binary_cross_entropy(pose_scores, targets, reduction="none") * has_person
+            terms["pose_classification_loss"] = pose_terms.sum() / (has_person.sum() * targets.shape[-1]).clamp_min(1)
+            terms["audio_classification_loss"] = F.binary_cross_entropy_with_logits(audio_logits, heard)
+            terms["segmentation_loss"] = F.binary_cross_entropy(segmentation_scores, targets)
+        if labels is not None:
+            terms["separation_loss"] = _mask_loss(self.config, mask_logits, labels, audio_spectrogram, loss_weight)
+        weights = {
+            "vision_classification_loss": self.config.vision_classification_loss_weight,
+            "pose_classification_loss": self.config.pose_classification_loss_weight,
+            "audio_classification_loss": self.config.audio_classification_loss_weight,
+            "segmentation_loss": self.config.segmentation_loss_weight,
+            "separation_loss": self.config.separation_loss_weight,
+        }
+        loss = sum(weights[name] * value for name, value in terms.items()) if terms else None
+        output = TriBertForPreTrainingOutput(
+            loss=loss, vision_scores=vision_scores, pose_scores=pose_scores, audio_logits=audio_logits,
+            mask_logits=mask_logits, **terms,
+        )  # fmt: skip
+        return output if return_dict else output.to_tuple()
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Retrieval (paper Table 3): n-way multiple choice between a query and candidates of another modality
+# ----------------------------------------------------------------------------------------------------------------
+
+_MODALITY_INPUTS = {
+    "vision": ("pixel_values",),
+    "pose": ("pose_keypoints", "pose_mask"),
+    "audio": ("audio_spectrogram",),
+}
+
+
+def compose_retrieval_pairs(variant: str, query: dict, candidates: dict) -> dict:
+    """Model inputs for scoring one query against `n` candidates.
+
+    Args:
+        variant: a key of `RETRIEVAL_VARIANTS` (e.g. `"audio_to_vision"`).
+        query: one clip's inputs without a batch dimension (`pixel_values` `(F, 3, H, W)`, `pose_keypoints`
+            `(P, T, J, 3)`, `pose_mask` `(P,)`, `audio_spectrogram` `(1, 256, frames)`); only the query streams
+            are read.
+        candidates: the same keys with a leading dimension `n`; only the candidate stream is read.
+    Returns:
+        Inputs with a leading `n`: pair i holds the query's streams and candidate i's stream; the stream that is
+        neither (e.g. pose for audio -> vision) is blank (zeros, and every person masked).
+    """
+    from .configuration_tribert import RETRIEVAL_VARIANTS
+
+    query_streams, candidate_stream, _ = RETRIEVAL_VARIANTS[variant]
+    reference = candidates[_MODALITY_INPUTS[candidate_stream][0]]
+    n = reference.shape[0]
+    pairs = {}
+    for stream, names in _MODALITY_INPUTS.items():
+        for name in names:
+            if stream == candidate_stream:
+                pairs[name] = candidates[name]
+            elif stream in query_streams:
+                pairs[name] = query[name].unsqueeze(0).expand(n, *query[name].shape)
+            elif name in query:  # the blank stream: zeros shaped like the query's (and every person absent)
+                pairs[name] = torch.zeros(n, *query[name].shape, dtype=query[name].dtype)
+            elif name in candidates:
+                pairs[name] = torch.zeros_like(candidates[name])
+            else:
+                raise ValueError(f"compose_retrieval_pairs needs `{name}` in the query or the candidates (for its shape).")
+    return pairs
+
+
+@dataclass
+class TriBertRetrievalOutput(ModelOutput):
+    r"""
+    loss (`()`): cross entropy of the n-way choice, when `labels` are given.
+    logits (`(batch, n)`): one score per (query, candidate) pair.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class TriBertForRetrieval(TriBertPreTrainedModel):
+    """Cross-modal retrieval as n-way multiple choice (paper Sec. 4.2): the query's and the candidate's embeddings
+    are projected to `retrieval_hidden_size`, multiplied element-wise and scored by an MLP; softmax over the n.
+
+    `config.retrieval_variant` picks the query and candidate streams; `config.retrieval_embeddings` picks the
+    transformer's hidden states (`"transformer"`) or the stream embeddings before it (`"pre_transformer"`, the
+    paper's baseline). Each stream's embedding is its token sequence flattened (masked tokens zeroed).
+    """
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__(config)
+        from .configuration_tribert import RETRIEVAL_VARIANTS
+
+        self.tribert = TriBertModel(config)
+        self.query_streams, self.candidate_stream, self.num_choices = RETRIEVAL_VARIANTS[config.retrieval_variant]
+        vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
+        lengths = {
+            "vision": 1 + vc.num_frames * vc.num_objects,
+            "pose": 1 + pc.num_segments * pc.num_persons,
+            "audio": 1 + ac.sequence_length,
+        }
+        size = config.retrieval_hidden_size
+        query_size = sum(lengths[s] * config.streams[s].hidden_size for s in self.query_streams)
+        candidate_size = lengths[self.candidate_stream] * config.streams[self.candidate_stream].hidden_size
+        self.query_projection = nn.Linear(query_size, size)
+        self.candidate_projection = nn.Linear(candidate_size, size)
+        self.scorer = nn.Sequential(nn.Linear(size, size), nn.GELU(), nn.LayerNorm(size), nn.Linear(size, 1))
+        self.post_init()
+
+    def freeze_encoder(self, freeze: bool = True) -> None:
+        """Keep the pre-trained `TriBertModel` fixed (train only the retrieval head)."""
+        for parameter in self.tribert.parameters():
+            parameter.requires_grad_(not freeze)
+
+    def _embedding(self, outputs, streams):
+        key = "last_hidden_state" if self.config.retrieval_embeddings == "transformer" else "embeddings"
+        parts = []
+        for stream in streams:
+            tokens = outputs[f"{stream}_{key}"] * outputs[f"{stream}_attention_mask"][..., None].to(outputs[f"{stream}_{key}"].dtype)
+            parts.append(tokens.flatten(1))
+        return torch.cat(parts, dim=-1)
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_keypoints: torch.FloatTensor,
+        audio_spectrogram: torch.FloatTensor,
+        pose_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TriBertRetrievalOutput | tuple:
+        r"""
+        Inputs with a leading `(batch, n)`: pair j of example b holds the query's streams and candidate j's stream
+        (see `compose_retrieval_pairs`). `labels` (`(batch,)`): the index of the right candidate.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if pixel_values.ndim != 6:
+            raise ValueError(
+                f"`pixel_values` must have shape (batch, n, frames, 3, H, W) (n candidate pairs per query), got "
+                f"{tuple(pixel_values.shape)}."
+            )
+        batch, n = pixel_values.shape[:2]
+        outputs = self.tribert(
+            pixel_values=pixel_values.flatten(0, 1),
+            pose_keypoints=pose_keypoints.flatten(0, 1),
+            audio_spectrogram=audio_spectrogram.flatten(0, 1),
+            pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
+        )
+        query = self.query_projection(self._embedding(outputs, self.query_streams))
+        candidate = self.candidate_projection(self._embedding(outputs, (self.candidate_stream,)))
+        logits = self.scorer(query * candidate).view(batch, n)
+        loss = None if labels is None else F.cross_entropy(logits, labels)
+        output = TriBertRetrievalOutput(loss=loss, logits=logits)
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def score_pool(self, query: dict, pool: dict, batch_size: int = 16) -> torch.Tensor:
+        """Scores `(pool size,)` of one query (a clip's inputs, no batch dimension) against every clip of `pool`
+        (inputs with a leading pool dimension)."""
+        pairs = compose_retrieval_pairs(self.config.retrieval_variant, query, pool)
+        size = pairs["pixel_values"].shape[0]
+        scores = []
+        for start in range(0, size, batch_size):
+            chunk = {k: v[start : start + batch_size].unsqueeze(0).to(self.device) for k, v in pairs.items()}
+            scores.append(self(**chunk, return_dict=True).logits[0])
+        return torch.cat(scores)
+
+
+def retrieval_top_k(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5, 10)) -> dict[str, float]:
+    """Top-k accuracy of a `(queries, pool)` score matrix whose right answers are `targets` `(queries,)`."""
+    if scores.ndim != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(f"scores must be (queries, pool) and targets (queries,); got {tuple(scores.shape)}, {tuple(targets.shape)}.")
+    ranks = (scores > scores.gather(1, targets[:, None])).sum(dim=1)  # 0 = ranked first
+    return {f"top{k}": float((ranks < k).float().mean()) for k in ks}
+
+
+__all__ = [
+    "TriBertForPreTraining",
+    "TriBertForRetrieval",
+    "TriBertRetrievalOutput",
+    "compose_retrieval_pairs",
+    "retrieval_top_k",
+    "TriBertForPreTrainingOutput",
+    "TriBertForSourceSeparation",
+    "TriBertModel",
+    "TriBertModelOutput",
+    "TriBertPreTrainedModel",
+    "TriBertSeparationOutput",
+]
