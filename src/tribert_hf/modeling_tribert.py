@@ -365,7 +365,7 @@ class TriBertPoseEmbeddings(nn.Module):
 
 
 class TriBertAudioEmbeddings(nn.Module):
-    """Log-frequency magnitude -> VGGish-style CNN -> global average pooling -> FC -> repeated tokens."""
+    """Log-frequency magnitude -> VGGish-style CNN -> global average pooling -> FC + LayerNorm -> repeated tokens."""
 
     def __init__(self, config: TriBertConfig):
         super().__init__()
@@ -383,7 +383,8 @@ class TriBertAudioEmbeddings(nn.Module):
             layers.append(nn.ReLU(inplace=True))
             in_channels = item
         self.cnn = nn.Sequential(*layers)
-        self.fc = nn.Sequential(nn.Linear(in_channels, ac.feature_size), nn.ReLU(inplace=True))
+        # LayerNorm: the global feature reaches the projection at unit scale, not drowned by the position embeddings
+        self.fc = nn.Sequential(nn.Linear(in_channels, ac.feature_size), nn.ReLU(inplace=True), nn.LayerNorm(ac.feature_size))
         self.projection = nn.Linear(ac.feature_size, ac.hidden_size)
         self.position_embeddings = nn.Embedding(ac.sequence_length, ac.hidden_size)
         self.sos_embedding = nn.Parameter(torch.zeros(1, 1, ac.hidden_size))

@@ -74,10 +74,10 @@ def _as_stack(value, name: str, shape: tuple[int, ...] | None, reference: str) -
     if array.ndim != 3 or 0 in array.shape:
         raise ValueError(f"`{name}` must have shape (num_sources, frequency_bins, frames), got {array.shape}.")
     if shape is not None and array.shape[-len(shape):] != tuple(shape):
-        expected = tuple(shape) if len(shape) == 3 else ("num_sources", *shape)
+        expected = ", ".join(str(n) for n in shape) if len(shape) == 3 else "num_sources, " + ", ".join(map(str, shape))
         raise ValueError(
             f"`{name}` has shape {array.shape}, which does not match `{reference}` {tuple(shape)}: expected "
-            f"{expected} (num_sources, frequency_bins, frames)."
+            f"({expected}) = (num_sources, frequency_bins, frames)."
         )
     return array
 

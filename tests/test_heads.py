@@ -1,0 +1,250 @@
+"""Task heads on a tiny config: separation (N = 2, 3), pre-training losses, segment-wise separation, retrieval,
+and the MUSIC21 -> MUSIC label swap."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_inputs, make_tiny_config
+
+from tribert_hf import (
+    TriBertFeatureExtractor,
+    TriBertForPreTraining,
+    TriBertForRetrieval,
+    TriBertForSourceSeparation,
+    TriBertSeparationOutput,
+    compose_retrieval_pairs,
+    retrieval_top_k,
+)
+from tribert_hf.configuration_tribert import RETRIEVAL_VARIANTS
+
+
+HEAD_CONFIG = {"separation_num_downs": 3, "separation_base_channels": 4, "separation_fusion_heads": 2}
+
+
+def head_config(**overrides):
+    zero = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    return make_tiny_config(
+        vision_config={**zero, "segmentation_dropout": 0.0, "mask_probability": 0.0},
+        pose_config=zero,
+        audio_config=zero,
+        co_attention_dropout=0.0,
+        **{**HEAD_CONFIG, **overrides},
+    )
+
+
+def mixture_inputs(config, batch=2, videos=2, seed=0, frames=24):
+    clips = make_inputs(config, batch_size=batch * videos, seed=seed, time_frames=frames)
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "pixel_values": clips["pixel_values"].view(batch, videos, *clips["pixel_values"].shape[1:]),
+        "pose_keypoints": clips["pose_keypoints"].view(batch, videos, *clips["pose_keypoints"].shape[1:]),
+        "pose_mask": clips["pose_mask"].view(batch, videos, -1),
+        "audio_spectrogram": torch.rand(batch, 1, config.audio_config.num_frequency_bins, frames, generator=generator),
+    }
+
+
+@pytest.mark.parametrize("videos", [2, 3])
+def test_separation_shapes_and_loss(videos):
+    config = head_config()
+    torch.manual_seed(0)
+    model = TriBertForSourceSeparation(config).eval()
+    inputs = mixture_inputs(config, videos=videos)
+    labels = (torch.rand(2, videos, 32, 24) > 0.5).float()
+    out = model(**inputs, labels=labels)
+    assert isinstance(out, TriBertSeparationOutput)
+    assert out.logits.shape == out.masks.shape == (2, videos, 32, 24)
+    assert ((out.masks > 0) & (out.masks < 1)).all()
+    assert torch.isfinite(out.loss) and out.loss > 0
+    as_tuple = model(**inputs, labels=labels, return_dict=False)
+    torch.testing.assert_close(as_tuple[1], out.logits)
+    with pytest.raises(ValueError, match="divisible by 2 \\*\\* separation_num_downs"):
+        model(**{**inputs, "audio_spectrogram": inputs["audio_spectrogram"][..., :20]})
+    with pytest.raises(ValueError, match="one entry per video"):
+        model(**{**inputs, "pixel_values": inputs["pixel_values"][:, 0]})
+    with pytest.raises(ValueError, match="mask targets"):
+        model(**inputs, labels=labels[:, :1])
+
+
+def test_ratio_masks():
+    config = head_config(mask_type="ratio")
+    model = TriBertForSourceSeparation(config).eval()
+    inputs = mixture_inputs(config)
+    out = model(**inputs, labels=torch.rand(2, 2, 32, 24) * 3)
+    assert (out.masks <= 2).all() and (out.masks >= 0).all() and torch.isfinite(out.loss)
+
+
+def test_pretraining_losses_are_positive_and_decrease():
+    config = head_config()
+    torch.manual_seed(0)
+    model = TriBertForPreTraining(config).train()
+    inputs = mixture_inputs(config)
+    class_labels = torch.eye(5)[torch.tensor([[0, 1], [2, 3]])]
+    labels = (torch.rand(2, 2, 32, 24, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    names = ["vision_classification_loss", "pose_classification_loss", "audio_classification_loss", "segmentation_loss", "separation_loss"]
+    history = []
+    for _ in range(12):
+        out = model(**inputs, class_labels=class_labels, labels=labels)
+        history.append({name: float(out[name]) for name in names + ["loss"]})
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    first, last = history[0], history[-1]
+    for name in names:
+        assert np.isfinite(first[name]) and first[name] > 0, name
+        assert last[name] < first[name], (name, first[name], last[name])
+    weighted = sum(first[name] for name in names)
+    assert abs(first["loss"] - weighted) < 1e-4  # unit weights by default
+    assert out.vision_scores.shape == out.pose_scores.shape == out.audio_logits.shape == (2, 2, 5)
+    assert out.mask_logits.shape == (2, 2, 32, 24)
+
+
+def test_pose_loss_ignores_videos_without_persons():
+    config = head_config()
+    model = TriBertForPreTraining(config).eval()
+    inputs = mixture_inputs(config)
+    class_labels = torch.eye(5)[torch.tensor([[0, 1], [2, 3]])]
+    inputs["pose_mask"] = torch.zeros_like(inputs["pose_mask"])
+    out = model(**inputs, class_labels=class_labels)
+    assert float(out.pose_classification_loss) == 0.0 and out.separation_loss is None
+    assert torch.isfinite(out.loss)
+
+
+class _OracleSeparator(TriBertForSourceSeparation):
+    """Returns a perfect mask for two tones: video 0 owns the rows below `split`, video 1 the rows above."""
+
+    split = 0
+
+    def forward(self, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, return_dict=None, **kwargs):
+        rows = torch.arange(audio_spectrogram.shape[-2])[:, None].expand(audio_spectrogram.shape[-2:])
+        low = (rows < self.split).float()
+        masks = torch.stack([low, 1 - low])[None].expand(audio_spectrogram.shape[0], 2, *rows.shape)
+        return TriBertSeparationOutput(logits=masks, masks=masks)
+
+
+def _sdr(estimate, reference):
+    return float(10 * torch.log10(reference.pow(2).sum() / (estimate - reference).pow(2).sum()))
+
+
+def test_separate_with_an_oracle_mask_beats_the_mixture_on_long_audio():
+    fe = TriBertFeatureExtractor()
+    config = head_config()
+    model = _OracleSeparator(config).eval()
+    warp_rows = (np.power(21.0, np.linspace(0, 1, 256)) - 1) / 20 * (fe.sampling_rate / 2)  # row -> Hz
+    model.split = int(np.searchsorted(warp_rows, 600.0))
+    seconds = 20
+    t = torch.arange(seconds * fe.sampling_rate) / fe.sampling_rate
+    sources = torch.stack([0.5 * torch.sin(2 * torch.pi * 220 * t), 0.3 * torch.sin(2 * torch.pi * 1760 * t)])
+    mixture = sources.sum(0)
+    videos = mixture_inputs(config, batch=1)
+    estimates = model.separate(mixture, videos["pixel_values"][0], videos["pose_keypoints"][0], fe, pose_mask=videos["pose_mask"][0])
+    assert estimates.shape == (2, len(mixture))
+    for estimate, reference in zip(estimates, sources):
+        assert _sdr(estimate, reference) > 20 > _sdr(mixture, reference) + 10
+
+
+def test_long_audio_path_matches_the_six_second_path():
+    fe = TriBertFeatureExtractor(num_samples=4095, hop_length=128, num_frequency_bins=32)  # 32 x 32 for the tiny U-Net
+    config = head_config()
+    torch.manual_seed(0)
+    model = TriBertForSourceSeparation(config).eval()
+    videos = mixture_inputs(config, batch=1)
+    waveform = torch.randn(3 * 4095, generator=torch.Generator().manual_seed(2)) * 0.1
+    args = (videos["pixel_values"][0], videos["pose_keypoints"][0], fe)
+    long = model.separate(waveform, *args, pose_mask=videos["pose_mask"][0], overlap=0.25, batch_size=2)
+    short = model.separate(waveform[:4095], *args, pose_mask=videos["pose_mask"][0])
+    direct_stft = fe.stft(waveform[None, :4095])
+    magnitude = fe.warp(fe.magnitude(direct_stft)).unsqueeze(1)
+    with torch.no_grad():
+        masks = model(**{k: v for k, v in videos.items() if k != "audio_spectrogram"}, audio_spectrogram=magnitude).masks
+    direct = fe.masks_to_waveforms(masks, direct_stft, 4095)[0]
+    torch.testing.assert_close(short, direct, atol=1e-5, rtol=0)
+    fade = 4095 - int(round(4095 * 0.75))
+    only_first = 4095 - fade  # samples covered by the first segment alone
+    torch.testing.assert_close(long[:, :only_first], short[:, :only_first], atol=1e-5, rtol=0)
+    assert long.shape == (2, 3 * 4095) and torch.isfinite(long).all()
+
+
+@pytest.mark.parametrize("variant", sorted(RETRIEVAL_VARIANTS))
+def test_retrieval_variants(variant):
+    config = head_config(retrieval_variant=variant, retrieval_hidden_size=16)
+    torch.manual_seed(0)
+    model = TriBertForRetrieval(config).train()
+    n = RETRIEVAL_VARIANTS[variant][2]
+    pool = make_inputs(config, batch_size=n, seed=3)
+    query = {k: v[0] for k, v in make_inputs(config, batch_size=1, seed=4).items()}
+    pairs = compose_retrieval_pairs(variant, query, pool)
+    assert pairs["pixel_values"].shape[0] == n
+    query_streams, candidate, _ = RETRIEVAL_VARIANTS[variant]
+    blank = ({"vision", "pose", "audio"} - set(query_streams) - {candidate}).pop() if len(query_streams) == 1 else None
+    if blank == "pose":
+        assert pairs["pose_mask"].sum() == 0 and pairs["pose_keypoints"].abs().max() == 0
+    if candidate == "vision":
+        torch.testing.assert_close(pairs["pixel_values"], pool["pixel_values"])
+    batch = {k: torch.stack([v, v]) for k, v in pairs.items()}
+    out = model(**batch, labels=torch.tensor([0, n - 1]))
+    assert out.logits.shape == (2, n) and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.query_projection.weight.grad is not None
+    model.eval()
+    assert model.score_pool(query, pool, batch_size=2).shape == (n,)
+
+
+def test_retrieval_can_learn_a_small_pool_and_freeze_the_encoder():
+    config = head_config(retrieval_variant="audio_to_vision", retrieval_embeddings="pre_transformer", retrieval_hidden_size=64)
+    torch.manual_seed(0)
+    model = TriBertForRetrieval(config).train()
+    model.freeze_encoder()
+    assert not any(p.requires_grad for p in model.tribert.parameters())
+    pool = make_inputs(config, batch_size=3, seed=5)
+    # clips that differ the way real ones do: each sounds in its own band and looks its own colour
+    pool["audio_spectrogram"] = torch.full_like(pool["audio_spectrogram"], 1e-3)
+    for i in range(3):
+        pool["audio_spectrogram"][i, :, 10 * i : 10 * i + 8] = 1.0
+        pool["pixel_values"][i] = torch.linspace(-2, 2, 3)[i]
+    examples = [compose_retrieval_pairs("audio_to_vision", {k: v[i] for k, v in pool.items()}, pool) for i in range(3)]
+    batch = {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+    labels = torch.arange(3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.tribert.eval()
+    for _ in range(150):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss < 0.1, float(loss)
+    model.eval()
+    scores = torch.stack([model.score_pool({k: v[i] for k, v in pool.items()}, pool) for i in range(3)])
+    assert retrieval_top_k(scores, labels, ks=(1,))["top1"] == 1.0
+
+
+def test_retrieval_top_k_on_a_hand_made_pool():
+    scores = torch.tensor(
+        [
+            [0.9, 0.1, 0.2, 0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.05, 0.01],  # answer 0 ranked 1st
+            [0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 0.95, 0.0],  # answer 2 ranked 11th
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.0],  # answer 8 ranked 4th
+            [0.5, 0.4, 0.3, 0.2, 0.1, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.0],  # answer 0 ranked 6th
+        ]
+    )
+    accuracy = retrieval_top_k(scores, torch.tensor([0, 2, 8, 0]))
+    assert accuracy == {"top1": 0.25, "top5": 0.5, "top10": 0.75}
+    with pytest.raises(ValueError, match="queries"):
+        retrieval_top_k(scores[0], torch.tensor([0]))
+
+
+def test_fine_tuning_label_swap_keeps_the_encoder(tmp_path):
+    config = head_config()
+    torch.manual_seed(0)
+    model = TriBertForPreTraining(config)
+    model.save_pretrained(tmp_path)
+    music = {0: "accordion", 1: "cello", 2: "violin"}
+    tuned = TriBertForPreTraining.from_pretrained(tmp_path, num_labels=3, id2label=music, ignore_mismatched_sizes=True)
+    assert tuned.config.num_labels == 3 and tuned.config.id2label == music
+    assert tuned.vision_classifier.classification.out_features == 3 and tuned.audio_classifier.out_features == 3
+    before, after = model.state_dict(), tuned.state_dict()
+    replaced = [k for k in before if before[k].shape != after[k].shape]
+    assert replaced and all("classif" in k or "segmentation." in k for k in replaced), replaced
+    for key in before:
+        if key not in replaced:
+            assert torch.equal(before[key], after[key]), key
