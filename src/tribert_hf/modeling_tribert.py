@@ -901,6 +901,24 @@ def _check_video_inputs(pixel_values, pose_keypoints, pose_mask):
         raise ValueError(f"`pose_mask` must have shape (batch, videos, persons), got {tuple(pose_mask.shape)}.")
 
 
+def _encode_videos(tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None):
+    """Run the encoder for every (mixture, video) pair, each video with the mixture's spectrogram.
+
+    Returns the concatenated `<SOS>` outputs of the three streams `(B, N, D)` and the encoder output (batch
+    flattened to B * N).
+    """
+    batch, videos = pixel_values.shape[:2]
+    outputs = tribert(
+        pixel_values=pixel_values.flatten(0, 1),
+        pose_keypoints=pose_keypoints.flatten(0, 1),
+        audio_spectrogram=audio_spectrogram.repeat_interleave(videos, dim=0),
+        pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
+        bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
+    )
+    sos = torch.cat([outputs[f"{s}_last_hidden_state"][:, 0] for s in STREAMS], dim=-1)
+    return sos.view(batch, videos, -1), outputs
+
+
 def _mask_loss(config, logits, labels, mixture_magnitude, loss_weight):
     """Weighted per-pixel loss of the masks (SoP: weight log1p(mixture magnitude) clamped to [1e-3, 10])."""
     if labels.shape != logits.shape:
@@ -932,20 +950,6 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
         self.separation = TriBertSeparationHead(config)
         self.post_init()
 
-    def video_conditions(self, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None):
-        """Run the encoder for every (mixture, video) pair; returns the fused `<SOS>` vectors `(B, N, D)` and the
-        encoder output (batch flattened to B * N)."""
-        batch, videos = pixel_values.shape[:2]
-        outputs = self.tribert(
-            pixel_values=pixel_values.flatten(0, 1),
-            pose_keypoints=pose_keypoints.flatten(0, 1),
-            audio_spectrogram=audio_spectrogram.repeat_interleave(videos, dim=0),
-            pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
-            bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
-        )
-        sos = torch.cat([outputs[f"{s}_last_hidden_state"][:, 0] for s in STREAMS], dim=-1)
-        return sos.view(batch, videos, -1), outputs
-
     def forward(
         self,
         pixel_values: torch.FloatTensor,
@@ -967,7 +971,7 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _check_video_inputs(pixel_values, pose_keypoints, pose_mask)
-        conditions, _ = self.video_conditions(pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos)
+        conditions, _ = _encode_videos(self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos)
         logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps)
         loss = None if labels is None else _mask_loss(self.config, logits, labels, audio_spectrogram, loss_weight)
         output = TriBertSeparationOutput(loss=loss, logits=logits, masks=_activate_masks(self.config, logits))
@@ -1126,19 +1130,12 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _check_video_inputs(pixel_values, pose_keypoints, pose_mask)
         batch, videos = pixel_values.shape[:2]
-        outputs = self.tribert(
-            pixel_values=pixel_values.flatten(0, 1),
-            pose_keypoints=pose_keypoints.flatten(0, 1),
-            audio_spectrogram=audio_spectrogram.repeat_interleave(videos, dim=0),
-            pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
-            bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
-        )
+        sos, outputs = _encode_videos(self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos)
         shape = (batch, videos, -1)
         vision_scores = self.vision_classifier(outputs.vision_last_hidden_state, outputs.vision_attention_mask).view(shape)
         pose_scores = self.pose_classifier(outputs.pose_last_hidden_state, outputs.pose_attention_mask).view(shape)
         audio_logits = self.audio_classifier(outputs.audio_last_hidden_state.mean(dim=1)).view(shape)
         segmentation_scores = outputs.vision_class_scores.mean(dim=1).clamp(1e-6, 1 - 1e-6).view(shape)
-        sos = torch.cat([outputs[f"{s}_last_hidden_state"][:, 0] for s in STREAMS], dim=-1).view(batch, videos, -1)
         mask_logits = self.separation(audio_spectrogram, sos, self.config.audio_config.log_eps)
 
         terms = {}
