@@ -248,3 +248,17 @@ def test_fine_tuning_label_swap_keeps_the_encoder(tmp_path):
     for key in before:
         if key not in replaced:
             assert torch.equal(before[key], after[key]), key
+
+
+def test_retrieval_and_separation_heads_load_a_pretraining_checkpoint(tmp_path):
+    config = head_config()
+    torch.manual_seed(0)
+    pretrained = TriBertForPreTraining(config)
+    pretrained.save_pretrained(tmp_path)
+    retrieval = TriBertForRetrieval.from_pretrained(tmp_path)
+    separation = TriBertForSourceSeparation.from_pretrained(tmp_path)
+    for name, value in pretrained.tribert.state_dict().items():
+        assert torch.equal(retrieval.tribert.state_dict()[name], value), name
+        assert torch.equal(separation.tribert.state_dict()[name], value), name
+    for name, value in pretrained.separation.state_dict().items():
+        assert torch.equal(separation.separation.state_dict()[name], value), name
