@@ -38,6 +38,7 @@ class TriBertProcessor(ProcessorMixin):
         crop: str = "center",
         seed: int | None = None,
         resample: bool = False,
+        return_waveform: bool = False,
         return_tensors: str | None = "pt",
     ) -> BatchFeature:
         """Prepare a clip or a batch of clips (lists, one entry per clip).
@@ -51,6 +52,8 @@ class TriBertProcessor(ProcessorMixin):
                 prepared `pose.npy` format) at `pose_fps`, or None for a clip without keypoints (zeros, pose_mask 0).
             crop: `"center"` (evaluation) or `"random"` (training) crop of the audio; `seed` makes "random"
                 reproducible (clip i uses `seed + i`).
+            return_waveform: also return the audio crop itself, `waveform` `(B, 1, num_samples)` (what
+                mix-and-separate sums into mixtures).
             return_tensors: `"pt"` (default) or `"np"`.
 
         Returns:
@@ -73,7 +76,7 @@ class TriBertProcessor(ProcessorMixin):
             torch.Generator().manual_seed(seed + i) if seed is not None else None for i in range(batch)
         ]
         audio_features = [
-            fe(clip, sampling_rate=sampling_rate, crop=crop, resample=resample, generator=g, return_tensors="pt")
+            fe(clip, sampling_rate=sampling_rate, crop=crop, resample=resample, generator=g, return_stft=return_waveform, return_tensors="pt")
             for clip, g in zip(audio_list, generators)
         ]
         data = {
@@ -81,6 +84,8 @@ class TriBertProcessor(ProcessorMixin):
             "num_valid_samples": torch.cat([f["num_valid_samples"] for f in audio_features]),
             "crop_start": torch.cat([f["crop_start"] for f in audio_features]),
         }
+        if return_waveform:
+            data["waveform"] = torch.cat([f["waveform"] for f in audio_features]).unsqueeze(1)
         window_start = data["crop_start"].double() / fe.sampling_rate  # seconds
         window_length = fe.num_samples / fe.sampling_rate
 

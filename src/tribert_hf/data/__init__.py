@@ -1,5 +1,6 @@
 """Data: the prepared-dataset format, the built-in synthetic music dataset, and preparation from real videos."""
 
+from .collator import MixAndSeparateCollator
 from .features import PreparedClipFeaturizer
 from .prepared import (
     PREPARED_FEATURES,

@@ -27,9 +27,14 @@ class PreparedClipFeaturizer:
         crop: `"center"` (deterministic) or `"random"`; with `"random"`, example i uses `seed + i` (pass
             `with_indices=True` to `map`), so the features do not depend on batching or the number of processes.
         label2id: class name -> index; adds `class_labels`, a multi-hot float vector. Defaults to MUSIC21.
+        return_waveform: also keep the audio crop (`waveform`, `(1, num_samples)`), which mix-and-separate training
+            needs (see `MixAndSeparateCollator`).
     """
 
-    def __init__(self, root: str, processor, crop: str = "center", seed: int = 0, label2id: dict | None = None):
+    def __init__(
+        self, root: str, processor, crop: str = "center", seed: int = 0, label2id: dict | None = None,
+        return_waveform: bool = False,
+    ):  # fmt: skip
         from ..configuration_tribert import MUSIC21_LABELS
 
         self.root = root
@@ -37,19 +42,22 @@ class PreparedClipFeaturizer:
         self.crop = crop
         self.seed = seed
         self.label2id = label2id or {name: i for i, name in enumerate(MUSIC21_LABELS)}
+        self.return_waveform = return_waveform
         self._owner_pid = os.getpid()
 
     @property
     def features(self):
         """`datasets.Features` of the output: fixed-shape arrays, which `map(..., features=...)` stores and reads back
         far faster than nested lists."""
-        from datasets import Array3D, Array4D, Features, List, Value
+        from datasets import Array2D, Array3D, Array4D, Features, List, Value
 
         fe, vp, p = self.processor.feature_extractor, self.processor.video_processor, self.processor
         crop = vp.crop_size
         crop = (crop["height"], crop["width"]) if isinstance(crop, dict) else (crop.height, crop.width)
+        columns = {"waveform": Array2D((1, fe.num_samples), "float32")} if self.return_waveform else {}
         return Features(
             {
+                **columns,
                 "audio_spectrogram": Array3D((1, fe.num_frequency_bins, fe.num_frames), "float32"),
                 "num_valid_samples": Value("int64"),
                 "crop_start": Value("int64"),
@@ -67,7 +75,8 @@ class PreparedClipFeaturizer:
         out = self.processor(  # lists of one clip: a row without keypoints still gets (zero) pose features
             [waveform], videos=[lazy_frames(self.root, row)], pose_keypoints=[pose], sampling_rate=sampling_rate,
             video_fps=row["fps"], pose_fps=row["pose_fps"] or None, crop=self.crop,
-            seed=self.seed + index if self.crop == "random" else None, return_tensors="np",
+            seed=self.seed + index if self.crop == "random" else None, return_waveform=self.return_waveform,
+            return_tensors="np",
         )  # fmt: skip
         features = {k: v[0] for k, v in out.items()}
         labels = np.zeros(len(self.label2id), dtype=np.float32)

@@ -1,0 +1,65 @@
+"""Mix-and-separate batches: N clips are summed into one mixture; each clip's mask is the training target."""
+
+import torch
+
+
+class MixAndSeparateCollator:
+    """Collate `batch_size * num_mix` featurized clips into `batch_size` mixtures of `num_mix` videos.
+
+    Each input example (e.g. from `PreparedClipFeaturizer(..., return_waveform=True)`) holds `waveform`
+    `(1, num_samples)`, `pixel_values`, `pose_keypoints`, `pose_mask` and `class_labels`. Consecutive groups of
+    `num_mix` examples become one mixture (`mix = a1 + a2 + ...`, Sound-of-Pixels); a clip may itself hold several
+    instruments (a duet), and its mask covers all of them.
+
+    Returns tensors: `pixel_values` `(B, N, F, 3, H, W)`, `pose_keypoints` `(B, N, P, T, 68, 3)`, `pose_mask`
+    `(B, N, P)`, `class_labels` `(B, N, C)`, `audio_spectrogram` `(B, 1, 256, frames)` (the mixture), `labels`
+    `(B, N, 256, frames)` (binary: the clip dominates the bin; or ratio targets), `loss_weight` `(B, 1, 256, frames)`,
+    and for evaluation `mixture_waveform` `(B, samples)`, `source_waveforms` `(B, N, samples)`, `mixture_stft`
+    (complex `(B, 512, frames)`).
+    """
+
+    def __init__(self, feature_extractor, num_mix: int = 2, mask_type: str = "binary"):
+        if num_mix < 1:
+            raise ValueError(f"num_mix must be at least 1, got {num_mix}.")
+        if mask_type not in ("binary", "ratio"):
+            raise ValueError(f"mask_type must be 'binary' or 'ratio', got {mask_type!r}.")
+        self.feature_extractor = feature_extractor
+        self.num_mix = num_mix
+        self.mask_type = mask_type
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if len(examples) % self.num_mix:
+            raise ValueError(
+                f"Got {len(examples)} clips, not a multiple of num_mix={self.num_mix}: use a batch size of "
+                "(mixtures per batch) x num_mix and drop_last=True."
+            )
+        if "waveform" not in examples[0]:
+            raise ValueError("Mix-and-separate needs each clip's `waveform`: featurize with return_waveform=True.")
+        batch, n = len(examples) // self.num_mix, self.num_mix
+        fe = self.feature_extractor
+
+        def stack(key):
+            values = torch.stack([torch.as_tensor(example[key]) for example in examples])
+            return values.view(batch, n, *values.shape[1:])
+
+        sources = stack("waveform").squeeze(2).float()  # (B, N, samples)
+        mixture = fe.mix(sources.transpose(0, 1))  # (B, samples)
+        mixture_stft = fe.stft(mixture)
+        mixture_magnitude = fe.warp(fe.magnitude(mixture_stft))  # (B, 256, frames)
+        source_magnitude = fe.warp(fe.magnitude(fe.stft(sources)))  # (B, N, 256, frames)
+        labels = fe.mask_targets(source_magnitude.transpose(0, 1), mixture_magnitude, self.mask_type).transpose(0, 1)
+        return {
+            "pixel_values": stack("pixel_values").float(),
+            "pose_keypoints": stack("pose_keypoints").float(),
+            "pose_mask": stack("pose_mask").long(),
+            "class_labels": stack("class_labels").float(),
+            "audio_spectrogram": mixture_magnitude.unsqueeze(1),
+            "labels": labels.contiguous(),
+            "loss_weight": fe.loss_weight(mixture_magnitude).unsqueeze(1),
+            "mixture_waveform": mixture,
+            "source_waveforms": sources,
+            "mixture_stft": mixture_stft,
+        }
+
+
+__all__ = ["MixAndSeparateCollator"]
