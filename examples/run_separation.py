@@ -199,7 +199,7 @@ def main(argv=None):
     from tqdm.auto import tqdm
 
     progress = tqdm(total=args.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
-    best_sdr, history = -math.inf, []
+    best_sdr, history, logs = -math.inf, [], {}
     best_file = os.path.join(args.output_dir, "best_metrics.json")
     if os.path.isfile(best_file):
         best_sdr = json.load(open(best_file))["sdr"]
@@ -252,6 +252,10 @@ def main(argv=None):
                 accelerator.end_training()
                 return history
     progress.close()
+    # Each process leaves a short record (which processes ran, how far, their last loss).
+    os.makedirs(os.path.join(args.output_dir, "processes"), exist_ok=True)
+    with open(os.path.join(args.output_dir, "processes", f"process-{accelerator.process_index}.json"), "w") as f:
+        json.dump({"process_index": accelerator.process_index, "num_processes": accelerator.num_processes, "step": step, "last_loss": logs["loss"] if step else None}, f)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(args.output_dir)

@@ -21,10 +21,10 @@ from tribert_hf.configuration_tribert import RETRIEVAL_VARIANTS
 HEAD_CONFIG = {"separation_num_downs": 3, "separation_base_channels": 4, "separation_fusion_heads": 2}
 
 
-def head_config(**overrides):
+def head_config(vision_config=None, **overrides):
     zero = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     return make_tiny_config(
-        vision_config={**zero, "segmentation_dropout": 0.0, "mask_probability": 0.0},
+        vision_config={**zero, "segmentation_dropout": 0.0, "mask_probability": 0.0, **(vision_config or {})},
         pose_config=zero,
         audio_config=zero,
         co_attention_dropout=0.0,
@@ -262,3 +262,16 @@ def test_retrieval_and_separation_heads_load_a_pretraining_checkpoint(tmp_path):
         assert torch.equal(separation.tribert.state_dict()[name], value), name
     for name, value in pretrained.separation.state_dict().items():
         assert torch.equal(separation.separation.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize("mask_probability", [0.0, 0.15])
+def test_every_pretraining_parameter_takes_part_in_the_joint_loss(mask_probability):
+    """DistributedDataParallel (accelerate launch) needs every parameter in every step's graph."""
+    config = head_config(vision_config={"mask_probability": mask_probability})
+    torch.manual_seed(0)
+    model = TriBertForPreTraining(config).train()
+    inputs = mixture_inputs(config)
+    out = model(**inputs, class_labels=torch.eye(5)[torch.tensor([[0, 1], [2, 3]])], labels=torch.ones(2, 2, 32, 24))
+    out.loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing

@@ -228,7 +228,9 @@ class TriBertVisionEmbeddings(nn.Module):
         spatial = spatial.view(batch, frames, -1, height, width)
         features = torch.einsum("bfohw,bfdhw->bfod", weights, spatial).flatten(1, 2)  # (batch, F*O, D)
 
-        if bool_masked_pos is None and self.training and vc.mask_probability > 0:
+        if bool_masked_pos is None and self.training:
+            # Drawn even when mask_probability is 0, so the mask embedding is always part of the training graph
+            # (DistributedDataParallel needs every parameter to take part in every step).
             bool_masked_pos = torch.rand(features.shape[:2], device=features.device) < vc.mask_probability
         if bool_masked_pos is not None:
             if tuple(bool_masked_pos.shape) != tuple(features.shape[:2]):
@@ -904,7 +906,7 @@ def _check_video_inputs(pixel_values, pose_keypoints, pose_mask):
 def _encode_videos(tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None):
     """Run the encoder for every (mixture, video) pair, each video with the mixture's spectrogram.
 
-    Returns the concatenated `<SOS>` outputs of the three streams `(B, N, D)` and the encoder output (batch
+    Returns the concatenated pooled `<SOS>` outputs of the three streams `(B, N, D)` and the encoder output (batch
     flattened to B * N).
     """
     batch, videos = pixel_values.shape[:2]
@@ -915,7 +917,7 @@ def _encode_videos(tribert, pixel_values, pose_keypoints, audio_spectrogram, pos
         pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
         bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
     )
-    sos = torch.cat([outputs[f"{s}_last_hidden_state"][:, 0] for s in STREAMS], dim=-1)
+    sos = torch.cat([outputs[f"{s}_pooler_output"] for s in STREAMS], dim=-1)
     return sos.view(batch, videos, -1), outputs
 
 

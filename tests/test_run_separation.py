@@ -1,0 +1,73 @@
+"""The training recipe: one process and two (accelerate launch --cpu), evaluation, checkpoints and exact resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "examples", "run_separation.py")
+COMMON = [
+    "--dataset", "synthetic:tiny", "--model_size", "tiny", "--max_steps", "4", "--save_steps", "2",
+    "--report_to", "none", "--crops_per_clip", "2", "--mixtures_per_batch", "2", "--learning_rate", "1e-3",
+]  # fmt: skip
+
+
+def run(args, cache, launcher=None, timeout=600, env=None):
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "HF_DATASETS_CACHE": str(cache / "datasets"), **(env or {})}
+    command = (launcher or [sys.executable]) + [SCRIPT] + args
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_training_evaluates_checkpoints_and_saves(tmp_path, cache):
+    out = tmp_path / "run"
+    log = run(COMMON + ["--eval_steps", "2", "--output_dir", str(out)], cache)
+    assert "step 2: SDR" in log and "step 4: SDR" in log
+    history = json.load(open(out / "eval_history.json"))
+    assert [h["step"] for h in history] == [2, 4]
+    assert all(abs(h["sdr"]) < 100 and h["num_mixtures"] > 0 for h in history)
+    assert sorted(os.listdir(out / "checkpoints")) == ["step-2", "step-4"]
+    for name in ("config.json", "model.safetensors", "processor_config.json"):
+        assert (out / name).is_file() and (out / "best" / name).is_file()
+    from tribert_hf import TriBertForPreTraining, TriBertProcessor
+
+    TriBertForPreTraining.from_pretrained(out)
+    TriBertProcessor.from_pretrained(out)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    run(COMMON + ["--eval_steps", "100", "--output_dir", str(straight)], cache)
+    log = run(COMMON + ["--eval_steps", "100", "--output_dir", str(interrupted), "--stop_at_step", "2"], cache)
+    assert "Stopping at step 2" in log and not (interrupted / "model.safetensors").exists()
+    log = run(COMMON + ["--eval_steps", "100", "--output_dir", str(interrupted), "--resume"], cache)
+    assert "Resumed from" in log and "step-2" in log
+    a, b = load_file(straight / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6
+
+
+def test_two_processes_with_accelerate_launch(tmp_path, cache):
+    out = tmp_path / "ddp"
+    # accelerate 1.15's `launch --cpu --num_processes 2` starts one process (its multi-CPU mode goes through MPI);
+    # `--multi_gpu` with ACCELERATE_USE_CPU=1 starts two torchrun processes that train with gloo on the CPU.
+    launcher = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    run(COMMON + ["--max_steps", "3", "--eval_steps", "3", "--save_steps", "3", "--output_dir", str(out)], cache, launcher=launcher, env={"ACCELERATE_USE_CPU": "1"})
+    records = [json.load(open(out / "processes" / name)) for name in sorted(os.listdir(out / "processes"))]
+    assert [r["process_index"] for r in records] == [0, 1] and all(r["num_processes"] == 2 for r in records)
+    assert all(r["step"] == 3 and r["last_loss"] is not None and r["last_loss"] == r["last_loss"] for r in records)
+    from tribert_hf import TriBertForPreTraining
+
+    TriBertForPreTraining.from_pretrained(out)
+    assert (out / "checkpoints" / "step-3").is_dir()
