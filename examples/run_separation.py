@@ -22,6 +22,7 @@ from transformers import HfArgumentParser, ResNetConfig, get_scheduler
 
 from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForPreTraining, TriBertProcessor, TriBertVideoProcessor
 from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer, load_prepared, load_synthetic_music
+from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
 from tribert_hf.metrics import SeparationMetrics
 
 
@@ -51,6 +52,10 @@ class Arguments:
     report_to: str = field(default="tensorboard", metadata={"help": "an accelerate tracker name, or none"})
     seed: int = field(default=0)
     num_proc: int = field(default=1, metadata={"help": "processes for feature extraction (datasets.map)"})
+    push_to_hub: bool = field(default=False, metadata={"help": "upload output_dir (model, processor, card) at the end"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "hub repository id; default: output_dir's name"})
+    hub_token: str | None = field(default=None, metadata={"help": "hub token (default: the logged-in one)"})
+    hub_private_repo: bool = field(default=False)
 
 
 def model_config(size: str) -> tuple[TriBertConfig, dict]:
@@ -150,6 +155,7 @@ def main(argv=None):
     )
     set_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
+    repo_id = resolve_hub_model_id(args.output_dir, args.hub_model_id) if args.push_to_hub else None  # fail early
 
     config, processor_settings = model_config(args.model_size)
     if args.model_name_or_path:
@@ -203,6 +209,9 @@ def main(argv=None):
     best_file = os.path.join(args.output_dir, "best_metrics.json")
     if os.path.isfile(best_file):
         best_sdr = json.load(open(best_file))["sdr"]
+    history_file = os.path.join(args.output_dir, "eval_history.json")
+    if args.resume and os.path.isfile(history_file):
+        history = [row for row in json.load(open(history_file)) if row["step"] <= step]
     model.train()
     batches_per_epoch = len(train_loader)
     while step < args.max_steps:
@@ -231,6 +240,8 @@ def main(argv=None):
                 metrics = evaluate(model, val_loader, fe, accelerator, args.max_eval_mixtures)
                 if accelerator.is_main_process:
                     history.append({"step": step, **metrics})
+                    with open(history_file, "w") as f:
+                        json.dump(history, f, indent=2)
                     accelerator.print(
                         f"step {step}: SDR {metrics['sdr']:.2f} dB (mixture {metrics['sdr_mixture']:.2f}), "
                         f"SIR {metrics['sir']:.2f}, SAR {metrics['sar']:.2f}"
@@ -260,9 +271,12 @@ def main(argv=None):
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(args.output_dir)
         processor.save_pretrained(args.output_dir)
-        with open(os.path.join(args.output_dir, "eval_history.json"), "w") as f:
-            json.dump(history, f, indent=2)
-        accelerator.print(f"Saved the model and processor to {args.output_dir}")
+        best = json.load(open(best_file)) if os.path.isfile(best_file) else None
+        write_model_card(args.output_dir, asdict(args) | {"hub_token": None}, args.dataset, {k: len(v) for k, v in dataset.items()}, best, history)
+        accelerator.print(f"Saved the model, processor and model card to {args.output_dir}")
+        if repo_id:
+            url = push_folder(args.output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo)
+            accelerator.print(f"Pushed {args.output_dir} to {url}")
     accelerator.end_training()
     return history
 

@@ -44,6 +44,8 @@ def test_training_evaluates_checkpoints_and_saves(tmp_path, cache):
 
     TriBertForPreTraining.from_pretrained(out)
     TriBertProcessor.from_pretrained(out)
+    card = open(out / "README.md").read()
+    assert "| 4 |" in card and "synthetic:tiny" in card
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
@@ -53,6 +55,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
     assert "Stopping at step 2" in log and not (interrupted / "model.safetensors").exists()
     log = run(COMMON + ["--eval_steps", "100", "--output_dir", str(interrupted), "--resume"], cache)
     assert "Resumed from" in log and "step-2" in log
+    assert (interrupted / "README.md").is_file()
     a, b = load_file(straight / "model.safetensors"), load_file(interrupted / "model.safetensors")
     assert a.keys() == b.keys()
     assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6

@@ -1,0 +1,75 @@
+"""Model cards and the push-to-hub path of the training recipes."""
+
+import json
+import os
+
+from huggingface_hub import HfApi
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+
+def resolve_hub_model_id(output_dir: str, hub_model_id: str | None = None) -> str:
+    """`hub_model_id` if given (`"name"` or `"namespace/name"`), else the output folder's name; checked."""
+    repo_id = hub_model_id or os.path.basename(os.path.normpath(output_dir))
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"{repo_id!r} is not a valid hub repository id: {error}") from error
+    return repo_id
+
+
+def write_model_card(output_dir: str, training_arguments: dict, dataset: str, split_sizes: dict, best: dict | None, history: list[dict]) -> str:
+    """Write `README.md` (a hub model card) describing the run: data, split, metrics, training arguments."""
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [tribert, audio-visual, source-separation, music]",
+        "---",
+        "",
+        "# TriBERT (tribert_hf)",
+        "",
+        "TriBERT (Rahman, Xu & Sigal, NeurIPS 2021) trained with `examples/run_separation.py` of tribert_hf: vision, "
+        "body/hand pose and audio streams with tri-modal co-attention, pre-trained jointly for instrument "
+        "classification and mix-and-separate sound separation.",
+        "",
+        "```python",
+        "import tribert_hf  # registers the classes (or use trust_remote_code=True without it)",
+        "from tribert_hf import TriBertForPreTraining, TriBertProcessor",
+        "model = TriBertForPreTraining.from_pretrained(REPO)",
+        "processor = TriBertProcessor.from_pretrained(REPO)",
+        "```",
+        "",
+        "## Data",
+        "",
+        f"Dataset: `{dataset}`. Split sizes (clips): " + ", ".join(f"{k} {v}" for k, v in split_sizes.items()) + ".",
+        "Mixtures of `num_mix` clips (`mix = a1 + a2`), binary mask targets, loss weighted by log1p of the mixture.",
+        "",
+        "## Evaluation (validation mixtures, fast BSS Eval v3, dB)",
+        "",
+        "| step | SDR | SIR | SAR | mixture SDR | mixtures |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in history:
+        lines.append(
+            f"| {row['step']} | {row['sdr']:.2f} | {row['sir']:.2f} | {row['sar']:.2f} | {row['sdr_mixture']:.2f} | {row['num_mixtures']} |"
+        )
+    if best:
+        lines += ["", f"Best SDR {best['sdr']:.2f} dB at step {best['step']} (kept in `best/`)."]
+    lines += ["", "## Training arguments", "", "```json", json.dumps(training_arguments, indent=2, sort_keys=True), "```", ""]
+    path = os.path.join(output_dir, "README.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def push_folder(output_dir: str, repo_id: str, token: str | None = None, private: bool = False, api: HfApi | None = None) -> str:
+    """Create the hub repository if needed and upload `output_dir` (checkpoints and logs left out); returns its URL."""
+    api = api or HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id, folder_path=output_dir, commit_message="Upload TriBERT trained with tribert_hf",
+        ignore_patterns=["checkpoints/*", "logs/*", "processes/*", ".tmp-*"],
+    )  # fmt: skip
+    return str(url)
+
+
+__all__ = ["push_folder", "resolve_hub_model_id", "write_model_card"]
