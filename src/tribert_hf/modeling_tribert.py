@@ -943,7 +943,7 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
     """TriBERT + attention U-Net: separates a mixture of N videos' audio into one mask per video (mix-and-separate).
 
     Each video is encoded by `TriBertModel` from its own frames and keypoints together with the mixture's
-    spectrogram; the concatenated `<SOS>` outputs of the three streams condition the U-Net at its bottleneck.
+    spectrogram; the concatenated pooled `<SOS>` outputs (dense + tanh) of the three streams condition the U-Net at its bottleneck.
     """
 
     def __init__(self, config: TriBertConfig):
