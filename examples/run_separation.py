@@ -47,6 +47,7 @@ class Arguments:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every this many steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     max_eval_mixtures: int = field(default=32)
+    logging_steps: int = field(default=10, metadata={"help": "append the mean training losses to output_dir/train_log.jsonl every this many steps"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
     stop_at_step: int | None = field(default=None, metadata={"help": "exit after this step, as an interruption would (tests resume)"})
     report_to: str = field(default="tensorboard", metadata={"help": "an accelerate tracker name, or none"})
@@ -68,7 +69,7 @@ def model_config(size: str) -> tuple[TriBertConfig, dict]:
     backbone = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32] if tiny else [32, 64, 128], depths=[1, 1] if tiny else [1, 1, 1], layer_type="basic", out_features=["stage2" if tiny else "stage3"])
     config = TriBertConfig(
         vision_config={**stream, "backbone_config": backbone, "image_size": 64 if tiny else 112, "feature_size": width},
-        pose_config={**stream, "num_pose_frames": 32 if tiny else 64, "gcn_channels": [16, 32] if tiny else [32, 32, 64, 64], "gcn_strides": [1, 2] if tiny else [1, 2, 1, 2], "temporal_kernel_size": 3},
+        pose_config={**stream, "num_pose_frames": 32, "gcn_channels": [16, 32] if tiny else [32, 32, 64, 64], "gcn_strides": [1, 2] if tiny else [1, 2, 1, 2], "temporal_kernel_size": 3},
         audio_config={**stream, "hidden_size": width // 2 if tiny else width, "cnn_layers": [16, "M", 32, "M"] if tiny else [32, "M", 64, "M", 128, "M"], "feature_size": width * 2},
         co_attention_hidden_size=width // 2 if tiny else width, co_attention_num_heads=4, co_attention_intermediate_size=2 * width,
         separation_base_channels=8 if tiny else 16, separation_num_downs=5 if tiny else 7, separation_fusion_heads=4,
@@ -212,6 +213,12 @@ def main(argv=None):
     history_file = os.path.join(args.output_dir, "eval_history.json")
     if args.resume and os.path.isfile(history_file):
         history = [row for row in json.load(open(history_file)) if row["step"] <= step]
+    log_file = os.path.join(args.output_dir, "train_log.jsonl")
+    if accelerator.is_main_process and args.resume and os.path.isfile(log_file):  # drop what the resumed run redoes
+        rows = [line for line in open(log_file) if line.strip() and json.loads(line)["step"] <= step]
+        with open(log_file, "w") as f:
+            f.writelines(rows)
+    window = []
     model.train()
     batches_per_epoch = len(train_loader)
     while step < args.max_steps:
@@ -236,6 +243,12 @@ def main(argv=None):
             progress.set_postfix(loss=f"{logs['loss']:.3f}")
             if args.report_to != "none":
                 accelerator.log(logs, step=step)
+            window.append(logs)
+            if step % args.logging_steps == 0 and accelerator.is_main_process:
+                mean = {k: sum(row[k] for row in window) / len(window) for k in logs}
+                with open(log_file, "a") as f:
+                    f.write(json.dumps({"step": step, **mean}) + "\n")
+                window = []
             if step % args.eval_steps == 0 or step == args.max_steps:
                 metrics = evaluate(model, val_loader, fe, accelerator, args.max_eval_mixtures)
                 if accelerator.is_main_process:

@@ -256,6 +256,20 @@ def test_every_parameter_gets_a_gradient(tiny_inputs):
     assert not missing, missing
 
 
+def test_shared_audio_equals_repeated_audio(tiny_inputs):
+    """`audio_repeats`: one spectrogram row per mixture gives the outputs of the spectrogram repeated per video."""
+    model = _model(_no_dropout_config())
+    audio = tiny_inputs["audio_spectrogram"][:1]
+    inputs = dict(tiny_inputs)
+    with torch.no_grad():
+        repeated = model(**{**inputs, "audio_spectrogram": audio.repeat_interleave(2, dim=0)})
+        shared = model(**{**inputs, "audio_spectrogram": audio}, audio_repeats=2)
+    for name in ("vision_pooler_output", "pose_pooler_output", "audio_pooler_output", "audio_last_hidden_state"):
+        torch.testing.assert_close(shared[name], repeated[name], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="batch size 1 x audio_repeats=3"):
+        model(**{**inputs, "audio_spectrogram": audio}, audio_repeats=3)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

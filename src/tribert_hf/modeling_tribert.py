@@ -102,7 +102,7 @@ def _check_tensor(name: str, value, ndim: int, layout: str) -> None:
         raise ValueError(f"`{name}` must be a floating point tensor, got dtype {value.dtype}.")
 
 
-def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spectrogram, pose_mask) -> None:
+def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, audio_repeats=1) -> None:
     vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
     _check_tensor("pixel_values", pixel_values, 5, "(batch, frames, channels, height, width)")
     _check_tensor("pose_keypoints", pose_keypoints, 5, "(batch, persons, frames, joints, 3)")
@@ -124,12 +124,17 @@ def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spe
             f"`audio_spectrogram` must have shape (batch, 1, {ac.num_frequency_bins}, time_frames) (mono, "
             f"{ac.num_frequency_bins} log-frequency bins), got {tuple(audio_spectrogram.shape)}."
         )
-    for name, value in (("pose_keypoints", pose_keypoints), ("audio_spectrogram", audio_spectrogram)):
-        if value.shape[0] != batch:
-            raise ValueError(
-                f"`{name}` has batch size {value.shape[0]} but `pixel_values` has {batch}: the three streams "
-                "must describe the same clips."
-            )
+    if pose_keypoints.shape[0] != batch:
+        raise ValueError(
+            f"`pose_keypoints` has batch size {pose_keypoints.shape[0]} but `pixel_values` has {batch}: the three "
+            "streams must describe the same clips."
+        )
+    if audio_spectrogram.shape[0] * audio_repeats != batch:
+        shared = f" x audio_repeats={audio_repeats}" if audio_repeats != 1 else ""
+        raise ValueError(
+            f"`audio_spectrogram` has batch size {audio_spectrogram.shape[0]}{shared} but `pixel_values` has {batch}: "
+            "the three streams must describe the same clips."
+        )
     if pose_mask is not None and tuple(pose_mask.shape) != (batch, pc.num_persons):
         raise ValueError(f"`pose_mask` must have shape (batch, {pc.num_persons}), got {tuple(pose_mask.shape)}.")
     if ac.apply_log and not torch.compiler.is_compiling() and bool((audio_spectrogram < 0).any()):
@@ -736,6 +741,7 @@ class TriBertModel(TriBertPreTrainedModel):
         audio_spectrogram: torch.FloatTensor,
         pose_mask: torch.Tensor | None = None,
         bool_masked_pos: torch.BoolTensor | None = None,
+        audio_repeats: int = 1,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -749,17 +755,22 @@ class TriBertModel(TriBertPreTrainedModel):
             masked from every attention and its keypoints ignored). Defaults to all present.
         bool_masked_pos (`(batch, frames * objects)`, *optional*): visual region tokens to mask. In training,
             `config.vision_config.mask_probability` of them are masked at random when this is not given.
+        audio_repeats (`int`, defaults to 1): each `audio_spectrogram` row is shared by this many consecutive
+            examples (the N videos of one mixture): the audio embeddings are computed once and repeated, so
+            `audio_spectrogram` has `batch / audio_repeats` rows.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        _check_inputs(self.config, pixel_values, pose_keypoints, audio_spectrogram, pose_mask)
+        _check_inputs(self.config, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, audio_repeats)
 
         vision, vision_mask, class_scores, object_classes, masked = self.vision_embeddings(pixel_values, bool_masked_pos)
         pose, pose_token_mask = self.pose_embeddings(pose_keypoints, pose_mask)
         audio, audio_mask = self.audio_embeddings(audio_spectrogram)
+        if audio_repeats != 1:
+            audio, audio_mask = audio.repeat_interleave(audio_repeats, dim=0), audio_mask.repeat_interleave(audio_repeats, dim=0)
         embeddings = {"vision": vision, "pose": pose, "audio": audio}
         token_masks = {"vision": vision_mask, "pose": pose_token_mask, "audio": audio_mask}
 
@@ -813,20 +824,29 @@ class TriBertAttentionGate(nn.Module):
 
 
 class TriBertBottleneckFusion(nn.Module):
-    """Self-attention early fusion: the fused `<SOS>` vector becomes one token next to the bottleneck positions;
-    one (post-norm) self-attention block mixes them and the positions go back to the decoder."""
+    """Self-attention early fusion of the U-Net bottleneck with the fused `<SOS>` vector (paper Sec. 3.2).
+
+    The projected condition is added to every bottleneck position (tiled, as in the authors' code) and also kept
+    as one extra token; one post-norm transformer block (self-attention + MLP) mixes the tokens and the positions
+    go back to the decoder. The tiling gives every position a direct path to the condition: with the condition as a
+    lone extra token, training settled on masks that ignore it (identical masks for every video).
+    """
 
     def __init__(self, condition_size: int, channels: int, num_heads: int):
         super().__init__()
         self.condition = nn.Linear(condition_size, channels)
         self.attention = nn.MultiheadAttention(channels, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.GELU(), nn.Linear(2 * channels, channels))
+        self.mlp_norm = nn.LayerNorm(channels)
 
     def forward(self, bottleneck: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         n, c, h, w = bottleneck.shape
-        tokens = torch.cat([self.condition(condition)[:, None], bottleneck.flatten(2).transpose(1, 2)], dim=1)
-        fused = self.norm(tokens + self.attention(tokens, tokens, tokens, need_weights=False)[0])
-        return fused[:, 1:].transpose(1, 2).reshape(n, c, h, w)
+        condition = self.condition(condition)[:, None]
+        tokens = torch.cat([condition, bottleneck.flatten(2).transpose(1, 2) + condition], dim=1)
+        tokens = self.norm(tokens + self.attention(tokens, tokens, tokens, need_weights=False)[0])
+        tokens = self.mlp_norm(tokens + self.mlp(tokens))
+        return tokens[:, 1:].transpose(1, 2).reshape(n, c, h, w)
 
 
 class TriBertSeparationHead(nn.Module):
@@ -913,7 +933,8 @@ def _encode_videos(tribert, pixel_values, pose_keypoints, audio_spectrogram, pos
     outputs = tribert(
         pixel_values=pixel_values.flatten(0, 1),
         pose_keypoints=pose_keypoints.flatten(0, 1),
-        audio_spectrogram=audio_spectrogram.repeat_interleave(videos, dim=0),
+        audio_spectrogram=audio_spectrogram,
+        audio_repeats=videos,  # the mixture's audio embeddings are computed once for its N videos
         pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
         bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
     )
@@ -983,13 +1004,15 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
     def separate(
         self,
         waveform: torch.Tensor,
-        pixel_values: torch.Tensor,
-        pose_keypoints: torch.Tensor,
-        feature_extractor,
+        pixel_values: torch.Tensor | None = None,
+        pose_keypoints: torch.Tensor | None = None,
+        feature_extractor=None,
         pose_mask: torch.Tensor | None = None,
         overlap: float = 0.25,
         batch_size: int = 8,
         mask_threshold: float | None = None,
+        conditioning: Callable[[int, int], dict] | None = None,
+        progress: bool = False,
     ) -> torch.Tensor:
         """Separate mixtures of any length into one waveform per video.
 
@@ -1002,26 +1025,48 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
                 (`feature_extractor.num_samples`) is cut into segments that overlap by this much, separated one
                 by one, and overlap-added with linear cross-fades (weights summing to one).
             mask_threshold: binarise binary masks at this value (Sound-of-Pixels uses 0.5); None keeps soft masks.
+            conditioning: per-segment inputs instead of `pixel_values` / `pose_keypoints` / `pose_mask` (pass None
+                for those): called as `conditioning(start, num_samples)` for each segment (its first sample and
+                length at `feature_extractor.sampling_rate`), it returns a dict with `pixel_values`,
+                `pose_keypoints` and optionally `pose_mask` shaped as those arguments, taken from the segment's
+                time window (so a long video is conditioned on the frames and keypoints of each moment).
+            progress: show a progress bar over the segments (tqdm).
         Returns:
             `(batch, videos, samples)` (or `(videos, samples)` for one mixture): mask x mixture magnitude with
             the mixture phase, inverse STFT.
         """
         single = waveform.ndim == 1
+        if feature_extractor is None:
+            raise ValueError("separate() needs the `feature_extractor` the model was trained with.")
+        if conditioning is None and (pixel_values is None or pose_keypoints is None):
+            raise ValueError("separate() needs `pixel_values` and `pose_keypoints`, or a per-segment `conditioning`.")
+
+        def inputs_at(start: int) -> tuple:
+            """(pixel_values, pose_keypoints, pose_mask) of one segment, with the batch dimension."""
+            if conditioning is None:
+                values, keypoints, mask = pixel_values, pose_keypoints, pose_mask
+            else:
+                given = conditioning(start, feature_extractor.num_samples)
+                values, keypoints, mask = given["pixel_values"], given["pose_keypoints"], given.get("pose_mask")
+            if single:
+                values, keypoints, mask = values[None], keypoints[None], None if mask is None else mask[None]
+            return values, keypoints, mask
+
         if single:
             waveform = waveform[None]
-            pixel_values, pose_keypoints = pixel_values[None], pose_keypoints[None]
-            pose_mask = None if pose_mask is None else pose_mask[None]
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
         fe, device = feature_extractor, self.device
         batch, length = waveform.shape
-        videos = pixel_values.shape[1]
         segment = fe.num_samples
         hop = max(1, int(round(segment * (1.0 - overlap))))
         starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
         fade = segment - hop if len(starts) > 1 else 0
-        output = torch.zeros(batch, videos, length, device=device)
+        output, videos = None, None
         total = torch.zeros(length, device=device)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(starts), desc="separate", unit="segment", disable=not progress, leave=False)
         for first in range(0, len(starts), batch_size):
             chunk = starts[first : first + batch_size]
             pieces = torch.stack([
@@ -1030,11 +1075,16 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
             stft = fe.stft(pieces.flatten(0, 1))
             magnitude = fe.warp(fe.magnitude(stft)).unsqueeze(1)
             repeat = len(chunk)
+            segment_inputs = [inputs_at(s) for s in chunk]  # each (batch, videos, ...): stacked batch-major below
+            values, keypoints, masks_in = zip(*segment_inputs)
+            videos = values[0].shape[1]
+            if output is None:
+                output = torch.zeros(batch, videos, length, device=device)
             masks = self(
-                pixel_values=pixel_values.to(device).repeat_interleave(repeat, dim=0),
-                pose_keypoints=pose_keypoints.to(device).repeat_interleave(repeat, dim=0),
+                pixel_values=torch.stack(values, dim=1).flatten(0, 1).to(device),
+                pose_keypoints=torch.stack(keypoints, dim=1).flatten(0, 1).to(device),
                 audio_spectrogram=magnitude,
-                pose_mask=None if pose_mask is None else pose_mask.to(device).repeat_interleave(repeat, dim=0),
+                pose_mask=None if masks_in[0] is None else torch.stack(masks_in, dim=1).flatten(0, 1).to(device),
                 return_dict=True,
             ).masks
             if mask_threshold is not None:
@@ -1049,6 +1099,8 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
                 valid = min(segment, length - start)
                 output[:, :, start : start + valid] += waves[:, offset, :, :valid] * weight[:valid]
                 total[start : start + valid] += weight[:valid]
+            bar.update(len(chunk))
+        bar.close()
         output = output / total.clamp_min(1e-8)
         return output[0] if single else output
 
