@@ -275,3 +275,22 @@ def test_every_pretraining_parameter_takes_part_in_the_joint_loss(mask_probabili
     out.loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
+
+
+def test_film_starts_as_the_papers_bottleneck_conditioning_and_learns():
+    """`separation_film=True`: zero-initialised FiLM layers (the paper's model at step 0) that receive gradients."""
+    config = head_config(separation_film=True)
+    torch.manual_seed(0)
+    model = TriBertForSourceSeparation(config).eval()
+    films = model.separation.films
+    assert len(films) == config.separation_num_downs - 1
+    assert all(not film.weight.any() and not film.bias.any() for film in films)
+    plain = TriBertForSourceSeparation(head_config())
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and all(".films." in name for name in unexpected)
+    inputs = mixture_inputs(config)
+    torch.testing.assert_close(model(**inputs).logits, plain.eval()(**inputs).logits)
+    model.train()
+    labels = (torch.rand(2, 2, 32, 24) > 0.5).float()
+    model(**inputs, labels=labels).loss.backward()
+    assert all(film.weight.grad.abs().sum() > 0 for film in films)

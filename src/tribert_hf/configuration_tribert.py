@@ -285,6 +285,12 @@ class TriBertConfig(PreTrainedConfig):
         separation_num_downs (`int`, defaults to 7): down-convolutions (and up-convolutions) of the U-Net; the
             spectrogram's frequency bins and frames must be divisible by 2 ** separation_num_downs.
         separation_fusion_heads (`int`, defaults to 8): heads of the bottleneck self-attention fusion.
+        use_pose_input (`bool`, defaults to True): False is the "without pose" ablation: the pose stream receives no
+            keypoints (every person is treated as absent, so only its `<SOS>` token remains) and the pose
+            classification term of pre-training is left out.
+        separation_film (`bool`, defaults to False): also scale and shift every decoder level's channels by the
+            fused `<SOS>` vector (FiLM; zero-initialised, so training starts from the paper's bottleneck-only
+            conditioning). Not in the paper: it makes the conditioning learn much faster (see docs/training.md).
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
         *_loss_weight (`float`): weights of the pre-training loss terms (vision, pose, audio classification, the
@@ -321,6 +327,8 @@ class TriBertConfig(PreTrainedConfig):
     separation_base_channels: int = 64
     separation_num_downs: int = 7
     separation_fusion_heads: int = 8
+    separation_film: bool = False
+    use_pose_input: bool = True
     mask_type: str = "binary"
     vision_classification_loss_weight: float | int = 1.0
     pose_classification_loss_weight: float | int = 1.0

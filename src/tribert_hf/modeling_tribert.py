@@ -669,6 +669,9 @@ class TriBertPreTrainedModel(PreTrainedModel):
             init.normal_(module.mask_embedding, mean=0.0, std=std)
         elif isinstance(module, TriBertGraphConvolution):
             init.ones_(module.edge_importance)
+        elif isinstance(module, TriBertFiLM):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, TriBertPoseGraphNetwork):
             # Non-persistent buffer: rebuilt from the layout (the model may have been created on the meta device).
             init.copy_(module.adjacency, torch.from_numpy(spatial_partition_adjacency(module.layout)))
@@ -767,6 +770,8 @@ class TriBertModel(TriBertPreTrainedModel):
         _check_inputs(self.config, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, audio_repeats)
 
         vision, vision_mask, class_scores, object_classes, masked = self.vision_embeddings(pixel_values, bool_masked_pos)
+        if not self.config.use_pose_input:  # the "without pose" ablation: nobody is seen
+            pose_mask = torch.zeros(pose_keypoints.shape[:2], dtype=torch.long, device=pose_keypoints.device)
         pose, pose_token_mask = self.pose_embeddings(pose_keypoints, pose_mask)
         audio, audio_mask = self.audio_embeddings(audio_spectrogram)
         if audio_repeats != 1:
@@ -849,6 +854,10 @@ class TriBertBottleneckFusion(nn.Module):
         return tokens[:, 1:].transpose(1, 2).reshape(n, c, h, w)
 
 
+class TriBertFiLM(nn.Linear):
+    """Condition -> per-channel (scale, shift) of a decoder level; zero-initialised (starts as the identity)."""
+
+
 class TriBertSeparationHead(nn.Module):
     """Attention U-Net over the mixture's log-frequency magnitude (`separation_num_downs` 4x4/stride-2 down
     convolutions and as many upsample + 3x3 up convolutions, skips through attention gates), conditioned at the
@@ -882,6 +891,11 @@ class TriBertSeparationHead(nn.Module):
             ups.append(nn.Sequential(*layers))
         self.ups = nn.ModuleList(ups)
         self.gates = nn.ModuleList(gates)
+        # Optional FiLM (not in the paper): every decoder level's channels scaled and shifted by the condition.
+        self.films = None
+        if config.separation_film:
+            # zero-initialised in `_init_weights`: training starts from the paper's bottleneck-only conditioning
+            self.films = nn.ModuleList(TriBertFiLM(condition_size, 2 * gate.gate[0].in_channels) for gate in gates)
 
     def forward(self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
         """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`."""
@@ -898,10 +912,14 @@ class TriBertSeparationHead(nn.Module):
             hidden = down(hidden)
             skips.append(hidden)
         # The encoder runs once per mixture; the decoder once per video of the mixture.
-        hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions.flatten(0, 1))
+        conditions = conditions.flatten(0, 1)
+        hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions)
         skips = [skip.repeat_interleave(videos, dim=0) for skip in skips[:-1]]
         for index, up in enumerate(self.ups):
             hidden = up(hidden)
+            if self.films is not None and index < len(self.films):
+                scale, shift = self.films[index](conditions)[:, :, None, None].chunk(2, dim=1)
+                hidden = hidden * (1 + scale) + shift
             if index < len(self.gates):
                 skip = skips[-1 - index]
                 hidden = torch.cat([hidden, self.gates[index](hidden, skip)], dim=1)

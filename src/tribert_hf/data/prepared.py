@@ -80,8 +80,8 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
 
     try:
         sampling_rate, data = wavfile.read(path)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"Cannot read the WAV file {path!r}: {error}") from error
+    except (ValueError, OSError, UnboundLocalError, EOFError) as error:  # scipy: UnboundLocalError when truncated
+        raise ValueError(f"Cannot read the WAV file {path!r}: {error or type(error).__name__}") from error
     if data.dtype.kind == "i":
         data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
     elif data.dtype.kind == "u":
