@@ -2,6 +2,9 @@
 
     tribert prepare VIDEO_DIR OUTPUT_DIR [--keypoints-dir DIR] [...]   videos -> prepared dataset
     tribert synthetic OUTPUT_DIR [--preset small]                      the built-in synthetic music dataset
+    tribert separate CHECKPOINT --mixture MIX --clips A B [...] -o OUT  one WAV per clip (mix-and-separate)
+    tribert separate CHECKPOINT --video V [--keypoints V.json] -o OUT   one WAV per player (or for the video)
+    tribert evaluate CHECKPOINT DATASET [--split val] [-o OUT]         SDR/SIR/SAR vs the mixture floor
 """
 
 import argparse
@@ -41,6 +44,66 @@ def _synthetic(args) -> int:
     return 0
 
 
+def _separate(args) -> int:
+    from .inference import load_checkpoint, separate_mixture, separate_video
+
+    if args.video and args.clips:
+        raise ValueError("--clips go with --mixture; with --video the sources come from the video (and its keypoints).")
+    if args.mixture and not args.clips:
+        raise ValueError("--mixture needs --clips: one video (or image) per source to separate.")
+    if args.video and args.keypoints and len(args.keypoints) != 1:
+        raise ValueError(f"--video takes one keypoint file (all its players), got {len(args.keypoints)}.")
+    if not 0.0 <= args.overlap < 1.0 or args.batch_size < 1 or not args.fps > 0 or args.crop_margin < 0:
+        raise ValueError("--overlap must be in [0, 1), --batch-size >= 1, --fps > 0 and --crop-margin >= 0.")
+    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    for warning in checkpoint.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    common = {
+        "overlap": args.overlap, "batch_size": args.batch_size, "fps": args.fps, "mask_threshold": args.mask_threshold,
+        "figure": not args.no_figure, "progress": not args.quiet,
+    }  # fmt: skip
+    if args.video:
+        summary = separate_video(
+            checkpoint, args.video, args.keypoints[0] if args.keypoints else None, args.output_dir,
+            person_split=not args.no_person_split, max_persons=args.max_persons, crop_margin=args.crop_margin, **common,
+        )  # fmt: skip
+    else:
+        summary = separate_mixture(checkpoint, args.mixture, args.clips, args.keypoints, args.output_dir, **common)
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"Separated {summary['duration']:.1f} s ({summary['num_segments']} segments of {summary['segment_seconds']:.2f} s, "
+        f"{summary['mode']}) into {args.output_dir}:"
+    )
+    for source in summary["sources"]:
+        what = f"person {source['person'] + 1} of {source['clip']}" if source["person"] is not None else source["clip"]
+        print(f"  {source['file']:<32} {source['label']} (score {source['label_scores'][source['label']]:.2f}) <- {what}")
+    print(f"  {summary['residual']['file']:<32} mixture minus the estimates")
+    if summary["figure"]:
+        print(f"  {summary['figure']:<32} mixture spectrogram, masks, estimates")
+    print("  separation.json")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .inference import evaluate_checkpoint, load_checkpoint, metrics_table
+
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1.")
+    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    for warning in checkpoint.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    summary = evaluate_checkpoint(
+        checkpoint, args.dataset, split=args.split, num_mix=args.num_mix, backend=args.backend,
+        max_mixtures=args.max_mixtures, output_dir=args.output_dir, batch_size=args.batch_size,
+        cache_dir=args.cache_dir, figure=not args.no_figure, progress=not args.quiet,
+    )  # fmt: skip
+    print(metrics_table(summary))
+    figure = ", example.png" if summary.get("figure") else ""
+    print(f"Wrote metrics.json, metrics.md{figure} to {args.output_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tribert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +136,57 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--preset", default="small", choices=("tiny", "small"))
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(func=_synthetic)
+
+    separate = commands.add_parser(
+        "separate",
+        help="separate a mixture (one clip per source) or a video (one source per player) with a checkpoint",
+        description="TriBERT predicts one mask per conditioning video. --mixture MIX --clips A B ...: the mixture's "
+        "audio is split into one WAV per clip, each conditioned on that clip's frames (and --keypoints, one JSON per "
+        "clip, '-' for none). --video V [--keypoints V.json]: the video's own audio; with two or more tracked players "
+        "in the keypoints, one WAV per player (frames cropped to the player), else one WAV for the video. Audio of "
+        "any length is separated in overlapping segments, each conditioned on its own time window. Writes "
+        "source-<i>-<predicted class>.wav, residual.wav (mixture minus the estimates), separation.png and "
+        "separation.json into -o.",
+    )
+    separate.add_argument("checkpoint", help="a TriBERT checkpoint folder (save_pretrained of the model + processor)")
+    source = separate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="a video with an audio track: separate its own audio")
+    source.add_argument("--mixture", help="the mixture: a WAV, audio or video file")
+    separate.add_argument("--clips", nargs="+", help="with --mixture: one video (or image) per source")
+    separate.add_argument("--keypoints", nargs="+", help="AlphaPose JSON: one per clip ('-' for none), or one for --video")
+    separate.add_argument("-o", "--output-dir", required=True, help="where the WAVs, figure and JSON are written")
+    separate.add_argument("--no-person-split", action="store_true", help="--video: one source even with several players")
+    separate.add_argument("--max-persons", type=int, default=4, help="--video: players read from the keypoints (default 4)")
+    separate.add_argument("--crop-margin", type=float, default=0.15, help="--video: margin around a player's box (fraction)")
+    separate.add_argument("--overlap", type=float, default=0.25, help="fraction shared by consecutive segments (default 0.25)")
+    separate.add_argument("--fps", type=float, default=8.0, help="rate of the conditioning frames, as in training (default 8)")
+    separate.add_argument("--mask-threshold", type=float, help="binarise the masks at this value (default: soft masks)")
+    separate.add_argument("--batch-size", type=int, default=4, help="segments per forward pass (default 4)")
+    separate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    separate.add_argument("--no-figure", action="store_true", help="do not draw separation.png")
+    separate.add_argument("--quiet", action="store_true", help="no progress bar")
+    separate.set_defaults(func=_separate)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="SDR/SIR/SAR of a checkpoint on a prepared split, next to the mixture floor",
+        description="Pairs the split's clips into mixtures (consecutive groups of --num-mix, centre crops: "
+        "deterministic), separates them and scores SDR/SIR/SAR (BSS Eval v3) with the mixture floor. Writes "
+        "metrics.json, metrics.md and example.png into -o and prints the table.",
+    )
+    evaluate.add_argument("checkpoint", help="a TriBERT checkpoint folder")
+    evaluate.add_argument("dataset", help="a `tribert prepare` folder, or synthetic:tiny / synthetic:small")
+    evaluate.add_argument("--split", default="val", help="split to evaluate (default val)")
+    evaluate.add_argument("--num-mix", type=int, default=2, help="clips per mixture (default 2)")
+    evaluate.add_argument("--backend", choices=("fast", "mir_eval"), default="fast", help="BSS Eval implementation")
+    evaluate.add_argument("--max-mixtures", type=int, help="score at most this many mixtures")
+    evaluate.add_argument("-o", "--output-dir", default="tribert-evaluation", help="where metrics.json/.md and example.png go")
+    evaluate.add_argument("--batch-size", type=int, default=4, help="mixtures per forward pass (default 4)")
+    evaluate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    evaluate.add_argument("--cache-dir", help="where synthetic:<preset> is generated (default ~/.cache/tribert_hf)")
+    evaluate.add_argument("--no-figure", action="store_true", help="do not draw example.png")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
@@ -80,7 +194,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (FileNotFoundError, ValueError, ImportError, OSError, MemoryError) as error:
         print(f"tribert {args.command}: error: {error}", file=sys.stderr)
         return 2
 
