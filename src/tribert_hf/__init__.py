@@ -11,6 +11,7 @@ from transformers import (
     AutoVideoProcessor,
 )
 
+from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
 from .configuration_tribert import (
     MUSIC21_LABELS,
     MUSIC_LABELS,
@@ -20,6 +21,13 @@ from .configuration_tribert import (
     TriBertVisionConfig,
 )
 from .feature_extraction_tribert import TriBertFeatureExtractor
+from .modeling_baselines import (
+    AudioOnlyForSourceSeparation,
+    AudioOnlySeparationOutput,
+    SoundOfPixelsForSourceSeparation,
+    permutation_invariant_mask_loss,
+    reorder_sources,
+)
 from .modeling_tribert import (
     TriBertForPreTraining,
     TriBertForPreTrainingOutput,
@@ -46,6 +54,10 @@ def _register() -> None:
     AutoFeatureExtractor.register(TriBertConfig, TriBertFeatureExtractor, exist_ok=True)
     AutoVideoProcessor.register(TriBertConfig, TriBertVideoProcessor, exist_ok=True)
     AutoProcessor.register(TriBertConfig, TriBertProcessor, exist_ok=True)
+    for config_class in (AudioOnlySeparationConfig, SoundOfPixelsConfig):  # the separation baselines
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(AudioOnlySeparationConfig, AudioOnlyForSourceSeparation, exist_ok=True)
+    AutoModel.register(SoundOfPixelsConfig, SoundOfPixelsForSourceSeparation, exist_ok=True)
     TriBertConfig.register_for_auto_class()
     TriBertModel.register_for_auto_class("AutoModel")
     TriBertForPreTraining.register_for_auto_class("AutoModelForPreTraining")
@@ -54,6 +66,13 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "AudioOnlyForSourceSeparation",
+    "AudioOnlySeparationConfig",
+    "AudioOnlySeparationOutput",
+    "SoundOfPixelsConfig",
+    "SoundOfPixelsForSourceSeparation",
+    "permutation_invariant_mask_loss",
+    "reorder_sources",
     "MUSIC21_LABELS",
     "MUSIC_LABELS",
     "TriBertAudioConfig",

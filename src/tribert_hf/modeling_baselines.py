@@ -1,0 +1,522 @@
+"""Separation baselines of the TriBERT paper (Table 1), sharing TriBERT's audio U-Net, losses and batch format.
+
+* `AudioOnlyForSourceSeparation`: the attention U-Net of `TriBertSeparationHead` with no visual or pose
+  conditioning: one learned embedding per output takes the place of a video's `<SOS>` outputs. The outputs are
+  unordered, so training uses a permutation-invariant loss (PIT) and evaluation the best permutation
+  (`permutation` of the output, `reorder_sources`).
+* `SoundOfPixelsForSourceSeparation`: Sound of Pixels (Zhao et al., ECCV 2018): a ResNet frame encoder gives each
+  video a K-channel vector `w`, the U-Net gives the mixture K feature maps `U` (once per mixture), and the video's
+  mask is `sigmoid(sum_k w_k * s_k * U_k + b)`.
+
+Both take the batches of `MixAndSeparateCollator` (`audio_spectrogram` `(batch, 1, 256, frames)`, `labels`
+`(batch, N, 256, frames)`, `loss_weight` `(batch, 1, 256, frames)`, `pixel_values` `(batch, N, frames, 3, H, W)`,
+...) and ignore the inputs they have no use for, so one training loop serves TriBERT and both baselines.
+"""
+
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transformers import ResNetModel
+from transformers import initialization as init
+from transformers.modeling_utils import PreTrainedModel
+
+from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
+from .modeling_tribert import (
+    STREAMS,
+    TriBertSeparationHead,
+    TriBertSeparationOutput,
+    _activate_masks,
+    _check_tensor,
+    _mask_loss,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared pieces: input checks, the U-Net, the PIT loss, segment-wise separation of long audio
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_spectrogram(config, audio_spectrogram, batch: int | None = None) -> None:
+    _check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
+    if audio_spectrogram.shape[1] != 1 or audio_spectrogram.shape[2] != config.num_frequency_bins:
+        raise ValueError(
+            f"`audio_spectrogram` must have shape (batch, 1, {config.num_frequency_bins}, time_frames) (mono, "
+            f"{config.num_frequency_bins} log-frequency bins), got {tuple(audio_spectrogram.shape)}."
+        )
+    if batch is not None and audio_spectrogram.shape[0] != batch:
+        raise ValueError(
+            f"`audio_spectrogram` has batch size {audio_spectrogram.shape[0]} but `pixel_values` has {batch}: one "
+            "mixture per row of `pixel_values`."
+        )
+    if not torch.compiler.is_compiling() and bool((audio_spectrogram < 0).any()):
+        raise ValueError("`audio_spectrogram` must be a non-negative STFT magnitude (the U-Net takes its log).")
+
+
+def _unet_config(config, condition_size: int, fusion_heads: int = 1, film: bool = False) -> SimpleNamespace:
+    """The fields `TriBertSeparationHead` reads from a `TriBertConfig`, for a U-Net whose bottleneck is fused with a
+    condition vector of `condition_size` (it reads the condition size as the sum of the streams' hidden sizes)."""
+    sizes = [condition_size] + [0] * (len(STREAMS) - 1)
+    return SimpleNamespace(
+        separation_base_channels=config.separation_base_channels,
+        separation_num_downs=config.separation_num_downs,
+        separation_fusion_heads=fusion_heads,
+        separation_film=film,
+        streams={stream: SimpleNamespace(hidden_size=size) for stream, size in zip(STREAMS, sizes)},
+    )
+
+
+class SoundOfPixelsAudioUNet(TriBertSeparationHead):
+    """TriBERT's attention U-Net without the bottleneck fusion, ending in `num_feature_channels` maps instead of one
+    mask: SoP's sound network, `(B, 1, F, T)` magnitude -> `(B, K, F, T)` feature maps, once per mixture."""
+
+    def __init__(self, config: SoundOfPixelsConfig):
+        super().__init__(_unet_config(config, condition_size=1))
+        self.fusion = None  # no condition at the bottleneck: SoP conditions the output (the synthesizer)
+        last = self.ups[-1][-1]
+        if not (isinstance(last, nn.Conv2d) and last.out_channels == 1):
+            raise RuntimeError("TriBertSeparationHead changed: its last up-convolution is no longer a 1-channel Conv2d.")
+        self.ups[-1][-1] = nn.Conv2d(last.in_channels, config.num_feature_channels, 3, padding=1)
+
+    def forward(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
+        size = 2**self.depth
+        if mixture_magnitude.shape[-2] % size or mixture_magnitude.shape[-1] % size:
+            raise ValueError(
+                f"The separation U-Net needs frequency bins and frames divisible by 2 ** separation_num_downs = "
+                f"{size}; got a spectrogram of shape {tuple(mixture_magnitude.shape)}."
+            )
+        hidden = self.input_norm(torch.log(mixture_magnitude + log_eps))
+        skips = []
+        for down in self.downs:
+            hidden = down(hidden)
+            skips.append(hidden)
+        for index, up in enumerate(self.ups):
+            hidden = up(hidden)
+            if index < len(self.gates):
+                hidden = torch.cat([hidden, self.gates[index](hidden, skips[-2 - index])], dim=1)
+        return hidden
+
+
+def _elementwise_mask_loss(mask_type: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Unreduced per-pixel loss of `_mask_loss` (BCE for binary masks, L1 of 2 * sigmoid for ratio masks)."""
+    labels = labels.to(logits.dtype)
+    if mask_type == "binary":
+        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return (2 * torch.sigmoid(logits) - labels.clamp(0, 2)).abs()
+
+
+def permutation_invariant_mask_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mixture_magnitude: torch.Tensor,
+    loss_weight: torch.Tensor | None = None,
+    mask_type: str = "binary",
+) -> tuple[torch.Tensor, torch.LongTensor]:
+    """Permutation-invariant (PIT) version of TriBERT's weighted mask loss.
+
+    For each mixture, the loss of every assignment of outputs to targets (`itertools.permutations`, N! of them) is
+    the weighted per-pixel loss of `_mask_loss` averaged over the N pairs; the mixture's loss is the smallest, and
+    the batch loss their mean (so it equals `_mask_loss` of the outputs reordered by the best permutation).
+
+    Args:
+        logits: `(batch, N, frequency_bins, frames)` mask logits.
+        labels: `(batch, N, frequency_bins, frames)` mask targets.
+        mixture_magnitude: `(batch, 1, frequency_bins, frames)`: the default weight is its `log1p`, in [1e-3, 10].
+        loss_weight: `(batch, 1, frequency_bins, frames)` per-pixel weight, or `(batch, N, ...)` one per target (it
+            follows the target whatever output is assigned to it).
+        mask_type: `"binary"` (weighted BCE) or `"ratio"` (weighted L1).
+    Returns:
+        The loss `()` and `permutation` `(batch, N)`: `permutation[b, j]` is the output assigned to target `j`.
+    """
+    if labels.shape != logits.shape:
+        raise ValueError(f"`labels` (mask targets) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+    batch, sources = logits.shape[:2]
+    if loss_weight is None:  # as `_mask_loss`
+        loss_weight = torch.log1p(mixture_magnitude).clamp(1e-3, 10.0)
+    weight = loss_weight.expand_as(labels)
+    # pair_loss[b, i, j]: output i against target j, (batch, N outputs, N targets).
+    outputs, targets = torch.broadcast_tensors(logits[:, :, None], labels[:, None])
+    pixels = _elementwise_mask_loss(mask_type, outputs, targets) * weight[:, None]
+    pair_loss = pixels.mean(dim=(-2, -1))
+    permutations = torch.tensor(list(itertools.permutations(range(sources))), device=logits.device)  # (P, N)
+    costs = pair_loss[:, permutations, torch.arange(sources, device=logits.device)].mean(dim=-1)  # (batch, P)
+    best_cost, best = costs.min(dim=1)
+    return best_cost.mean(), permutations[best]
+
+
+def reorder_sources(estimates: torch.Tensor, permutation: torch.LongTensor) -> torch.Tensor:
+    """Estimates `(batch, N, ...)` of unordered outputs -> `(batch, N, ...)` whose entry `j` is the output that
+    `permutation` `(batch, N)` assigns to target `j` (the best permutation of `permutation_invariant_mask_loss`)."""
+    if permutation.shape != estimates.shape[:2]:
+        raise ValueError(
+            f"`permutation` must have shape (batch, N) = {tuple(estimates.shape[:2])}, got {tuple(permutation.shape)}."
+        )
+    index = permutation.view(*permutation.shape, *([1] * (estimates.ndim - 2))).expand_as(estimates)
+    return estimates.gather(1, index.to(estimates.device))
+
+
+def _best_continuation(previous: torch.Tensor, current: torch.Tensor) -> torch.LongTensor:
+    """Order `(batch, N)` of the `current` outputs that best continues `previous` (both `(batch, N, samples)` over
+    the same samples): the permutation with the largest summed correlation."""
+    similarity = torch.einsum("bis,bjs->bij", previous, current)
+    sources = previous.shape[1]
+    permutations = torch.tensor(list(itertools.permutations(range(sources))), device=previous.device)
+    scores = similarity[:, torch.arange(sources, device=previous.device), permutations].sum(dim=-1)  # (batch, P)
+    return permutations[scores.argmax(dim=1)]
+
+
+@torch.no_grad()
+def separate_in_segments(
+    predict_masks: Callable[[torch.Tensor, list[int]], torch.Tensor],
+    waveform: torch.Tensor,
+    feature_extractor,
+    device: torch.device | str = "cpu",
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    mask_threshold: float | None = None,
+    align_sources: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Separate `(batch, samples)` mixtures of any length segment by segment (as `TriBertForSourceSeparation.separate`).
+
+    Audio longer than one crop (`feature_extractor.num_samples`) is cut into segments that overlap by `overlap`
+    of a segment, separated `batch_size` segments at a time and overlap-added with linear cross-fades (weights
+    summing to one); each estimate is mask x mixture magnitude with the mixture phase, inverse STFT.
+
+    Args:
+        predict_masks: called as `predict_masks(audio_spectrogram, starts)` with `audio_spectrogram`
+            `(batch * k, 1, 256, frames)` of the k segments that begin at samples `starts` (row `b * k + i` is
+            mixture b's segment `starts[i]`); returns masks `(batch * k, N, 256, frames)`.
+        align_sources: for unordered outputs (PIT): reorder each segment's estimates to continue the previous
+            segments' in the overlap (largest correlation), so that output j follows one source throughout.
+            Needs `overlap > 0`.
+    Returns:
+        `(batch, N, samples)`.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    fe = feature_extractor
+    batch, length = waveform.shape
+    segment = fe.num_samples
+    hop = max(1, int(round(segment * (1.0 - overlap))))
+    starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
+    fade = segment - hop if len(starts) > 1 else 0
+    output = None
+    total = torch.zeros(length, device=device)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(starts), desc="separate", unit="segment", disable=not progress, leave=False)
+    for first in range(0, len(starts), batch_size):
+        chunk = starts[first : first + batch_size]
+        pieces = torch.stack(
+            [F.pad(waveform[:, s : s + segment], (0, max(0, s + segment - length))) for s in chunk], dim=1
+        ).to(device)  # (batch, segments, segment)
+        stft = fe.stft(pieces.flatten(0, 1))
+        masks = predict_masks(fe.warp(fe.magnitude(stft)).unsqueeze(1), chunk)
+        if mask_threshold is not None:
+            masks = (masks > mask_threshold).to(masks.dtype)
+        sources = masks.shape[1]
+        waves = fe.masks_to_waveforms(masks, stft, segment).view(batch, len(chunk), sources, segment)
+        if output is None:
+            output = torch.zeros(batch, sources, length, device=device)
+        for offset, start in enumerate(chunk):
+            current = waves[:, offset]
+            if align_sources and fade and start > 0:
+                order = _best_continuation(output[:, :, start : start + fade], current[..., :fade])
+                current = reorder_sources(current, order)
+            weight = torch.ones(segment, device=device)
+            if fade and start > 0:
+                weight[:fade] = torch.linspace(0, 1, fade + 2, device=device)[1:-1]
+            if fade and start + segment < length:
+                weight[-fade:] = torch.linspace(1, 0, fade + 2, device=device)[1:-1]
+            valid = min(segment, length - start)
+            output[:, :, start : start + valid] += current[..., :valid] * weight[:valid]
+            total[start : start + valid] += weight[:valid]
+        bar.update(len(chunk))
+    bar.close()
+    return output / total.clamp_min(1e-8)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Audio only (PIT)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AudioOnlySeparationOutput(TriBertSeparationOutput):
+    r"""
+    loss (`()`): permutation-invariant weighted mask loss (`permutation_invariant_mask_loss`), when `labels` are given.
+    logits / masks (`(batch, num_sources, frequency_bins, frames)`): the outputs, in no particular order.
+    permutation (`(batch, num_sources)`, when `labels` are given): `permutation[b, j]` is the output assigned to
+        target `j` by the best permutation; `reorder_sources(masks, permutation)` aligns the outputs with the targets.
+        Evaluation (SDR, SIR, SAR) uses this best permutation, as is usual for audio-only separation.
+    """
+
+    permutation: torch.LongTensor | None = None
+
+
+class AudioOnlyPreTrainedModel(PreTrainedModel):
+    config: AudioOnlySeparationConfig
+    config_class = AudioOnlySeparationConfig
+    base_model_prefix = "audio_only"
+    main_input_name = "audio_spectrogram"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, AudioOnlyForSourceSeparation):
+            # Unit-scale embeddings: distinct outputs from the first step (PIT has nothing else to tell them apart).
+            init.normal_(module.source_embeddings, mean=0.0, std=1.0)
+            # FiLM starts as the identity. Done here, after the children: transformers skips the `_init_weights` of
+            # custom-code modules without parameters of their own, such as the head.
+            for film in module.separation.films or ():
+                init.zeros_(film.weight)
+                init.zeros_(film.bias)
+
+
+class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
+    """TriBERT's attention U-Net with no visual or pose conditioning: `num_sources` masks per mixture.
+
+    The encoder runs once per mixture; its bottleneck is fused with one learned embedding per output (in place of
+    a video's `<SOS>` outputs) and the decoder runs once per output. Trained with a permutation-invariant loss.
+    """
+
+    def __init__(self, config: AudioOnlySeparationConfig):
+        super().__init__(config)
+        self.source_embeddings = nn.Parameter(torch.empty(config.num_sources, config.source_embedding_size))
+        self.separation = TriBertSeparationHead(
+            _unet_config(config, config.source_embedding_size, config.separation_fusion_heads, config.separation_film)
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        audio_spectrogram: torch.FloatTensor,
+        labels: torch.Tensor | None = None,
+        loss_weight: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        pose_keypoints: torch.Tensor | None = None,
+        pose_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> AudioOnlySeparationOutput | tuple:
+        r"""
+        audio_spectrogram (`(batch, 1, 256, frames)`): the mixture's log-frequency magnitude.
+        labels (`(batch, num_sources, 256, frames)`, *optional*): mask targets, in any order.
+        loss_weight (`(batch, 1, 256, frames)`, *optional*): per-pixel weight; defaults to log1p(mixture) in [1e-3, 10].
+        pixel_values, pose_keypoints, pose_mask: accepted and ignored (the batch of the other separation models).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _check_spectrogram(self.config, audio_spectrogram)
+        conditions = self.source_embeddings[None].expand(audio_spectrogram.shape[0], -1, -1)
+        logits = self.separation(audio_spectrogram, conditions.to(audio_spectrogram.dtype), self.config.log_eps)
+        loss = permutation = None
+        if labels is not None:
+            loss, permutation = permutation_invariant_mask_loss(
+                logits, labels, audio_spectrogram, loss_weight, self.config.mask_type
+            )
+        output = AudioOnlySeparationOutput(
+            loss=loss, logits=logits, masks=_activate_masks(self.config, logits), permutation=permutation
+        )
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def separate(
+        self,
+        waveform: torch.Tensor,
+        feature_extractor=None,
+        overlap: float = 0.25,
+        batch_size: int = 8,
+        mask_threshold: float | None = None,
+        align_sources: bool = True,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Separate mixtures of any length into `num_sources` waveforms (in no particular order).
+
+        Args:
+            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
+            feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
+            overlap, batch_size, mask_threshold, progress: as `TriBertForSourceSeparation.separate`.
+            align_sources: reorder each segment's outputs to continue the previous segment's in the overlap, so that
+                output j follows one source throughout (PIT outputs may swap between segments otherwise).
+        Returns:
+            `(batch, num_sources, samples)` (or `(num_sources, samples)` for one mixture).
+        """
+        if feature_extractor is None:
+            raise ValueError("separate() needs the `feature_extractor` the model was trained with.")
+        single = waveform.ndim == 1
+        waveform = waveform[None] if single else waveform
+
+        def predict_masks(audio_spectrogram, starts):
+            return self(audio_spectrogram=audio_spectrogram, return_dict=True).masks
+
+        output = separate_in_segments(
+            predict_masks, waveform, feature_extractor, self.device, overlap, batch_size, mask_threshold,
+            align_sources=align_sources, progress=progress,
+        )  # fmt: skip
+        return output[0] if single else output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sound of Pixels
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SoundOfPixelsPreTrainedModel(PreTrainedModel):
+    config: SoundOfPixelsConfig
+    config_class = SoundOfPixelsConfig
+    base_model_prefix = "sound_of_pixels"
+    main_input_name = "pixel_values"
+    input_modalities = ("video", "audio")
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["ResNetConvLayer", "ResNetShortCut"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # the frame ResNet (a `ResNetModel`) runs its own
+        if isinstance(module, nn.Conv2d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, SoundOfPixelsForSourceSeparation):
+            init.ones_(module.feature_scale)
+            init.zeros_(module.mask_bias)
+
+
+class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
+    """Sound of Pixels: a video's K-channel vector weights the mixture's K U-Net feature maps into its mask.
+
+    Frame net: `ResNetModel` over every frame -> spatial pooling -> pooling over the video's frames -> linear to K
+    -> `frame_activation`. Sound net: `SoundOfPixelsAudioUNet` (once per mixture). Synthesizer (SoP's linear one):
+    mask logits `sum_k w_k * s_k * U_k + b`, learned scales `s` and bias `b`. Loss: TriBERT's weighted BCE / L1.
+    """
+
+    def __init__(self, config: SoundOfPixelsConfig):
+        super().__init__(config)
+        self.frame_encoder = ResNetModel(config.frame_encoder_config)
+        self.frame_projection = nn.Linear(config.frame_encoder_config.hidden_sizes[-1], config.num_feature_channels)
+        self.audio_unet = SoundOfPixelsAudioUNet(config)
+        self.feature_scale = nn.Parameter(torch.empty(config.num_feature_channels))
+        self.mask_bias = nn.Parameter(torch.empty(()))
+        self.post_init()
+
+    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`(batch, videos, frames, 3, H, W)` -> each video's vector `w` `(batch, videos, K)`."""
+        batch, videos, frames = pixel_values.shape[:3]
+        feature_maps = self.frame_encoder(pixel_values.flatten(0, 2), return_dict=True).last_hidden_state
+        spatial = feature_maps.flatten(2)  # (batch * videos * frames, channels, h * w)
+        pooled = spatial.amax(dim=-1) if self.config.spatial_pooling == "max" else spatial.mean(dim=-1)
+        pooled = pooled.view(batch, videos, frames, -1)
+        pooled = pooled.amax(dim=2) if self.config.temporal_pooling == "max" else pooled.mean(dim=2)
+        vectors = self.frame_projection(pooled)
+        return torch.sigmoid(vectors) if self.config.frame_activation == "sigmoid" else vectors
+
+    def encode_audio(self, audio_spectrogram: torch.Tensor) -> torch.Tensor:
+        """`(batch, 1, 256, frames)` mixture magnitude -> K feature maps `(batch, K, 256, frames)`."""
+        return self.audio_unet(audio_spectrogram, self.config.log_eps)
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_keypoints: torch.Tensor | None = None,
+        audio_spectrogram: torch.FloatTensor | None = None,
+        pose_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        loss_weight: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TriBertSeparationOutput | tuple:
+        r"""
+        The signature of `TriBertForSourceSeparation.forward`; `pose_keypoints`, `pose_mask` and `bool_masked_pos`
+        are accepted and ignored.
+
+        pixel_values (`(batch, videos, frames, 3, H, W)`): each video of the mixture.
+        audio_spectrogram (`(batch, 1, 256, frames)`): the mixture's log-frequency magnitude (required).
+        labels (`(batch, videos, 256, frames)`, *optional*): mask targets (binary or ratios).
+        loss_weight (`(batch, 1, 256, frames)`, *optional*): per-pixel weight; defaults to log1p(mixture) in [1e-3, 10].
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        channels = self.config.frame_encoder_config.num_channels
+        _check_tensor("pixel_values", pixel_values, 6, "(batch, videos, frames, channels, height, width)")
+        if pixel_values.shape[3] != channels:
+            raise ValueError(
+                f"`pixel_values` must have shape (batch, videos, frames, {channels}, height, width) (one entry per "
+                f"video of the mixture), got {tuple(pixel_values.shape)}."
+            )
+        if audio_spectrogram is None:
+            raise ValueError("SoundOfPixelsForSourceSeparation needs `audio_spectrogram`, the mixture's magnitude.")
+        _check_spectrogram(self.config, audio_spectrogram, batch=pixel_values.shape[0])
+        vectors = self.encode_frames(pixel_values)  # (batch, videos, K)
+        feature_maps = self.encode_audio(audio_spectrogram)  # (batch, K, F, T)
+        logits = torch.einsum("bvk,bkft->bvft", vectors * self.feature_scale, feature_maps) + self.mask_bias
+        loss = None if labels is None else _mask_loss(self.config, logits, labels, audio_spectrogram, loss_weight)
+        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=_activate_masks(self.config, logits))
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def separate(
+        self,
+        waveform: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        feature_extractor=None,
+        overlap: float = 0.25,
+        batch_size: int = 8,
+        mask_threshold: float | None = None,
+        conditioning: Callable[[int, int], dict] | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Separate mixtures of any length into one waveform per video (as `TriBertForSourceSeparation.separate`).
+
+        Args:
+            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
+            pixel_values: each video's frames, `(batch, videos, frames, 3, H, W)` (or without `batch` for one
+                mixture); the same frames condition every segment.
+            feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
+            overlap, batch_size, mask_threshold, progress: as `TriBertForSourceSeparation.separate`.
+            conditioning: per-segment frames instead of `pixel_values`: called as `conditioning(start, num_samples)`
+                for each segment, it returns a dict with `pixel_values` shaped as that argument.
+        Returns:
+            `(batch, videos, samples)` (or `(videos, samples)` for one mixture).
+        """
+        if feature_extractor is None:
+            raise ValueError("separate() needs the `feature_extractor` the model was trained with.")
+        if (pixel_values is None) == (conditioning is None):
+            raise ValueError("separate() needs either `pixel_values` or a per-segment `conditioning`.")
+        single = waveform.ndim == 1
+        waveform = waveform[None] if single else waveform
+
+        def frames_at(start: int) -> torch.Tensor:
+            if conditioning is None:
+                return pixel_values[None] if single else pixel_values
+            values = conditioning(start, feature_extractor.num_samples)["pixel_values"]
+            return values[None] if single else values
+
+        def predict_masks(audio_spectrogram, starts):
+            values = torch.stack([frames_at(start) for start in starts], dim=1).flatten(0, 1)  # batch-major
+            return self(pixel_values=values.to(self.device), audio_spectrogram=audio_spectrogram, return_dict=True).masks
+
+        output = separate_in_segments(
+            predict_masks, waveform, feature_extractor, self.device, overlap, batch_size, mask_threshold,
+            progress=progress,
+        )  # fmt: skip
+        return output[0] if single else output
+
+
+__all__ = [
+    "AudioOnlyForSourceSeparation",
+    "AudioOnlyPreTrainedModel",
+    "AudioOnlySeparationOutput",
+    "SoundOfPixelsAudioUNet",
+    "SoundOfPixelsForSourceSeparation",
+    "SoundOfPixelsPreTrainedModel",
+    "permutation_invariant_mask_loss",
+    "reorder_sources",
+    "separate_in_segments",
+]
