@@ -28,6 +28,7 @@ INSTALL_REQUIRES = [
     "scipy>=1.10,<2",
     "matplotlib>=3.7,<4",
     "tqdm>=4.60",
+    "tensorboard>=2.14,<3",  # the recipes' default tracker
 ]
 
 EXTRAS = {

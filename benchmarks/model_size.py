@@ -20,8 +20,8 @@ import time
 import psutil
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-from run_demo import example_inputs  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import example_inputs  # noqa: E402
 
 from tribert_hf import TriBertConfig, TriBertModel  # noqa: E402
 

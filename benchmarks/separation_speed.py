@@ -17,8 +17,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-from run_demo import example_inputs  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import example_inputs  # noqa: E402
 
 from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForSourceSeparation  # noqa: E402
 

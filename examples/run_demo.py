@@ -1,74 +1,145 @@
-"""The README's first command (for now): generate the built-in synthetic music dataset, turn one of its clips into
-model inputs with TriBertProcessor, build the paper-size TriBERT and run it once; print what it made.
+"""The README's first command (`make demo`): train a small TriBERT on the built-in synthetic music dataset on the
+CPU, evaluate it on held-out mixtures and write what a user looks at.
 
-    python examples/run_demo.py [--batch-size N] [--cache-dir DIR]
+    python examples/run_demo.py [--output_dir outputs/demo] [--max_steps 300] [--cache_dir DIR]
 
-Training on the synthetic dataset replaces the single forward pass once the separation head and the training
-recipe land (see the issues).
+Steps: (1) generate (or reuse) the `synthetic:small` dataset (seeded music videos: audio, frames, keypoints);
+(2) train `TriBertForPreTraining` (`--model_size small`) with `examples/run_separation.py` (joint objective,
+validation SDR every `--eval_steps`, best model kept); (3) evaluate the best model on the TEST split (mixtures of
+two videos never seen in training) with SDR/SIR/SAR next to the mixture floor; (4) write one test mixture, the
+model's separated sources and the true sources as WAV files, with figures.
+
+Outputs (under --output_dir):
+    model/                   the trained model + processor (`from_pretrained`-ready), model card, checkpoints,
+                             TensorBoard logs, train_log.jsonl, eval_history.json
+    evaluation/metrics.md    the metrics table (model vs mixture floor); metrics.json; example.png (masks)
+    example/                 mixture.wav, estimate-<k>-<class>.wav, reference-<k>-<class>.wav
+    training.png             training loss and validation SDR against steps
 """
 
 import argparse
+import json
+import os
+import sys
 import time
 
-import torch
-
-from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertModel, TriBertProcessor, TriBertVideoProcessor
-from tribert_hf.data import PreparedClipFeaturizer, load_synthetic_music
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
 
-def example_inputs(config: TriBertConfig, batch_size: int = 1, seed: int = 0) -> dict:
-    """Seeded random inputs of the model's shapes (for benchmarks)."""
-    generator = torch.Generator().manual_seed(seed)
-    vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
-    return {
-        "pixel_values": torch.randn(batch_size, vc.num_frames, vc.num_channels, vc.image_size, vc.image_size, generator=generator),
-        "pose_keypoints": torch.rand(batch_size, pc.num_persons, pc.num_pose_frames, pc.num_joints, pc.in_channels, generator=generator),
-        "audio_spectrogram": torch.rand(batch_size, 1, ac.num_frequency_bins, 256, generator=generator),
-        "pose_mask": torch.tensor([[1] + [0] * (pc.num_persons - 1)] * batch_size),  # a solo: one player
-    }
+def plot_training(model_dir: str, path: str) -> str:
+    """Training loss and validation SDR (with the mixture floor) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log_file = os.path.join(model_dir, "train_log.jsonl")
+    log = [json.loads(line) for line in open(log_file) if line.strip()] if os.path.isfile(log_file) else []
+    with open(os.path.join(model_dir, "eval_history.json")) as f:
+        history = json.load(f)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    steps = [row["step"] for row in log]
+    left.plot(steps, [row["loss"] for row in log], label="total")
+    left.plot(steps, [row["separation_loss"] for row in log], label="separation")
+    left.set(xlabel="step", ylabel="training loss", title="Training loss (mean over logging window)")
+    left.legend()
+    right.plot([r["step"] for r in history], [r["sdr"] for r in history], "o-", label="model")
+    right.plot([r["step"] for r in history], [r["sdr_mixture"] for r in history], "--", color="grey", label="mixture floor")
+    right.set(xlabel="step", ylabel="SDR (dB)", title="Validation SDR")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
-def main():
+def write_example(checkpoint, root: str, rows, index: int, output_dir: str) -> list[str]:
+    """Separate test mixture `index` (two consecutive clips of the split) and write its WAVs."""
+    import torch
+
+    from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer
+    from tribert_hf.data.prepared import write_wav
+
+    model, fe = checkpoint.model, checkpoint.feature_extractor
+    featurizer = PreparedClipFeaturizer(root, checkpoint.processor, crop="center", return_waveform=True, label2id=model.config.label2id)
+    group = [rows[2 * index], rows[2 * index + 1]]
+    batch = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)([featurizer.example(r) for r in group])
+    with torch.no_grad():
+        masks = model(**{k: batch[k] for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram")}).masks
+    estimates = fe.masks_to_waveforms(masks, batch["mixture_stft"], batch["mixture_waveform"].shape[-1])[0]
+    os.makedirs(output_dir, exist_ok=True)
+    written = [os.path.join(output_dir, "mixture.wav")]
+    write_wav(written[0], batch["mixture_waveform"][0].numpy(), fe.sampling_rate)
+    for k, row in enumerate(group):
+        name = "+".join(row["labels"])
+        for kind, audio in (("estimate", estimates[k]), ("reference", batch["source_waveforms"][0, k])):
+            written.append(os.path.join(output_dir, f"{kind}-{k + 1}-{name}.wav"))
+            write_wav(written[-1], audio.numpy(), fe.sampling_rate)
+    return written
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=2, help="clips of the synthetic validation split")
-    parser.add_argument("--cache-dir", help="where the synthetic dataset is generated (default ~/.cache/tribert_hf)")
-    args = parser.parse_args()
+    parser.add_argument("--output_dir", default="outputs/demo")
+    parser.add_argument("--max_steps", type=int, default=300, help="training steps (4 mixtures of 2 videos each)")
+    parser.add_argument("--eval_steps", type=int, default=50, help="validation every this many steps")
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--preset", default="small", choices=("tiny", "small"), help="synthetic dataset (tiny: tests)")
+    parser.add_argument("--model_size", default="small", choices=("tiny", "small"), help="model (tiny: tests)")
+    parser.add_argument("--cache_dir", help="where the synthetic dataset is generated (default ~/.cache/tribert_hf)")
+    parser.add_argument("--report_to", default="tensorboard", help="accelerate tracker for the training run, or none")
+    parser.add_argument("--fresh", action="store_true", help="delete a previous demo's model and train again")
+    args = parser.parse_args(argv)
 
-    root, dataset = load_synthetic_music("tiny", cache_dir=args.cache_dir)
-    print(f"Synthetic music dataset in {root}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.items()))
-    processor = TriBertProcessor(TriBertFeatureExtractor(), TriBertVideoProcessor())
-    featurize = PreparedClipFeaturizer(root, processor)
-    rows = [dataset["val"][i] for i in range(min(args.batch_size, len(dataset["val"])))]
-    examples = [featurize.example(row) for row in rows]
-    inputs = {
-        key: torch.stack([torch.as_tensor(e[key]) for e in examples])
-        for key in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram")
-    }
+    import shutil
 
-    torch.manual_seed(0)
-    config = TriBertConfig()
-    start = time.perf_counter()
-    model = TriBertModel(config).eval()
-    built = time.perf_counter() - start
-    print(f"Built the paper-size TriBERT in {built:.1f} s ({config._attn_implementation} attention).")
-    print("Layer plan per stream:", " ".join(config.layer_plan["vision"]))
-    print("\nParameters per component:")
-    for name, value in model.parameter_counts().items():
-        print(f"  {name:<32} {value / 1e6:9.2f} M")
+    import torch
 
-    print("\nInputs (" + "; ".join(f"{r['video_id']}: {' + '.join(r['labels'])}" for r in rows) + "):")
-    for name, value in inputs.items():
-        print(f"  {name:<32} {tuple(value.shape)}")
-    start = time.perf_counter()
-    with torch.inference_mode():
-        outputs = model(**inputs)
-    elapsed = time.perf_counter() - start
-    print(f"\nOne forward pass (batch {len(rows)}) on {torch.get_num_threads()} CPU threads: {elapsed:.2f} s")
-    print("Outputs:")
-    for name, value in outputs.items():
-        print(f"  {name:<32} {tuple(value.shape)}")
-    labels = [config.id2label[int(i)] for i in outputs.vision_object_classes[0]]
-    print(f"\nVisual objects picked by the (untrained) segmentation attention: {labels}")
+    import run_separation
+    from tribert_hf.data import load_synthetic_music
+    from tribert_hf.inference import evaluate_checkpoint, load_checkpoint
+
+    started = time.perf_counter()
+    model_dir = os.path.join(args.output_dir, "model")
+    print(f"[1/4] Synthetic music dataset ({torch.get_num_threads()} CPU threads)")
+    root, dataset = load_synthetic_music(args.preset, cache_dir=args.cache_dir)
+    print(f"      {root}: " + ", ".join(f"{split} {len(rows)} videos" for split, rows in dataset.items()))
+
+    if args.fresh:
+        shutil.rmtree(model_dir, ignore_errors=True)
+    print(f"[2/4] Training a {args.model_size} TriBERT for {args.max_steps} steps (validation SDR every {args.eval_steps})")
+    train_args = [
+        "--dataset", f"synthetic:{args.preset}", "--model_size", args.model_size, "--output_dir", model_dir,
+        "--max_steps", str(args.max_steps), "--eval_steps", str(args.eval_steps), "--save_steps", str(args.eval_steps),
+        "--learning_rate", str(args.learning_rate), "--report_to", args.report_to, "--resume",
+        "--logging_steps", str(max(1, min(10, args.eval_steps))),
+    ]  # fmt: skip
+    if args.cache_dir:
+        train_args += ["--cache_dir", args.cache_dir]
+    run_separation.main(train_args)  # --resume: an interrupted demo continues where it stopped
+
+    print("[3/4] Evaluating the best model on the test split (mixtures of 2 videos never seen in training)")
+    best = os.path.join(model_dir, "best")
+    checkpoint = load_checkpoint(best if os.path.isdir(best) else model_dir, device="cpu")
+    summary = evaluate_checkpoint(
+        checkpoint, f"synthetic:{args.preset}", split="test", cache_dir=args.cache_dir, output_dir=os.path.join(args.output_dir, "evaluation")
+    )
+    print("[4/4] Writing one separated test mixture and the training curves")
+    example = next((m["index"] for m in summary["mixtures"] if m["valid"]), 0)
+    wavs = write_example(checkpoint, root, dataset["test"], example, os.path.join(args.output_dir, "example"))
+    curves = plot_training(model_dir, os.path.join(args.output_dir, "training.png"))
+
+    with open(os.path.join(args.output_dir, "evaluation", "metrics.md")) as f:
+        print("\n" + f.read())
+    gain = summary["improvement"]["sdr"]
+    print(f"The model separates the test mixtures {gain:+.2f} dB SDR better than the mixture itself.")
+    print(f"Done in {(time.perf_counter() - started) / 60:.1f} min. Outputs:")
+    print(f"  model (from_pretrained): {best if os.path.isdir(best) else model_dir}")
+    print(f"  metrics: {os.path.join(args.output_dir, 'evaluation', 'metrics.md')} (+ metrics.json, example.png)")
+    print(f"  separated audio: {os.path.dirname(wavs[0])}/ ({len(wavs)} WAV files)")
+    print(f"  training curves: {curves}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForPreTrai
 from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer, load_prepared, load_synthetic_music
 from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
 from tribert_hf.metrics import SeparationMetrics
+from tribert_hf.modeling_tribert import _activate_masks
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Arguments:
     dataset: str = field(default="synthetic:small", metadata={"help": "synthetic:tiny, synthetic:small or a prepared folder"})
     output_dir: str = field(default="outputs/separation", metadata={"help": "checkpoints, logs, the final model"})
     model_size: str = field(default="small", metadata={"help": "tiny (tests), small (CPU demo) or paper"})
+    model: str = field(default="tribert", metadata={"help": "tribert (the paper's joint objective); ablations: tribert_no_pose (the pose stream sees no keypoints), tribert_self_attention (co-attention layers replaced by per-stream self-attention layers); baselines: audio_only (the same U-Net, no conditioning, permutation-invariant loss, scored with the best permutation), sop (Sound-of-Pixels: ResNet frame vector weights K U-Net channels)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "start from this checkpoint (fine-tuning)"})
     num_mix: int = field(default=2, metadata={"help": "videos mixed per training example (N)"})
     crops_per_clip: int = field(default=4, metadata={"help": "random training crops featurized per clip"})
@@ -53,6 +55,7 @@ class Arguments:
     report_to: str = field(default="tensorboard", metadata={"help": "an accelerate tracker name, or none"})
     seed: int = field(default=0)
     num_proc: int = field(default=1, metadata={"help": "processes for feature extraction (datasets.map)"})
+    cache_dir: str | None = field(default=None, metadata={"help": "where synthetic datasets are generated (default ~/.cache/tribert_hf/synthetic)"})
     push_to_hub: bool = field(default=False, metadata={"help": "upload output_dir (model, processor, card) at the end"})
     hub_model_id: str | None = field(default=None, metadata={"help": "hub repository id; default: output_dir's name"})
     hub_token: str | None = field(default=None, metadata={"help": "hub token (default: the logged-in one)"})
@@ -72,16 +75,65 @@ def model_config(size: str) -> tuple[TriBertConfig, dict]:
         pose_config={**stream, "num_pose_frames": 32, "gcn_channels": [16, 32] if tiny else [32, 32, 64, 64], "gcn_strides": [1, 2] if tiny else [1, 2, 1, 2], "temporal_kernel_size": 3},
         audio_config={**stream, "hidden_size": width // 2 if tiny else width, "cnn_layers": [16, "M", 32, "M"] if tiny else [32, "M", 64, "M", 128, "M"], "feature_size": width * 2},
         co_attention_hidden_size=width // 2 if tiny else width, co_attention_num_heads=4, co_attention_intermediate_size=2 * width,
-        separation_base_channels=8 if tiny else 16, separation_num_downs=5 if tiny else 7, separation_fusion_heads=4,
+        separation_base_channels=8 if tiny else 16, separation_num_downs=5 if tiny else 7, separation_fusion_heads=4, separation_film=not tiny,
     )  # fmt: skip
     image = config.vision_config.image_size
     processor = {"video": {"size": {"shortest_edge": image}, "crop_size": {"height": image, "width": image}}, "num_pose_frames": config.pose_config.num_pose_frames}
     return config, processor
 
 
+MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "audio_only", "sop")
+
+
+def build_config(model: str, size: str):
+    """The config of `model` (see `Arguments.model`) at `size`, and the processor settings. Baselines share the
+    TriBERT config's U-Net (and frame size), so that every method separates with the same U-Net budget."""
+    from tribert_hf import AudioOnlySeparationConfig, SoundOfPixelsConfig
+
+    if model not in MODELS:
+        raise ValueError(f"Unknown --model {model!r}; use one of {', '.join(MODELS)}.")
+    config, processor = model_config(size)
+    unet = {k: getattr(config, k) for k in ("separation_base_channels", "separation_num_downs", "mask_type")}
+    if model == "tribert_no_pose":
+        config.use_pose_input = False
+    elif model == "tribert_self_attention":
+        streams = {}
+        for name in ("vision_config", "pose_config", "audio_config"):
+            sub = getattr(config, name).to_dict()
+            sub["num_hidden_layers"] += len(sub["co_attention_ids"])  # same depth: every co layer becomes a self layer
+            sub["co_attention_ids"] = []
+            streams[name] = sub
+        config = TriBertConfig(**{**config.to_dict(), **streams})
+    elif model == "audio_only":
+        config = AudioOnlySeparationConfig(**unet, separation_film=config.separation_film, separation_fusion_heads=config.separation_fusion_heads)
+    elif model == "sop":
+        encoder = None
+        if size != "paper":  # a ResNet-18 layout scaled like the TriBERT config's backbone
+            widths = [16, 32, 64, 128] if size == "tiny" else [32, 64, 128, 256]
+            encoder = {"model_type": "resnet", "embedding_size": widths[0], "hidden_sizes": widths, "depths": [1, 1, 1, 1] if size == "tiny" else [2, 2, 2, 2], "layer_type": "basic"}
+        config = SoundOfPixelsConfig(**unet, frame_encoder_config=encoder, num_feature_channels=8 if size == "tiny" else 32)
+    return config, processor
+
+
+def model_class(model: str):
+    from tribert_hf import AudioOnlyForSourceSeparation, SoundOfPixelsForSourceSeparation
+
+    return {"audio_only": AudioOnlyForSourceSeparation, "sop": SoundOfPixelsForSourceSeparation}.get(model, TriBertForPreTraining)
+
+
+def predicted_masks(model, outputs):
+    """Masks in the targets' order: TriBERT's masks, or the PIT baseline's outputs in their best permutation."""
+    from tribert_hf import reorder_sources
+
+    masks = outputs["masks"] if outputs.get("masks") is not None else _activate_masks(model.config, outputs["mask_logits"])
+    if outputs.get("permutation") is not None:
+        masks = reorder_sources(masks, outputs["permutation"])
+    return masks
+
+
 def load_data(args):
     if args.dataset.startswith("synthetic:"):
-        return load_synthetic_music(args.dataset.split(":", 1)[1])
+        return load_synthetic_music(args.dataset.split(":", 1)[1], cache_dir=getattr(args, "cache_dir", None))
     return args.dataset, load_prepared(args.dataset)
 
 
@@ -122,13 +174,17 @@ def latest_checkpoint(output_dir):
     return (os.path.join(checkpoints, f"step-{steps[-1]}"), steps[-1]) if steps else (None, 0)
 
 
+MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")
+
+
 @torch.no_grad()
 def evaluate(model, loader, feature_extractor, accelerator, max_mixtures):
     model.eval()
     metrics = SeparationMetrics(backend="fast")
     seen = 0
     for batch in loader:
-        masks = torch.sigmoid(model(**{k: batch[k] for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram")}).mask_logits)
+        outputs = model(**{k: batch[k] for k in MODEL_INPUTS})  # labels: the PIT baseline's best permutation
+        masks = predicted_masks(accelerator.unwrap_model(model), outputs)
         estimates = feature_extractor.masks_to_waveforms(masks, batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
         mixture = batch["mixture_waveform"][:, None].expand_as(estimates)
         estimates, references, mixture = accelerator.gather_for_metrics((estimates, batch["source_waveforms"], mixture))
@@ -158,23 +214,24 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
     repo_id = resolve_hub_model_id(args.output_dir, args.hub_model_id) if args.push_to_hub else None  # fail early
 
-    config, processor_settings = model_config(args.model_size)
+    config, processor_settings = build_config(args.model, args.model_size)
     if args.model_name_or_path:
-        model = TriBertForPreTraining.from_pretrained(args.model_name_or_path)
+        model = model_class(args.model).from_pretrained(args.model_name_or_path)
         config = model.config
     else:
-        model = TriBertForPreTraining(config)
+        model = model_class(args.model)(config)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    fe = TriBertFeatureExtractor(num_frequency_bins=config.audio_config.num_frequency_bins)
+    num_bins = config.audio_config.num_frequency_bins if isinstance(config, TriBertConfig) else config.num_frequency_bins
+    fe = TriBertFeatureExtractor(num_frequency_bins=num_bins)
     processor = TriBertProcessor(
         fe, TriBertVideoProcessor(**processor_settings.get("video", {})),
-        num_pose_frames=processor_settings.get("num_pose_frames", config.pose_config.num_pose_frames),
+        num_pose_frames=processor_settings.get("num_pose_frames", TriBertConfig().pose_config.num_pose_frames),
     )  # fmt: skip
 
     with accelerator.main_process_first():
         root, dataset = load_data(args)
-        label2id = config.label2id
+        label2id = TriBertConfig().label2id if not isinstance(config, TriBertConfig) else config.label2id
         train = featurize(root, dataset["train"], processor, "random", args.seed, args.crops_per_clip, args.num_proc, label2id)
         val = featurize(root, dataset["val"], processor, "center", 0, 1, args.num_proc, label2id)
 
@@ -227,7 +284,7 @@ def main(argv=None):
         loader = accelerator.skip_first_batches(train_loader, offset) if offset else train_loader
         for batch in loader:
             with accelerator.accumulate(model):
-                out = model(**{k: batch[k] for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")})
+                out = model(**{k: batch[k] for k in MODEL_INPUTS})
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -238,7 +295,7 @@ def main(argv=None):
                 continue
             step += 1
             progress.update(1)
-            logs = {name: out[name].item() for name in ("loss", "separation_loss", "vision_classification_loss", "pose_classification_loss", "audio_classification_loss", "segmentation_loss")}
+            logs = {name: value.item() for name, value in out.items() if name.endswith("loss")}
             logs["lr"] = scheduler.get_last_lr()[0]
             progress.set_postfix(loss=f"{logs['loss']:.3f}")
             if args.report_to != "none":
@@ -279,7 +336,7 @@ def main(argv=None):
     # Each process leaves a short record (which processes ran, how far, their last loss).
     os.makedirs(os.path.join(args.output_dir, "processes"), exist_ok=True)
     with open(os.path.join(args.output_dir, "processes", f"process-{accelerator.process_index}.json"), "w") as f:
-        json.dump({"process_index": accelerator.process_index, "num_processes": accelerator.num_processes, "step": step, "last_loss": logs["loss"] if step else None}, f)
+        json.dump({"process_index": accelerator.process_index, "num_processes": accelerator.num_processes, "step": step, "last_loss": logs.get("loss")}, f)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(args.output_dir)

@@ -74,3 +74,27 @@ def test_two_processes_with_accelerate_launch(tmp_path, cache):
 
     TriBertForPreTraining.from_pretrained(out)
     assert (out / "checkpoints" / "step-3").is_dir()
+
+
+@pytest.mark.parametrize("model", ["tribert_no_pose", "tribert_self_attention", "audio_only", "sop"])
+def test_every_method_trains_evaluates_and_loads(tmp_path, cache, model):
+    """The ablations and baselines go through the same recipe (`--model`), evaluation and `from_pretrained`."""
+    out = tmp_path / model
+    run(COMMON + ["--model", model, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--output_dir", str(out), "--logging_steps", "1"], cache)
+    history = json.load(open(out / "eval_history.json"))
+    assert [h["step"] for h in history] == [2] and abs(history[0]["sdr"]) < 100
+    log = [json.loads(line) for line in open(out / "train_log.jsonl")]
+    assert [row["step"] for row in log] == [1, 2] and all(row["loss"] == row["loss"] for row in log)
+    from transformers import AutoConfig
+
+    import tribert_hf
+
+    config = AutoConfig.from_pretrained(out)
+    expected = {"audio_only": "tribert_audio_only", "sop": "tribert_sop"}.get(model, "tribert")
+    assert config.model_type == expected
+    if model == "tribert_no_pose":
+        assert config.use_pose_input is False
+    if model == "tribert_self_attention":
+        assert all(sub.co_attention_ids == [] and sub.num_hidden_layers == 2 for sub in config.streams.values())
+    cls = {"audio_only": tribert_hf.AudioOnlyForSourceSeparation, "sop": tribert_hf.SoundOfPixelsForSourceSeparation}.get(model, tribert_hf.TriBertForPreTraining)
+    cls.from_pretrained(out)

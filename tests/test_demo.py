@@ -1,0 +1,50 @@
+"""`make demo`'s script end to end on the tiny preset and model (the learning itself is measured by running the
+demo, see docs/training.md; here: every output is written and loadable)."""
+
+import json
+import os
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    sys.path.insert(0, EXAMPLES)
+    try:
+        import run_demo
+    finally:
+        sys.path.remove(EXAMPLES)
+    output = tmp_path_factory.mktemp("demo")
+    argv = ["--output_dir", str(output), "--preset", "tiny", "--model_size", "tiny", "--max_steps", "4", "--eval_steps", "2", "--report_to", "none"]
+    summary = run_demo.main(argv)
+    return output, summary
+
+
+def test_demo_writes_every_output(demo, capsys):
+    output, summary = demo
+    for path in ("model/config.json", "model/model.safetensors", "model/README.md", "model/best/config.json",
+                 "evaluation/metrics.md", "evaluation/metrics.json", "evaluation/example.png", "training.png"):  # fmt: skip
+        assert os.path.isfile(output / path), path
+    wavs = sorted(os.listdir(output / "example"))
+    assert wavs[0] == "estimate-1-" + wavs[0].split("-", 2)[2] and "mixture.wav" in wavs and len(wavs) == 5
+    metrics = json.loads((output / "evaluation" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["num_mixtures"] >= 1
+    assert summary["model"]["sdr"] == metrics["model"]["sdr"]
+    table = (output / "evaluation" / "metrics.md").read_text()
+    assert "| model |" in table and "| mixture (floor) |" in table
+
+
+def test_demo_resumes_instead_of_retraining(demo, capsys):
+    output, _ = demo
+    sys.path.insert(0, EXAMPLES)
+    try:
+        import run_demo
+    finally:
+        sys.path.remove(EXAMPLES)
+    before = os.path.getmtime(output / "model" / "checkpoints" / "step-4")
+    run_demo.main(["--output_dir", str(output), "--preset", "tiny", "--model_size", "tiny", "--max_steps", "4", "--eval_steps", "2", "--report_to", "none"])
+    assert os.path.getmtime(output / "model" / "checkpoints" / "step-4") == before  # nothing retrained
+    assert "Outputs:" in capsys.readouterr().out
