@@ -1,0 +1,233 @@
+"""Does TriBERT earn its complexity? Every separation method trained under one budget and scored on the same
+held-out mixtures (the paper's Table 1 layout).
+
+    python benchmarks/quality.py [--budget cpu] [--dataset synthetic:small] [--seeds 0,1,2]
+                                 [--methods tribert,tribert_no_pose,tribert_self_attention,sop,audio_only]
+                                 [--output_dir benchmarks/results/quality]
+
+Methods (all trained by `examples/run_separation.py --model ...`, same data, steps, batch size, mixture sampling
+and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations), `sop` (Sound
+of Pixels) and `audio_only` (no conditioning, permutation-invariant training; scored with its best permutation).
+Each run is evaluated on the TEST split: consecutive pairs of clips (solos and duets, N = 2, centre crops) mixed
+and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), next to the mixture floor.
+
+Budgets (`--budget`; `--max_steps` etc. override): `tiny` (tests: seconds), `cpu` (small configs, 150 steps of
+4 mixtures: the 15 runs are estimated at under an hour on 2 CPU cores from the per-step times), `gpu` (small configs, 1500 steps of 8 mixtures),
+`paper` (paper-size configs, 20000 steps of 12 mixtures). `--dataset` is `synthetic:tiny|small` or any folder
+in the `tribert prepare` format (see docs/data.md).
+
+Writes `quality.json` (every run: validation history, test metrics; the summary), `quality.md` (the table) and
+`quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir. Finished runs
+are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
+continues), unless --fresh.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+METHODS = {
+    "tribert": "TriBERT (vision + pose + audio, co-attention)",
+    "tribert_self_attention": "TriBERT, self-attention only (no co-attention)",
+    "tribert_no_pose": "TriBERT without pose",
+    "sop": "Sound of Pixels (ResNet frames)",
+    "audio_only": "Audio only (PIT, best permutation)",
+}
+BUDGETS = {
+    "tiny": {"model_size": "tiny", "max_steps": 3, "mixtures_per_batch": 2, "eval_steps": 3, "crops_per_clip": 2, "learning_rate": 1e-3},
+    "cpu": {"model_size": "small", "max_steps": 150, "mixtures_per_batch": 4, "eval_steps": 50, "crops_per_clip": 4, "learning_rate": 1e-3},
+    "gpu": {"model_size": "small", "max_steps": 1500, "mixtures_per_batch": 8, "eval_steps": 150, "crops_per_clip": 8, "learning_rate": 1e-3},
+    "paper": {"model_size": "paper", "max_steps": 20000, "mixtures_per_batch": 12, "eval_steps": 1000, "crops_per_clip": 8, "learning_rate": 1e-5},
+}  # fmt: skip
+
+
+def _atomic_json(path, data):
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def test_metrics(run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 64) -> dict:
+    """SDR/SIR/SAR of the run's final model on the test split (the recipe's evaluation code, test mixtures)."""
+    import torch
+    from accelerate import Accelerator
+
+    import run_separation as rs
+    from tribert_hf import TriBertFeatureExtractor, TriBertProcessor
+    from tribert_hf.data import MixAndSeparateCollator
+
+    model = rs.model_class(method).from_pretrained(run_dir).eval()
+    processor = TriBertProcessor.from_pretrained(run_dir)
+    fe = processor.feature_extractor
+    assert isinstance(fe, TriBertFeatureExtractor)
+
+    class Args:
+        pass
+
+    args = Args()
+    args.dataset, args.cache_dir = dataset, cache_dir
+    root, data = rs.load_data(args)
+    label2id = getattr(model.config, "label2id", None) if method.startswith("tribert") else None
+    label2id = label2id or rs.TriBertConfig().label2id
+    test = rs.featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
+    collate = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
+    loader = torch.utils.data.DataLoader(test, batch_size=4, drop_last=True, collate_fn=collate)
+    return rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures)
+
+
+def train_and_score(method, seed, budget, args) -> dict:
+    import run_separation as rs
+
+    run_dir = os.path.join(args.output_dir, "runs", f"{method}-seed{seed}")
+    done = os.path.join(run_dir, "result.json")
+    if os.path.isfile(done) and not args.fresh:
+        print(f"  {method} seed {seed}: done before, kept ({done})")
+        return json.load(open(done))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    argv = [
+        "--dataset", args.dataset, "--model", method, "--model_size", budget["model_size"], "--output_dir", run_dir,
+        "--max_steps", str(budget["max_steps"]), "--eval_steps", str(budget["eval_steps"]),
+        "--save_steps", str(budget["max_steps"]), "--mixtures_per_batch", str(budget["mixtures_per_batch"]),
+        "--crops_per_clip", str(budget["crops_per_clip"]), "--learning_rate", str(budget["learning_rate"]),
+        "--seed", str(seed), "--report_to", "none", "--logging_steps", str(max(1, budget["eval_steps"] // 4)),
+        "--num_proc", str(args.num_proc),
+    ]  # fmt: skip
+    if args.cache_dir:
+        argv += ["--cache_dir", args.cache_dir]
+    started = time.perf_counter()
+    history = rs.main(argv)
+    train_seconds = time.perf_counter() - started
+    metrics = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir)
+    result = {"method": method, "seed": seed, "train_seconds": train_seconds, "validation": history, "test": metrics}
+    shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # the final model is kept
+    _atomic_json(done, result)
+    print(f"  {method} seed {seed}: test SDR {metrics['sdr']:.2f} dB (mixture {metrics['sdr_mixture']:.2f}) in {train_seconds:.0f} s")
+    return result
+
+
+def summarize(results: list[dict], methods: list[str]) -> dict:
+    def stats(values):
+        values = [v for v in values if v is not None]
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+    summary = {}
+    for method in methods:
+        runs = [r for r in results if r["method"] == method]
+        summary[method] = {k: stats([r["test"][k] for r in runs]) for k in ("sdr", "sir", "sar")}
+    summary["mixture"] = {k: stats([r["test"][f"{k}_mixture"] for r in results]) for k in ("sdr", "sir", "sar")}
+    return summary
+
+
+def markdown_table(report: dict) -> str:
+    summary, methods = report["summary"], report["methods"]
+    seeds = len(report["seeds"])
+    lines = [
+        f"# Separation quality: {report['dataset']}, budget `{report['budget_name']}`",
+        "",
+        f"Test split, mixtures of N = 2 clips (solos and duets), BSS Eval v3 (fast backend); mean ± std over {seeds} "
+        f"seed(s); {report['budget']['max_steps']} steps of {report['budget']['mixtures_per_batch']} mixtures, "
+        f"`{report['budget']['model_size']}` configs. Generated by `benchmarks/quality.py` from quality.json.",
+        "",
+        "| Method | SDR (dB) | SIR (dB) | SAR (dB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for method in methods + ["mixture"]:
+        name = METHODS.get(method, "Mixture (floor)")
+        row = summary[method]
+        cells = [f"{row[k]['mean']:.2f} ± {row[k]['std']:.2f}" for k in ("sdr", "sir")]
+        cells.append("-" if method == "mixture" else f"{row['sar']['mean']:.2f} ± {row['sar']['std']:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "The mixture floor's SAR is not shown: the mixture has no artifacts (its SAR is numerical noise)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: list[dict], methods: list[str], path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    for method in methods:
+        runs = [r["validation"] for r in results if r["method"] == method and r["validation"]]
+        if not runs:
+            continue
+        steps = [row["step"] for row in runs[0]]
+        means = [statistics.fmean(run[i]["sdr"] for run in runs if i < len(run)) for i in range(len(steps))]
+        axes.plot(steps, means, "o-", label=METHODS[method])
+    floors = [row["sdr_mixture"] for r in results for row in r["validation"][:1]]
+    if floors:
+        axes.axhline(statistics.fmean(floors), color="grey", linestyle="--", label="mixture floor")
+    axes.set(xlabel="training step", ylabel="validation SDR (dB)", title="Validation SDR (mean over seeds)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
+    parser.add_argument("--dataset", default=None, help="synthetic:tiny, synthetic:small or a prepared folder (default: synthetic:small; tiny budget: synthetic:tiny)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max_steps", type=int, help="override the budget's steps")
+    parser.add_argument("--mixtures_per_batch", type=int, help="override the budget's batch")
+    parser.add_argument("--eval_steps", type=int, help="override the budget's validation interval")
+    parser.add_argument("--num_proc", type=int, default=1)
+    parser.add_argument("--cache_dir")
+    parser.add_argument("--output_dir", default=os.path.join(HERE, "results", "quality"))
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
+    args = parser.parse_args(argv)
+
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"Unknown method(s) {unknown}; use {', '.join(METHODS)}.")
+    budget = dict(BUDGETS[args.budget])
+    for key in ("max_steps", "mixtures_per_batch", "eval_steps"):
+        if getattr(args, key) is not None:
+            budget[key] = getattr(args, key)
+    args.dataset = args.dataset or ("synthetic:tiny" if args.budget == "tiny" else "synthetic:small")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    os.makedirs(args.output_dir, exist_ok=True)
+
+    import torch
+
+    started = time.perf_counter()
+    results = []
+    for seed in seeds:  # seed-major: an early stop still has every method for the first seeds
+        for method in methods:
+            print(f"[quality] {method}, seed {seed} ({args.budget} budget, {budget['max_steps']} steps)")
+            results.append(train_and_score(method, seed, budget, args))
+    report = {
+        "benchmark": "quality", "dataset": args.dataset, "budget_name": args.budget, "budget": budget,
+        "methods": methods, "seeds": seeds, "device": "cpu", "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "seconds": time.perf_counter() - started, "summary": summarize(results, methods), "runs": results,
+    }  # fmt: skip
+    _atomic_json(os.path.join(args.output_dir, "quality.json"), report)
+    table = markdown_table(report)
+    with open(os.path.join(args.output_dir, "quality.md"), "w") as f:
+        f.write(table)
+    plot_curves(results, methods, os.path.join(args.output_dir, "quality.png"))
+    print("\n" + table)
+    s = report["summary"]
+    print(
+        "quality: " + ", ".join(f"{m} {s[m]['sdr']['mean']:.2f}±{s[m]['sdr']['std']:.2f}" for m in methods)
+        + f", mixture {s['mixture']['sdr']['mean']:.2f} dB SDR ({args.dataset}, {args.budget} budget) -> {args.output_dir}"
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""benchmarks/quality.py end to end on the tiny budget: trains, scores on the test split, writes JSON, the Table-1
+style Markdown and the figure, and skips finished runs when run again."""
+
+import json
+import os
+import sys
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks")
+
+
+def test_quality_benchmark_tiny_budget(tmp_path, capsys):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import quality
+    finally:
+        sys.path.remove(BENCHMARKS)
+    argv = ["--budget", "tiny", "--methods", "tribert,audio_only", "--seeds", "0,1", "--output_dir", str(tmp_path)]
+    report = quality.main(argv)
+    data = json.loads((tmp_path / "quality.json").read_text())
+    assert data["methods"] == ["tribert", "audio_only"] and data["seeds"] == [0, 1] and len(data["runs"]) == 4
+    for run in data["runs"]:
+        assert run["validation"][-1]["step"] == 3
+        assert all(abs(run["test"][k]) < 100 for k in ("sdr", "sir")) and run["test"]["num_mixtures"] >= 1
+    tribert = data["summary"]["tribert"]["sdr"]
+    sdrs = [r["test"]["sdr"] for r in data["runs"] if r["method"] == "tribert"]
+    assert tribert["n"] == 2 and abs(tribert["mean"] - sum(sdrs) / 2) < 1e-9
+    table = (tmp_path / "quality.md").read_text()
+    assert "| Audio only (PIT, best permutation) |" in table and "| Mixture (floor) |" in table and " ± " in table
+    assert (tmp_path / "quality.png").stat().st_size > 1000
+    capsys.readouterr()
+    again = quality.main(argv)  # every run finished: nothing is retrained
+    assert "done before, kept" in capsys.readouterr().out
+    assert again["summary"] == report["summary"]
+
+
+def test_benchmark_docs_are_generated_from_the_json(tmp_path):
+    """docs/benchmarks.md comes from the result files: a section per benchmark, 'not run yet' when one is missing."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import make_docs
+    finally:
+        sys.path.remove(BENCHMARKS)
+    results = tmp_path / "results"
+    results.mkdir()
+    step = {"device": "cpu", "cpu": "x86_64", "cpu_threads": 2, "torch": "2.11", "repeats": 3, "configs": {
+        "small": {"parameters": 3.6e6, "mixtures_per_step": 4, "median_s": 1.5, "seconds_per_mixture": 0.375, "peak_memory_mb": 700.0}}}  # fmt: skip
+    (results / "train_step.json").write_text(json.dumps(step))
+    output = tmp_path / "benchmarks.md"
+    make_docs.main(["--results", str(results), "--output", str(output)])
+    text = output.read_text()
+    assert "| small | 3.6 M | 4 | 1.50 | 0.38 | +700 MiB |" in text
+    assert "Not run yet: `python benchmarks/quality.py`" in text and "Not run yet: `python benchmarks/speed.py`" in text
