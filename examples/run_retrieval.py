@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser, PretrainedConfig, get_scheduler
 
-from tribert_hf import TriBertFeatureExtractor, TriBertForRetrieval, TriBertProcessor, TriBertVideoProcessor, compose_retrieval_pairs
+from tribert_hf import TriBertFeatureExtractor, TriBertForRetrieval, TriBertProcessor, TriBertVideoProcessor, compose_retrieval_pairs, retrieval_top_k
 from tribert_hf.configuration_tribert import RETRIEVAL_VARIANTS
 from tribert_hf.data import PreparedClipFeaturizer
 
@@ -265,16 +265,9 @@ class RetrievalPairCollator:
 
 
 def top_k_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=TOP_K) -> dict[str, float]:
-    """Top-k accuracy (%) of a `(queries, pool)` score matrix, ties broken at random (in expectation): a query
-    whose answer ties with t other candidates below g better ones is at rank g + U{0..t}.
-
-    Equals `tribert_hf.retrieval_top_k` (x 100) without ties; that function counts a tie as a win, so a constant
-    scorer would get 100 %.
-    """
-    target = scores.gather(1, targets[:, None])
-    greater = (scores > target).sum(dim=1).double()
-    ties = (scores == target).sum(dim=1).double() - 1
-    return {f"top{k}": float(((k - greater).clamp(0, None).minimum(ties + 1) / (ties + 1)).mean() * 100) for k in ks}
+    """Top-k accuracy (%) of a `(queries, pool)` score matrix, ties broken at random in expectation
+    (`tribert_hf.retrieval_top_k` x 100)."""
+    return {k: 100 * v for k, v in retrieval_top_k(scores, targets, ks).items()}
 
 
 def random_top_k(pool_size: int, ks=TOP_K) -> dict[str, float]:

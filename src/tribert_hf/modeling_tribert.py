@@ -1390,11 +1390,17 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
 
 
 def retrieval_top_k(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5, 10)) -> dict[str, float]:
-    """Top-k accuracy of a `(queries, pool)` score matrix whose right answers are `targets` `(queries,)`."""
+    """Top-k accuracy (a fraction) of a `(queries, pool)` score matrix whose right answers are `targets` `(queries,)`.
+
+    Ties are broken at random, in expectation: an answer with `g` better candidates and `t` others tied with it is
+    at rank `g + U{0..t}`, so a constant scorer gets chance level (k / pool), not 100 %.
+    """
     if scores.ndim != 2 or targets.shape != scores.shape[:1]:
         raise ValueError(f"scores must be (queries, pool) and targets (queries,); got {tuple(scores.shape)}, {tuple(targets.shape)}.")
-    ranks = (scores > scores.gather(1, targets[:, None])).sum(dim=1)  # 0 = ranked first
-    return {f"top{k}": float((ranks < k).float().mean()) for k in ks}
+    target = scores.gather(1, targets[:, None])
+    better = (scores > target).sum(dim=1).double()
+    tied = (scores == target).sum(dim=1).double()  # includes the answer itself
+    return {f"top{k}": float(((k - better).clamp(min=0).minimum(tied) / tied).mean()) for k in ks}
 
 
 __all__ = [
