@@ -294,3 +294,15 @@ def test_film_starts_as_the_papers_bottleneck_conditioning_and_learns():
     labels = (torch.rand(2, 2, 32, 24) > 0.5).float()
     model(**inputs, labels=labels).loss.backward()
     assert all(film.weight.grad.abs().sum() > 0 for film in films)
+
+
+def test_a_frozen_encoder_stays_in_eval_mode():
+    """freeze_encoder: no gradients, and BatchNorm statistics / dropout of the encoder frozen under train()."""
+    config = head_config(retrieval_variant="audio_to_vision", retrieval_hidden_size=16)
+    model = TriBertForRetrieval(config)
+    model.freeze_encoder()
+    model.train()
+    assert model.training and model.scorer.training and not model.tribert.training
+    assert not any(p.requires_grad for p in model.tribert.parameters())
+    model.freeze_encoder(False)
+    assert model.tribert.training and all(p.requires_grad for p in model.tribert.parameters())

@@ -1330,9 +1330,18 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
         self.post_init()
 
     def freeze_encoder(self, freeze: bool = True) -> None:
-        """Keep the pre-trained `TriBertModel` fixed (train only the retrieval head)."""
+        """Keep the pre-trained `TriBertModel` fixed (train only the retrieval head): no gradients, and the encoder
+        stays in eval mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too)."""
+        self._encoder_frozen = freeze
         for parameter in self.tribert.parameters():
             parameter.requires_grad_(not freeze)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "_encoder_frozen", False):
+            self.tribert.eval()
+        return self
 
     def _embedding(self, outputs, streams):
         key = "last_hidden_state" if self.config.retrieval_embeddings == "transformer" else "embeddings"
