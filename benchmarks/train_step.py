@@ -75,7 +75,7 @@ def main():
         model = TriBertForPreTraining(config).to(device).train()
         if args.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
         n = mixtures.get(size, 1)
         batch = {k: v.to(device) for k, v in random_batch(config, n).items()}
 

@@ -306,3 +306,16 @@ def test_a_frozen_encoder_stays_in_eval_mode():
     assert not any(p.requires_grad for p in model.tribert.parameters())
     model.freeze_encoder(False)
     assert model.tribert.training and all(p.requires_grad for p in model.tribert.parameters())
+
+
+def test_pretraining_step_under_bf16_autocast():
+    """Mixed precision (accelerate --mixed_precision bf16): finite losses, float32 classification terms."""
+    config = head_config()
+    torch.manual_seed(0)
+    model = TriBertForPreTraining(config).train()
+    inputs = mixture_inputs(config)
+    class_labels = torch.nn.functional.one_hot(torch.tensor([[0, 1], [2, 3]]), config.num_labels).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**inputs, class_labels=class_labels, labels=(torch.rand(2, 2, 32, 24) > 0.5).float())
+    assert out.vision_classification_loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    out.loss.backward()

@@ -1165,7 +1165,8 @@ class TriBertWeaklySupervisedHead(nn.Module):
     def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         regions, mask = hidden_states[:, 1:], token_mask[:, 1:, None].bool()  # drop <SOS>
         class_probabilities = self.classification(regions).softmax(dim=-1)
-        detection = self.detection(regions).masked_fill(~mask, torch.finfo(regions.dtype).min).softmax(dim=1)
+        detection = self.detection(regions)
+        detection = detection.masked_fill(~mask, torch.finfo(detection.dtype).min).softmax(dim=1)
         return (class_probabilities * detection).sum(dim=1).clamp(1e-6, 1 - 1e-6)
 
 
@@ -1217,7 +1218,10 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
                     f"`class_labels` must have shape (batch, videos, num_labels) = {tuple(vision_scores.shape)}, got "
                     f"{tuple(class_labels.shape)}."
                 )
-            targets = class_labels.to(vision_scores.dtype)
+            # BCE on probabilities is not autocast-safe: the classification terms are computed in float32
+            vision_scores, pose_scores, audio_logits = vision_scores.float(), pose_scores.float(), audio_logits.float()
+            segmentation_scores = segmentation_scores.float()
+            targets = class_labels.float()
             heard = targets.amax(dim=1, keepdim=True).expand_as(targets)  # every instrument of the mixture
             terms["vision_classification_loss"] = F.binary_cross_entropy(vision_scores, targets)
             # Videos in which nobody was detected (every person masked) have no pose evidence: left out of this term.
