@@ -1,5 +1,6 @@
 """The built-in synthetic music dataset (tribert_hf.data.synthetic): format, determinism, audio, frames, pose."""
 
+import json
 import os
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from tribert_hf.data import prepared
 from tribert_hf.data import synthetic
-from tribert_hf.data.prepared import PREPARED_FEATURES, read_audio, read_frames, read_pose
+from tribert_hf.data.prepared import PREPARED_FEATURES, SPLITS, read_audio, read_frames, read_pose
 from tribert_hf.data.synthetic import (
     DEFAULT_SYNTHETIC_CLASSES,
     generate_synthetic_music,
@@ -184,3 +185,282 @@ def test_any_music21_subset(tmp_path):
     dataset = generate_synthetic_music(str(tmp_path), {"train": 3}, classes, duet_fraction=0.0, progress=False)
     assert sorted(label for row in dataset["train"] for label in row["labels"]) == sorted(classes)
     assert prepared.load_prepared(str(tmp_path))["train"].num_rows == 3
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sounds from a folder of solo clips (sounds_dir)
+# ----------------------------------------------------------------------------------------------------------------
+
+CLIP_RATE = 22050  # clips are resampled to the dataset's 11025 Hz
+# class -> clips (name, frequency in Hz, note onsets in s, length in s): one clip longer than a video, one shorter
+CLIPS = {
+    "xylophone": [("long", 880.0, (0.2, 0.7, 1.2, 1.7, 2.2, 2.7), 3.0), ("short", 1320.0, (0.1, 0.45, 0.9, 1.25), 1.5)],
+    "cello": [("long", 220.0, (0.15, 0.65, 1.15, 1.65, 2.15, 2.65), 3.0), ("short", 330.0, (0.1, 0.5, 1.0), 1.4)],
+}
+SOUND_SECONDS = 2.0
+SOUND_COUNTS = {"train": 4, "val": 1, "test": 2}
+SOUND_KWARGS = {"num_videos": SOUND_COUNTS, "duet_fraction": 0.5, "duration": SOUND_SECONDS, "progress": False}
+
+
+def decaying_tone(frequency, onsets, length, rate=CLIP_RATE):
+    """A pure tone restarted (zero phase, peak 0.6, 80 ms decay) at each onset: silence before the first."""
+    time = np.arange(round(length * rate)) / rate
+    wave = np.zeros_like(time)
+    for start, end in zip(onsets, (*onsets[1:], length)):
+        note = (time >= start) & (time < end)
+        age = time[note] - start
+        wave[note] = 0.6 * np.sin(2 * np.pi * frequency * age) * np.exp(-age / 0.08)
+    return wave
+
+
+def make_sounds(folder, clips=CLIPS):
+    for label, entries in clips.items():
+        os.makedirs(os.path.join(folder, label), exist_ok=True)
+        for name, frequency, onsets, length in entries:
+            path = os.path.join(folder, label, f"{name}.wav")
+            prepared.write_wav(path, decaying_tone(frequency, onsets, length), CLIP_RATE)
+    return str(folder)
+
+
+def clip_entry(path):
+    label, name = path.split("/")
+    return next(entry for entry in CLIPS[label] if f"{entry[0]}.wav" == name)
+
+
+def expected_onsets(info, duration=SOUND_SECONDS):
+    """Onset times (s) in a video of the clip segment `info` (its "path", "start", "looped")."""
+    _, _, onsets, length = clip_entry(info["path"])
+    repeats = np.arange(-1, 1 + int(np.ceil(duration / length)) + 1) if info["looped"] else np.zeros(1)
+    times = (np.array(onsets)[None, :] + length * repeats[:, None]).ravel() - info["start"]
+    return np.sort(times[(times > -0.05) & (times < duration + 0.05)])
+
+
+@pytest.fixture(scope="module")
+def sounds_dir(tmp_path_factory):
+    return make_sounds(tmp_path_factory.mktemp("sounds"))
+
+
+@pytest.fixture(scope="module")
+def sound_videos(sounds_dir):
+    with pytest.warns(UserWarning, match="val and test share"):  # 2 clips per class
+        bank = synthetic.index_sounds(sounds_dir)
+    return [
+        make_synthetic_video(split, index, duet_fraction=0.5, duration=SOUND_SECONDS, sounds_dir=bank)
+        for split, count in SOUND_COUNTS.items()
+        for index in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def sound_generated(sounds_dir, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic-sounds"))
+    with pytest.warns(UserWarning):
+        return root, generate_synthetic_music(root, sounds_dir=sounds_dir, **SOUND_KWARGS)
+
+
+def test_sounds_dir_sources_come_from_the_clips(sounds_dir, sound_generated):
+    from scipy.signal import resample_poly
+
+    root, dataset = sound_generated
+    with open(os.path.join(root, synthetic.MARKER_FILE)) as f:
+        record = json.load(f)
+    assert record["sounds_dir"] == os.path.abspath(sounds_dir) and record["classes"] == ["cello", "xylophone"]
+    frequencies = np.fft.rfftfreq(round(SOUND_SECONDS * 11025), 1 / 11025)
+    kinds = []
+    for row in all_rows(dataset):
+        kinds.append(row["kind"])
+        audio, rate = read_audio(root, row)
+        sources = read_sources(root, row)
+        assert rate == 11025 and audio.shape == (round(SOUND_SECONDS * 11025),)
+        np.testing.assert_allclose(sum(sources.values()), audio, atol=1e-4)
+        for label, wave in sources.items():
+            info = record["clips"][row["video_id"]][label]
+            assert info["path"].startswith(f"{label}/")
+            _, frequency, _, _ = clip_entry(info["path"])
+            clip, clip_rate = prepared.read_wav(os.path.join(sounds_dir, info["path"]))
+            clip = resample_poly(clip.astype(np.float64), 1, 2)  # 22050 -> 11025 Hz
+            start = round(info["start"] * 11025)
+            segment = np.take(clip, np.arange(start, start + len(wave)), mode="wrap" if info["looped"] else "raise")
+            assert np.corrcoef(segment, wave)[0, 1] > 0.999, "the source is the clip's segment"
+            assert frequencies[np.argmax(np.abs(np.fft.rfft(wave)))] == pytest.approx(frequency, abs=2.0)
+            assert np.abs(wave).max() <= 0.5 + 1e-6
+            if row["kind"] == "solo":
+                assert np.abs(wave).max() == pytest.approx(0.5, abs=1e-6), "normalised as a synthesised source"
+    assert "solo" in kinds and "duet" in kinds
+    looped = [info["looped"] for clips in record["clips"].values() for info in clips.values()]
+    assert any(looped) and not all(looped), "short clips are looped, long ones cut"
+
+
+@pytest.mark.filterwarnings("ignore:Class .* clip")
+@pytest.mark.parametrize("rate", [44100, 16000])
+def test_sounds_dir_stereo_int16_clip(tmp_path, rate):
+    """A stereo 16-bit clip at another rate is mixed to mono and resampled to 11025 Hz."""
+    from scipy.io import wavfile
+
+    tone = decaying_tone(440.0, (0.1, 0.6, 1.1, 1.6, 2.1), 2.5, rate)
+    (tmp_path / "violin").mkdir()
+    stereo = np.stack([tone, 0.5 * tone], axis=1)  # mono: 0.75 x tone
+    wavfile.write(str(tmp_path / "violin" / "stereo.wav"), rate, np.round(stereo * 32767).astype(np.int16))
+    video = make_synthetic_video("train", 0, duet_fraction=0.0, duration=SOUND_SECONDS, sounds_dir=str(tmp_path))
+    wave = video.sources["violin"]
+    time = np.arange(len(wave)) / 11025 + video.clips["violin"]["start"]
+    expected = decaying_tone(440.0, (0.1, 0.6, 1.1, 1.6, 2.1), 2.5, 11025)[np.round(time * 11025).astype(int)]
+    assert wave.shape == (round(SOUND_SECONDS * 11025),) and np.abs(wave).max() == pytest.approx(0.5, abs=1e-6)
+    assert np.corrcoef(expected, wave)[0, 1] > 0.99
+    assert len(video.onsets["violin"]) >= 3
+
+
+def test_sounds_dir_splits_use_disjoint_clips(sound_generated):
+    root, _ = sound_generated
+    with open(os.path.join(root, synthetic.MARKER_FILE)) as f:
+        clips = json.load(f)["clips"]
+    used = {split: set() for split in SPLITS}
+    for video_id, players in clips.items():
+        used[video_id.split("-")[1]] |= {info["path"] for info in players.values()}
+    assert used["train"] and used["test"]
+    assert not used["train"] & (used["val"] | used["test"]), "train and val/test draw from different clips"
+    every_clip = {f"{label}/{entry[0]}.wav" for label, entries in CLIPS.items() for entry in entries}
+    assert used["train"] | used["val"] | used["test"] <= every_clip
+
+
+def test_clip_split():
+    clips = [f"violin/{i:02d}.wav" for i in range(20)]
+    parts = {split: synthetic.clip_split(clips, split, seed=0) for split in SPLITS}
+    assert [len(parts[split]) for split in SPLITS] == [16, 2, 2]
+    assert sorted(sum(parts.values(), ())) == clips and all(list(p) == sorted(p) for p in parts.values())
+    assert synthetic.clip_split(clips, "test", seed=1) != parts["test"], "the seed picks the held-out clips"
+    assert synthetic.clip_split(clips[::-1], "test", seed=0) == parts["test"]
+    three = {split: synthetic.clip_split(clips[:3], split) for split in SPLITS}
+    assert sorted(sum(three.values(), ())) == clips[:3], "3 clips: one per split"
+    assert synthetic.clip_split(clips[:1], "test") == synthetic.clip_split(clips[:1], "train") == (clips[0],)
+
+
+def test_sounds_dir_onsets_are_detected(sound_videos):
+    count = 0
+    for video in sound_videos:
+        for label, info in video.clips.items():
+            detected, expected = video.onsets[label], expected_onsets(info)
+            assert len(detected) and np.all(np.diff(detected) > 0)
+            assert np.abs(detected[:, None] - expected[None, :]).min(axis=1).max() < 0.03, (detected, expected)
+            inner = expected[(expected > 0.05) & (expected < SOUND_SECONDS - 0.05)]
+            assert np.abs(inner[:, None] - detected[None, :]).min(axis=1).max() < 0.03, (detected, expected)
+            count += len(inner)
+    assert count >= 20
+
+
+def test_detect_onsets_on_synthesised_notes():
+    """The detector finds the notes of the built-in synthesiser (ground truth known) within 30 ms."""
+    for label in ("piano", "violin", "drum", "flute"):
+        rng = np.random.default_rng(3)
+        melody = synthetic._random_melody(synthetic.TIMBRES[label], rng, 6.5)
+        wave = synthetic._synthesize(synthetic.TIMBRES[label], melody, round(6.5 * 11025), 11025, rng)
+        detected, strengths = synthetic.detect_onsets(wave, 11025)
+        assert strengths.max() == 1.0 and strengths.min() > 0
+        hit = np.abs(melody.onsets[:, None] - detected[None, :]).min(axis=1) < 0.03
+        precise = np.abs(detected[:, None] - melody.onsets[None, :]).min(axis=1) < 0.03
+        assert hit.mean() >= 0.9 and precise.mean() >= 0.8, label
+    assert len(synthetic.detect_onsets(np.zeros(11025), 11025)[0]) == 0
+
+
+def test_sounds_dir_hands_move_with_the_clip_onsets(sound_videos):
+    for video in sound_videos:
+        for slot, label in enumerate(video.labels):
+            wrists = video.pose[slot, :, [9, 10], :2]
+            speed = np.linalg.norm(np.diff(wrists, axis=1), axis=-1).max(axis=0) * 24
+            steps = np.arange(len(speed))  # step i: pose frame i -> i + 1, times i / 24 .. (i + 1) / 24
+            onsets = expected_onsets(video.clips[label])[None, :]
+            # the steps that overlap the 0.1 s after an onset (the onsets here fall at the same place between pose
+            # frames, so a step's midpoint can precede the onset that starts its motion)
+            after_onset = (((steps[:, None] + 1) / 24 > onsets) & (steps[:, None] / 24 < onsets + 0.1)).any(axis=1)
+            assert after_onset.sum() >= 3
+            assert speed[after_onset].mean() > 1.3 * speed[~after_onset].mean(), (video.video_id, label)
+
+
+@pytest.mark.filterwarnings("ignore:Class .* clip")
+def test_sounds_dir_generation_is_deterministic(sounds_dir, sound_generated, tmp_path):
+    root, dataset = sound_generated
+    with pytest.warns(UserWarning):
+        other = generate_synthetic_music(str(tmp_path), sounds_dir=sounds_dir, **SOUND_KWARGS)
+    for row, again in zip(all_rows(dataset), all_rows(other)):
+        assert row == again
+        for name in ["audio.wav", "pose.npy", *(f"sources/{label}.wav" for label in row["labels"])]:
+            with open(os.path.join(root, "media", row["video_id"], name), "rb") as a:
+                with open(os.path.join(tmp_path, "media", row["video_id"], name), "rb") as b:
+                    assert a.read() == b.read(), name
+    first, other_seed = (
+        make_synthetic_video("train", 1, duration=SOUND_SECONDS, sounds_dir=sounds_dir, seed=seed) for seed in (0, 1)
+    )
+    assert not np.allclose(first.waveform, other_seed.waveform), "the seed picks other clips and segments"
+
+
+def test_sounds_dir_cache_key(sounds_dir, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(synthetic, "generate_synthetic_music", lambda root, **kw: calls.append((root, kw)) or {})
+    cache = str(tmp_path / "cache")
+    with pytest.warns(UserWarning):
+        root, _ = load_synthetic_music("tiny", cache_dir=cache, sounds_dir=sounds_dir)
+        again, _ = load_synthetic_music("tiny", cache_dir=cache, sounds_dir=sounds_dir)
+        plain, _ = load_synthetic_music("tiny", cache_dir=cache)
+    assert root == again and os.path.basename(root).startswith("tiny-sounds-") and plain != root
+    assert calls[0][1]["sounds_dir"].root == sounds_dir and calls[0][1]["classes"] == ["cello", "xylophone"]
+    assert "sounds_dir" not in calls[2][1]
+
+    other = make_sounds(tmp_path / "other", {"cello": CLIPS["cello"], "xylophone": CLIPS["xylophone"][:1]})
+    with pytest.warns(UserWarning):
+        assert load_synthetic_music("tiny", cache_dir=cache, sounds_dir=other)[0] not in (root, plain)
+        changed = os.path.join(other, "cello", "long.wav")
+        before = load_synthetic_music("tiny", cache_dir=cache, sounds_dir=other)[0]
+        os.utime(changed, ns=(0, os.stat(changed).st_mtime_ns + 10**9))  # the clip was edited
+        assert load_synthetic_music("tiny", cache_dir=cache, sounds_dir=other)[0] != before
+
+
+@pytest.mark.filterwarnings("ignore:Class .* clip")
+def test_sounds_dir_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        generate_synthetic_music(str(tmp_path / "out"), sounds_dir=str(tmp_path / "missing"), progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        make_synthetic_video("train", 0, sounds_dir=str(empty))
+
+    unknown = tmp_path / "unknown"
+    make_sounds(unknown, {"violin": CLIPS["cello"]})
+    (unknown / "kazoo").mkdir()
+    with pytest.raises(ValueError, match=r"\['kazoo'\].*acoustic_guitar.*xylophone"):  # lists the valid names
+        generate_synthetic_music(str(tmp_path / "out"), sounds_dir=str(unknown), progress=False)
+
+    no_wavs = tmp_path / "no_wavs"
+    make_sounds(no_wavs, {"violin": CLIPS["cello"]})
+    (no_wavs / "flute").mkdir()
+    (no_wavs / "flute" / "notes.txt").write_text("not a clip")
+    with pytest.raises(ValueError, match="flute.*no .wav clips"):
+        make_synthetic_video("train", 0, sounds_dir=str(no_wavs))
+
+    valid = make_sounds(tmp_path / "valid", {"violin": CLIPS["cello"]})
+    with pytest.raises(ValueError, match="no clips of \\['drum'\\]"):
+        make_synthetic_video("train", 0, classes=["violin", "drum"], sounds_dir=valid)
+
+    silent = tmp_path / "silent"
+    (silent / "violin").mkdir(parents=True)
+    prepared.write_wav(str(silent / "violin" / "quiet.wav"), np.zeros(22050), 22050)
+    with pytest.warns(UserWarning, match="1 clip"), pytest.raises(ValueError, match="quiet.wav.*silent"):
+        generate_synthetic_music(
+            str(tmp_path / "out"), {"train": 1}, duet_fraction=0.0, sounds_dir=str(silent), progress=False
+        )
+    assert not os.path.exists(os.path.join(tmp_path, "out", synthetic.MARKER_FILE))
+
+
+def test_cli_synthetic_sounds_dir(tmp_path, monkeypatch, capsys):
+    from tribert_hf import cli
+
+    calls = []
+    fake = lambda root, **kw: calls.append((root, kw)) or {"train": []}  # noqa: E731
+    monkeypatch.setattr(synthetic, "generate_synthetic_music", fake)
+    assert cli.main(["synthetic", str(tmp_path / "out"), "--preset", "tiny", "--sounds-dir", str(tmp_path)]) == 0
+    assert calls[0][1]["sounds_dir"] == str(tmp_path)
+    assert calls[0][1]["num_videos"] == {"train": 16, "val": 4, "test": 4}
+    assert "sounds from" in capsys.readouterr().out
+    monkeypatch.undo()
+    (tmp_path / "kazoo").mkdir()
+    assert cli.main(["synthetic", str(tmp_path / "out"), "--sounds-dir", str(tmp_path)]) == 2
+    assert "kazoo" in capsys.readouterr().err

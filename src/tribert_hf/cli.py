@@ -1,7 +1,7 @@
 """The `tribert` command line: jobs a user runs without writing code.
 
     tribert prepare VIDEO_DIR OUTPUT_DIR [--keypoints-dir DIR] [...]   videos -> prepared dataset
-    tribert synthetic OUTPUT_DIR [--preset small]                      the built-in synthetic music dataset
+    tribert synthetic OUTPUT_DIR [--preset small] [--sounds-dir DIR]   the built-in synthetic music dataset
     tribert separate CHECKPOINT --mixture MIX --clips A B [...] -o OUT  one WAV per clip (mix-and-separate)
     tribert separate CHECKPOINT --video V [--keypoints V.json] -o OUT   one WAV per player (or for the video)
     tribert evaluate CHECKPOINT DATASET [--split val] [-o OUT]         SDR/SIR/SAR vs the mixture floor
@@ -38,9 +38,12 @@ def _prepare(args) -> int:
 def _synthetic(args) -> int:
     from .data.synthetic import SYNTHETIC_PRESETS, generate_synthetic_music
 
-    dataset = generate_synthetic_music(args.output_dir, **SYNTHETIC_PRESETS[args.preset], seed=args.seed)
+    dataset = generate_synthetic_music(
+        args.output_dir, **SYNTHETIC_PRESETS[args.preset], seed=args.seed, sounds_dir=args.sounds_dir
+    )
     sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.items())
-    print(f"Synthetic music dataset in {args.output_dir} ({sizes}).")
+    sounds = f"; sounds from {args.sounds_dir}" if args.sounds_dir else ""
+    print(f"Synthetic music dataset in {args.output_dir} ({sizes}{sounds}).")
     return 0
 
 
@@ -131,10 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=_prepare)
 
-    synthetic = commands.add_parser("synthetic", help="write the built-in synthetic music dataset")
+    synthetic = commands.add_parser(
+        "synthetic",
+        help="write the built-in synthetic music dataset",
+        description="Write seeded synthetic music videos (audio, frames, keypoints, per-source WAVs) as a prepared "
+        "dataset. The sounds come from the built-in synthesiser, or with --sounds-dir from solo clips laid out as "
+        "DIR/<class>/<name>.wav (MUSIC21 class names): each player plays a random segment of a clip of its class "
+        "and its frames and skeleton move with the note onsets detected in the clip.",
+    )
     synthetic.add_argument("output_dir")
     synthetic.add_argument("--preset", default="small", choices=("tiny", "small"))
     synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument(
+        "--sounds-dir", metavar="DIR", help="folder of solo clips DIR/<class>/<name>.wav to take the sounds from"
+    )
     synthetic.set_defaults(func=_synthetic)
 
     separate = commands.add_parser(
