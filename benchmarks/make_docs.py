@@ -40,7 +40,7 @@ def quality_section(results: str, docs_dir: str) -> list[str]:
     figure = os.path.relpath(os.path.join(results, "quality", "quality.png"), docs_dir)
     lines += [
         f"Machine: {report['cpu']}, {report['cpu_threads']} CPU threads, torch {report['torch']}; "
-        f"{report['seconds'] / 60:.1f} min in all.",
+        f"{report.get('train_seconds_total', report['seconds']) / 60:.1f} min of training in all.",
         "",
         f"```bash\n{command}\n```",
         "",
@@ -58,7 +58,10 @@ def speed_section(results: str) -> list[str]:
     if not os.path.isfile(table):
         return lines + ["Not run yet: `python benchmarks/speed.py` writes benchmarks/results/speed.json and speed.md.", ""]
     with open(table) as f:
-        return lines + ["```bash\npython benchmarks/speed.py\n```", "", f.read().strip(), ""]
+        text = f.read().strip()
+    if text.startswith("# "):
+        text = text.split("\n", 1)[1].strip()  # its own title
+    return lines + ["```bash\npython benchmarks/speed.py --profile\n```", "", text.replace("\n## ", "\n### "), ""]
 
 
 def train_step_section(results: str) -> list[str]:
