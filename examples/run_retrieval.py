@@ -31,11 +31,10 @@ from transformers import HfArgumentParser, PretrainedConfig, get_scheduler
 
 from tribert_hf import TriBertFeatureExtractor, TriBertForRetrieval, TriBertProcessor, TriBertVideoProcessor, compose_retrieval_pairs, retrieval_top_k
 from tribert_hf.configuration_tribert import RETRIEVAL_VARIANTS
-from tribert_hf.data import PreparedClipFeaturizer
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_separation import load_data, model_config  # noqa: E402  (the same data and model sizes as pre-training)
+from run_separation import featurize as featurize_clips, load_data, model_config  # noqa: E402  (the same data and model sizes as pre-training)
 
 
 EMBEDDINGS = ("transformer", "pre_transformer")
@@ -210,18 +209,8 @@ def build_processor(config, path: str | None, settings: dict | None = None):
 
 
 def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id):
-    """Model inputs of every clip (`repeats` random crops each: row r is clip r % len(split))."""
-    from datasets import concatenate_datasets
-
-    featurizer = PreparedClipFeaturizer(root, processor, crop=crop, seed=seed, label2id=label2id)
-    if repeats > 1:
-        split = concatenate_datasets([split] * repeats)  # crop i of a clip uses seed + its row index: all differ
-    features = split.map(
-        featurizer, batched=True, batch_size=8, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
-        remove_columns=split.column_names, features=featurizer.features, desc=f"features ({crop} crops)",
-    )  # fmt: skip
-    features.set_format("torch", columns=list(INPUTS))
-    return features
+    """Model inputs of every clip (the separation recipe's featurization, without waveforms)."""
+    return featurize_clips(root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=False, columns=list(INPUTS))
 
 
 class RetrievalPairCollator:

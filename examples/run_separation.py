@@ -137,8 +137,9 @@ def load_data(args):
     return args.dataset, load_prepared(args.dataset)
 
 
-def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id):
-    featurizer = PreparedClipFeaturizer(root, processor, crop=crop, seed=seed, return_waveform=True, label2id=label2id)
+def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=True, columns=None):
+    """Model inputs of every clip (`repeats` random crops each: row r is clip r % len(split)), torch-formatted."""
+    featurizer = PreparedClipFeaturizer(root, processor, crop=crop, seed=seed, return_waveform=return_waveform, label2id=label2id)
     if repeats > 1:
         from datasets import concatenate_datasets
 
@@ -147,7 +148,7 @@ def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id):
         featurizer, batched=True, batch_size=8, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
         remove_columns=split.column_names, features=featurizer.features, desc=f"features ({crop} crops)",
     )  # fmt: skip
-    features.set_format("torch")
+    features.set_format("torch", columns=columns)
     return features
 
 

@@ -85,17 +85,8 @@ class SoundOfPixelsAudioUNet(TriBertSeparationHead):
         self.ups[-1][-1] = nn.Conv2d(last.in_channels, config.num_feature_channels, 3, padding=1)
 
     def forward(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
-        size = 2**self.depth
-        if mixture_magnitude.shape[-2] % size or mixture_magnitude.shape[-1] % size:
-            raise ValueError(
-                f"The separation U-Net needs frequency bins and frames divisible by 2 ** separation_num_downs = "
-                f"{size}; got a spectrogram of shape {tuple(mixture_magnitude.shape)}."
-            )
-        hidden = self.input_norm(torch.log(mixture_magnitude + log_eps))
-        skips = []
-        for down in self.downs:
-            hidden = down(hidden)
-            skips.append(hidden)
+        skips = self.encode(mixture_magnitude, log_eps)
+        hidden = skips[-1]
         for index, up in enumerate(self.ups):
             hidden = up(hidden)
             if index < len(self.gates):

@@ -897,9 +897,8 @@ class TriBertSeparationHead(nn.Module):
             # zero-initialised in `_init_weights`: training starts from the paper's bottleneck-only conditioning
             self.films = nn.ModuleList(TriBertFiLM(condition_size, 2 * gate.gate[0].in_channels) for gate in gates)
 
-    def forward(self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
-        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`."""
-        batch, videos = conditions.shape[:2]
+    def encode(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> list[torch.Tensor]:
+        """The encoder path: the output of every down-convolution (the last one is the bottleneck)."""
         size = 2**self.depth
         if mixture_magnitude.shape[-2] % size or mixture_magnitude.shape[-1] % size:
             raise ValueError(
@@ -911,6 +910,12 @@ class TriBertSeparationHead(nn.Module):
         for down in self.downs:
             hidden = down(hidden)
             skips.append(hidden)
+        return skips
+
+    def forward(self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
+        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`."""
+        batch, videos = conditions.shape[:2]
+        skips = self.encode(mixture_magnitude, log_eps)
         # The encoder runs once per mixture; the decoder once per video of the mixture.
         conditions = conditions.flatten(0, 1)
         hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions)
