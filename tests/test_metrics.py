@@ -180,3 +180,34 @@ def test_shape_errors():
         bss_eval_sources_torch(torch.ones(1, 2, 100), torch.ones(1, 2, 100))
     with pytest.raises(ValueError, match="backend"):
         evaluate_separation(refs, refs, refs.sum(1), backend="museval")
+
+
+def _random_block_toeplitz(rng, batch, L, s):
+    """Correlation blocks R(k) of random signals (so every block-Toeplitz matrix is positive definite)."""
+    from tribert_hf.metrics import _correlations
+
+    sig = torch.from_numpy(rng.standard_normal((batch, s, 4 * L)))
+    corr = _correlations(sig, sig[:, :0], L)  # (B, s, s, 2L-1)
+    return corr.permute(0, 3, 1, 2).contiguous()
+
+
+def test_levinson_quadratic_forms_match_dense_solve():
+    from tribert_hf.metrics import _dense_quadratic_forms, _quadratic_forms, _toeplitz_quadratic_forms
+
+    rng = np.random.default_rng(0)
+    L, m = 24, 3
+    for s in (1, 2, 3):
+        R = _random_block_toeplitz(rng, 4, L, s)
+        y = torch.from_numpy(rng.standard_normal((4, L, s, m)))
+        fast, dense = _toeplitz_quadratic_forms(R, y), _dense_quadratic_forms(R, y)
+        assert fast.shape == dense.shape == (4, s, m)
+        torch.testing.assert_close(fast.sum(1), dense.sum(1), rtol=1e-9, atol=0)
+        # Block-diagonal systems: each component's own quadratic form, separately.
+        eye = torch.eye(s, dtype=R.dtype)
+        torch.testing.assert_close(_toeplitz_quadratic_forms(R * eye, y), _dense_quadratic_forms(R * eye, y), rtol=1e-9, atol=1e-12)
+    # A singular system (all-zero correlations): the recursion breaks down, the least-squares fallback answers.
+    R[0] = 0.0
+    y[0] = 0.0
+    out = _quadratic_forms(R, y)
+    assert torch.isfinite(out).all() and (out[0] == 0).all()
+    torch.testing.assert_close(out[1:].sum(1), _dense_quadratic_forms(R[1:], y[1:]).sum(1), rtol=1e-9, atol=0)
