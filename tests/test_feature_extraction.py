@@ -173,3 +173,31 @@ def test_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded(wave, sampling_rate=SR)["audio_spectrogram"], fe(wave, sampling_rate=SR)["audio_spectrogram"])
     with pytest.raises(ValueError, match="Invalid STFT settings"):
         TriBertFeatureExtractor(n_fft=1023)
+
+
+def test_cpu_fast_path_matches_torch_stft(fe):
+    """The CPU path (SciPy FFT of windowed frames, magnitudes of the bins the warp reads) equals torch.stft."""
+    wave = torch.from_numpy(np.random.default_rng(3).standard_normal((3, 65535)).astype(np.float32)) * 0.1
+    expected = torch.stft(
+        wave, n_fft=1022, hop_length=256, window=torch.hann_window(1022, periodic=True), center=True,
+        pad_mode="reflect", return_complex=True,
+    )  # fmt: skip
+    got = fe.stft(wave)
+    assert got.shape == expected.shape == (3, 512, 256) and got.dtype == torch.complex64
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-5)
+    reference = fe.warp(fe.magnitude(expected))
+    torch.testing.assert_close(fe.log_frequency_magnitude(wave), reference, atol=2e-5, rtol=1e-5)
+    out = fe(wave.numpy(), sampling_rate=SR, return_stft=True, return_tensors="pt")
+    torch.testing.assert_close(out["audio_spectrogram"][:, 0], reference, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(out["stft"], expected, atol=2e-5, rtol=1e-5)
+    # Tensors that need gradients take torch.stft (differentiable).
+    grad_wave = wave[:1].clone().requires_grad_()
+    fe.log_frequency_magnitude(grad_wave).sum().backward()
+    assert grad_wave.grad is not None and torch.isfinite(grad_wave.grad).all()
+
+
+def test_batch_with_a_nan_clip_names_it(fe):
+    batch = np.zeros((3, 70000), dtype=np.float32)
+    batch[2, 10] = np.nan
+    with pytest.raises(ValueError, match="Clip 2 contains NaN"):
+        fe(batch, sampling_rate=SR)
