@@ -21,11 +21,20 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     for run in data["runs"]:
         assert run["validation"][-1]["step"] == 3
         assert all(abs(run["test"][k]) < 100 for k in ("sdr", "sir")) and run["test"]["num_mixtures"] >= 1
+        # The conditioning-swap diagnostic: same mixtures, conditioning exchanged (none for the audio-only model).
+        if run["method"] == "tribert":
+            swapped = run["test_swapped"]
+            assert swapped["num_mixtures"] == run["test"]["num_mixtures"] and abs(swapped["sdr"]) < 100
+            assert swapped["sdr_mixture"] == run["test"]["sdr_mixture"]  # same mixtures and references
+        else:
+            assert "test_swapped" not in run
     tribert = data["summary"]["tribert"]["sdr"]
     sdrs = [r["test"]["sdr"] for r in data["runs"] if r["method"] == "tribert"]
     assert tribert["n"] == 2 and abs(tribert["mean"] - sum(sdrs) / 2) < 1e-9
     table = (tmp_path / "quality.md").read_text()
     assert "| Audio only (PIT, best permutation) |" in table and "| Mixture (floor) |" in table and " ± " in table
+    assert "conditioning swapped" in table and "sdr_swapped" in data["summary"]["tribert"]
+    assert "sdr_swapped" not in data["summary"]["audio_only"]
     assert (tmp_path / "quality.png").stat().st_size > 1000
     capsys.readouterr()
     again = quality.main(argv)  # every run finished: nothing is retrained
