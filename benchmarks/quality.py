@@ -8,8 +8,9 @@ held-out mixtures (the paper's Table 1 layout).
 Methods (all trained by `examples/run_separation.py --model ...`, same data, steps, batch size, mixture sampling
 and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations), `sop` (Sound
 of Pixels) and `audio_only` (no conditioning, permutation-invariant training; scored with its best permutation).
-Each run is evaluated on the TEST split: consecutive pairs of clips (solos and duets, N = 2, centre crops) mixed
-and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), next to the mixture floor.
+Each run is evaluated on the TEST split: every pair of distinct clips (solos and duets, N = 2, centre crops) mixed
+and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), next to the mixture floor; and
+again with the two sources' conditioning exchanged (does the model use its conditioning?).
 
 Budgets (`--budget`; `--max_steps` etc. override): `tiny` (tests: seconds), `cpu` (small configs, 150 steps of
 4 mixtures: the 15 runs are estimated at under an hour on 2 CPU cores from the per-step times), `gpu` (small configs, 1500 steps of 8 mixtures),
@@ -42,7 +43,7 @@ METHODS = {
     "audio_only": "Audio only (PIT, best permutation)",
 }
 BUDGETS = {
-    "tiny": {"model_size": "tiny", "max_steps": 3, "mixtures_per_batch": 2, "eval_steps": 3, "crops_per_clip": 2, "learning_rate": 1e-3},
+    "tiny": {"model_size": "tiny", "max_steps": 3, "mixtures_per_batch": 2, "eval_steps": 3, "crops_per_clip": 2, "learning_rate": 1e-3, "test_mixtures": 4},
     "cpu": {"model_size": "small", "max_steps": 150, "mixtures_per_batch": 4, "eval_steps": 50, "crops_per_clip": 4, "learning_rate": 1e-3},
     "gpu": {"model_size": "small", "max_steps": 1500, "mixtures_per_batch": 8, "eval_steps": 150, "crops_per_clip": 8, "learning_rate": 1e-3},
     "paper": {"model_size": "paper", "max_steps": 20000, "mixtures_per_batch": 12, "eval_steps": 1000, "crops_per_clip": 8, "learning_rate": 1e-5},
@@ -59,9 +60,10 @@ CONDITIONING_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "class_lab
 
 
 def test_metrics(
-    run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 64, swap_conditioning: bool = False
+    run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 1000, swap_conditioning: bool = False
 ) -> dict:
-    """SDR/SIR/SAR of the run's final model on the test split (the recipe's evaluation code, test mixtures).
+    """SDR/SIR/SAR of the run's final model on the test split: every pair of distinct test clips mixed (centre
+    crops) and separated, scored by the recipe's evaluation code (at most ``max_mixtures`` mixtures).
 
     With ``swap_conditioning``, the two sources of every mixture get each other's conditioning (frames, pose,
     labels) while the estimates are still scored against the original references: a model that follows its
@@ -98,8 +100,24 @@ def test_metrics(
                 batch[key] = batch[key].flip(1)
             return batch
 
-    loader = torch.utils.data.DataLoader(test, batch_size=4, drop_last=True, collate_fn=collate)
+    # Every pair of distinct test clips is one mixture (2 mixtures per batch): order-independent and as many
+    # mixtures as the split allows (120 for the 16 test clips of synthetic:small).
+    order = [k for i in range(len(test)) for j in range(i + 1, len(test)) for k in (i, j)]
+    batches = [order[b : b + 4] for b in range(0, min(len(order), 2 * max_mixtures), 4)]
+    loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
     return rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures)
+
+
+TEST_PROTOCOL = "all-pairs"  # bump when test_metrics changes: finished runs are scored again (models are kept)
+
+
+def score(run_dir: str, method: str, budget: dict, args) -> dict:
+    """Test metrics of a finished run, and the conditioning-swap diagnostic (no conditioning: audio-only)."""
+    limit = budget.get("test_mixtures", 1000)
+    out = {"test_protocol": TEST_PROTOCOL, "test": test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit)}
+    if method != "audio_only":
+        out["test_swapped"] = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit, swap_conditioning=True)
+    return out
 
 
 def train_and_score(method, seed, budget, args) -> dict:
@@ -110,8 +128,8 @@ def train_and_score(method, seed, budget, args) -> dict:
     if os.path.isfile(done) and not args.fresh:
         print(f"  {method} seed {seed}: done before, kept ({done})")
         result = json.load(open(done))
-        if method != "audio_only" and "test_swapped" not in result:  # runs from before the diagnostic existed
-            result["test_swapped"] = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, swap_conditioning=True)
+        if result.get("test_protocol") != TEST_PROTOCOL:  # scored before the protocol changed: score again
+            result.update(score(run_dir, method, budget, args))
             _atomic_json(done, result)
         return result
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -128,10 +146,9 @@ def train_and_score(method, seed, budget, args) -> dict:
     started = time.perf_counter()
     history = rs.main(argv)
     train_seconds = time.perf_counter() - started
-    metrics = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir)
-    result = {"method": method, "seed": seed, "train_seconds": train_seconds, "validation": history, "test": metrics}
-    if method != "audio_only":  # no conditioning to swap
-        result["test_swapped"] = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, swap_conditioning=True)
+    result = {"method": method, "seed": seed, "train_seconds": train_seconds, "validation": history}
+    result.update(score(run_dir, method, budget, args))
+    metrics = result["test"]
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # the final model is kept
     _atomic_json(done, result)
     print(f"  {method} seed {seed}: test SDR {metrics['sdr']:.2f} dB (mixture {metrics['sdr_mixture']:.2f}) in {train_seconds:.0f} s")
@@ -157,10 +174,11 @@ def summarize(results: list[dict], methods: list[str]) -> dict:
 def markdown_table(report: dict) -> str:
     summary, methods = report["summary"], report["methods"]
     seeds = len(report["seeds"])
+    num_mixtures = report["runs"][0]["test"]["num_mixtures"] if report.get("runs") else "?"
     lines = [
         f"# Separation quality: {report['dataset']}, budget `{report['budget_name']}`",
         "",
-        f"Test split, mixtures of N = 2 clips (solos and duets), BSS Eval v3 (fast backend); mean ± std over {seeds} "
+        f"Test split, every pair of distinct clips mixed (N = 2; solos and duets; {num_mixtures} mixtures), BSS Eval v3 (fast backend); mean ± std over {seeds} "
         f"seed(s) (± only with 2 or more); {report['budget']['max_steps']} steps of {report['budget']['mixtures_per_batch']} mixtures, "
         f"`{report['budget']['model_size']}` configs. Generated by `benchmarks/quality.py` from quality.json.",
         "",

@@ -263,29 +263,30 @@ def _toeplitz_quadratic_forms(R: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     lhs_f = R[:, :L].permute(0, 2, 1, 3).reshape(N, s, L * s)
     lhs_b = R[:, L - 1 :].permute(0, 2, 1, 3).reshape(N, s, L * s)
     y_flat = y.reshape(N, L * s, m)
-    # W rows: F^T (s rows), then B^T (s rows) stored one block to the right ([0; B]).
-    W = torch.zeros(N, 2 * s, (L + 1) * s, dtype=dt, device=dev)
+    # W rows: F^T (s rows), then B^T (s rows) stored one block to the right ([0; B]). Two buffers, read and
+    # written in turn, so that the update's products write straight into place (no temporaries to copy).
+    W = [torch.zeros(N, 2 * s, (L + 1) * s, dtype=dt, device=dev) for _ in range(2)]
     r0 = R[:, L - 1]
     r0_inv = torch.linalg.inv_ex(r0)[0]
-    W[:, :s, :s] = r0_inv.mT
-    W[:, s:, s : 2 * s] = r0_inv.mT
+    W[0][:, :s, :s] = r0_inv.mT
+    W[0][:, s:, s : 2 * s] = r0_inv.mT
     S = r0.clone()  # inverse of B's last block
     q = (r0_inv @ y[:, 0]) * y[:, 0]
     M_t = torch.zeros(N, 2 * s, 2 * s, dtype=dt, device=dev)
     M_t.diagonal(dim1=-2, dim2=-1).fill_(1.0)
-    eye = torch.eye(s, dtype=dt, device=dev)
     for n in range(1, L):
         n1s = (n + 1) * s
-        frame = W[:, :, :n1s]
+        frame, target = W[(n - 1) % 2][:, :, :n1s], W[n % 2]
         Ef_t = torch.bmm(frame[:, :s], lhs_f[:, :, (L - 1 - n) * s :].mT)  # Ef^T
         Eb_t = torch.bmm(frame[:, s:], lhs_b[:, :, :n1s].mT)  # Eb^T
         M_t[:, :s, s:] = Ef_t
         M_t[:, s:, :s] = Eb_t
-        new = torch.bmm(torch.linalg.inv_ex(M_t)[0], frame)
-        W[:, :s, :n1s] = new[:, :s]
-        W[:, s:, s : n1s + s] = new[:, s:]
-        S = torch.bmm(S, eye - torch.bmm(Eb_t, Ef_t))
-        z = torch.bmm(new[:, s:], y_flat[:, :n1s])  # B'^T y, (N, s, m)
+        coef_t = torch.linalg.inv_ex(M_t)[0]
+        torch.bmm(coef_t[:, :s], frame, out=target[:, :s, :n1s])  # F'^T
+        b_new = target[:, s:, s : n1s + s]
+        torch.bmm(coef_t[:, s:], frame, out=b_new)  # B'^T, one block to the right
+        S = torch.baddbmm(S, S, torch.bmm(Eb_t, Ef_t), alpha=-1.0)  # S (I - Eb^T Ef^T)
+        z = torch.bmm(b_new, y_flat[:, :n1s])  # B'^T y, (N, s, m)
         q.addcmul_(z, torch.bmm(S, z))
     return q
 

@@ -46,7 +46,7 @@ class MixAndSeparateCollator:
         mixture = fe.mix(sources.transpose(0, 1))  # (B, samples)
         mixture_stft = fe.stft(mixture)
         mixture_magnitude = fe.warp(fe.magnitude(mixture_stft))  # (B, 256, frames)
-        source_magnitude = fe.warp(fe.magnitude(fe.stft(sources)))  # (B, N, 256, frames)
+        source_magnitude = fe.log_frequency_magnitude(sources)  # (B, N, 256, frames)
         labels = fe.mask_targets(source_magnitude.transpose(0, 1), mixture_magnitude, self.mask_type).transpose(0, 1)
         return {
             "pixel_values": stack("pixel_values").float(),
