@@ -21,12 +21,24 @@ def _load(path):
         return json.load(f)
 
 
-def quality_section(results: str, docs_dir: str) -> list[str]:
+def quality_sections(results: str, docs_dir: str) -> list[str]:
+    """The main quality run (results/quality/), then any other run kept next to it (results/quality-*/, e.g. a
+    longer budget for a subset of methods: `quality.py --output_dir benchmarks/results/quality-long ...`)."""
+    extra = sorted(d for d in os.listdir(results) if d.startswith("quality-")) if os.path.isdir(results) else []
+    lines = quality_section(results, "quality", docs_dir)
+    for name in extra:
+        if os.path.isfile(os.path.join(results, name, "quality.json")):
+            lines += quality_section(results, name, docs_dir)
+    return lines
+
+
+def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
     sys.path.insert(0, HERE)
     from quality import markdown_table
 
-    report = _load(os.path.join(results, "quality", "quality.json"))
-    lines = ["## Separation quality (`benchmarks/quality.py`)", ""]
+    report = _load(os.path.join(results, folder, "quality.json"))
+    title = "Separation quality" if folder == "quality" else f"Separation quality, `{folder}`"
+    lines = [f"## {title} (`benchmarks/quality.py`)", ""]
     if report is None:
         return lines + ["Not run yet: `python benchmarks/quality.py` writes benchmarks/results/quality/.", ""]
     seeds = ",".join(str(s) for s in report["seeds"])
@@ -36,8 +48,10 @@ def quality_section(results: str, docs_dir: str) -> list[str]:
     for key in ("max_steps", "mixtures_per_batch", "eval_steps"):
         if budget[key] != defaults[key]:
             command += f" --{key} {budget[key]}"
+    if folder != "quality":
+        command += f" --output_dir benchmarks/results/{folder}"
     table = markdown_table(report).split("\n", 2)[2]  # without its own title
-    figure = os.path.relpath(os.path.join(results, "quality", "quality.png"), docs_dir)
+    figure = os.path.relpath(os.path.join(results, folder, "quality.png"), docs_dir)
     lines += [
         f"Machine: {report['cpu']}, {report['cpu_threads']} CPU threads, torch {report['torch']}; "
         f"{report.get('train_seconds_total', report['seconds']) / 60:.1f} min of training in all.",
@@ -100,7 +114,7 @@ def main(argv=None):
         "run against a reference on the same machine.",
         "",
     ]
-    lines += quality_section(args.results, docs_dir) + speed_section(args.results) + train_step_section(args.results)
+    lines += quality_sections(args.results, docs_dir) + speed_section(args.results) + train_step_section(args.results)
     with open(args.output + ".tmp", "w") as f:
         f.write("\n".join(lines))
     os.replace(args.output + ".tmp", args.output)
