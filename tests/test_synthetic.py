@@ -167,6 +167,12 @@ def test_load_synthetic_music_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "generate_synthetic_music", lambda root, **kw: calls.append(root) or {})
     assert load_synthetic_music("tiny", cache_dir=str(tmp_path))[0] == root and calls == [root]
 
+    # Without cache_dir: $XDG_CACHE_HOME/tribert_hf/synthetic when set.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    calls.clear()
+    default_root = load_synthetic_music("tiny")[0]
+    assert default_root.startswith(str(tmp_path / "xdg" / "tribert_hf" / "synthetic")) and calls == [default_root]
+
 
 def test_invalid_arguments(tmp_path):
     with pytest.raises(ValueError, match="not_an_instrument"):

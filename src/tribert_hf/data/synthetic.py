@@ -1042,8 +1042,8 @@ def load_synthetic_music(
 ) -> tuple[str, DatasetDict]:
     """A preset of the synthetic dataset (`SYNTHETIC_PRESETS`: "tiny" for tests, "small" for demos): (root, dataset).
 
-    Generated once into `cache_dir` (default `~/.cache/tribert_hf/synthetic`) under `<name>-<hash of the
-    parameters>`, and reused while complete (its `synthetic.json` marker exists); an interrupted generation is
+    Generated once into `cache_dir` (default `$XDG_CACHE_HOME/tribert_hf/synthetic`, or `~/.cache/tribert_hf/synthetic`
+    without XDG_CACHE_HOME) under `<name>-<hash of the parameters>`, and reused while complete (its `synthetic.json` marker exists); an interrupted generation is
     redone on the next call. With `sounds_dir` (solo clips `<class>/<name>.wav`, see `generate_synthetic_music`)
     the classes are the folder's and the folder is `<name>-sounds-<hash>`, the hash covering the folder's
     fingerprint (every clip's relative path, size and modification time): changing a clip regenerates.
@@ -1062,7 +1062,9 @@ def load_synthetic_music(
         parameters["classes"] = list(bank.classes)
         key.update(classes=list(bank.classes), sounds_fingerprint=bank.fingerprint)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tribert_hf", "synthetic")
+    if cache_dir is None:
+        cache_root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        cache_dir = os.path.join(cache_root, "tribert_hf", "synthetic")
     root = os.path.join(cache_dir, f"{name}-{digest}" if bank is None else f"{name}-sounds-{digest}")
     if os.path.isfile(os.path.join(root, MARKER_FILE)):
         return root, load_prepared(root)
