@@ -14,6 +14,7 @@ one stream attend over the concatenated keys/values of the other two).
 """
 
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -1077,55 +1078,121 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
 
         if single:
             waveform = waveform[None]
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
-        fe, device = feature_extractor, self.device
-        batch, length = waveform.shape
-        segment = fe.num_samples
-        hop = max(1, int(round(segment * (1.0 - overlap))))
-        starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
-        fade = segment - hop if len(starts) > 1 else 0
-        output, videos = None, None
-        total = torch.zeros(length, device=device)
-        from tqdm.auto import tqdm
+        device = self.device
 
-        bar = tqdm(total=len(starts), desc="separate", unit="segment", disable=not progress, leave=False)
-        for first in range(0, len(starts), batch_size):
-            chunk = starts[first : first + batch_size]
-            pieces = torch.stack([
-                F.pad(waveform[:, s : s + segment], (0, max(0, s + segment - length))) for s in chunk
-            ], dim=1).to(device)  # (batch, segments, segment)  # fmt: skip
-            stft = fe.stft(pieces.flatten(0, 1))
-            magnitude = fe.warp(fe.magnitude(stft)).unsqueeze(1)
-            repeat = len(chunk)
-            segment_inputs = [inputs_at(s) for s in chunk]  # each (batch, videos, ...): stacked batch-major below
-            values, keypoints, masks_in = zip(*segment_inputs)
-            videos = values[0].shape[1]
-            if output is None:
-                output = torch.zeros(batch, videos, length, device=device)
-            masks = self(
-                pixel_values=torch.stack(values, dim=1).flatten(0, 1).to(device),
+        def predict_masks(audio_spectrogram: torch.Tensor, chunk: list[int]) -> torch.Tensor:
+            values, keypoints, masks_in = zip(*(inputs_at(start) for start in chunk))  # each (batch, videos, ...)
+            return self(
+                pixel_values=torch.stack(values, dim=1).flatten(0, 1).to(device),  # batch-major, as the segments
                 pose_keypoints=torch.stack(keypoints, dim=1).flatten(0, 1).to(device),
-                audio_spectrogram=magnitude,
+                audio_spectrogram=audio_spectrogram,
                 pose_mask=None if masks_in[0] is None else torch.stack(masks_in, dim=1).flatten(0, 1).to(device),
                 return_dict=True,
             ).masks
-            if mask_threshold is not None:
-                masks = (masks > mask_threshold).to(masks.dtype)
-            waves = fe.masks_to_waveforms(masks, stft, segment).view(batch, repeat, videos, segment)
-            for offset, start in enumerate(chunk):
-                weight = torch.ones(segment, device=device)
-                if fade and start > 0:
-                    weight[:fade] = torch.linspace(0, 1, fade + 2, device=device)[1:-1]
-                if fade and start + segment < length:
-                    weight[-fade:] = torch.linspace(1, 0, fade + 2, device=device)[1:-1]
-                valid = min(segment, length - start)
-                output[:, :, start : start + valid] += waves[:, offset, :, :valid] * weight[:valid]
-                total[start : start + valid] += weight[:valid]
-            bar.update(len(chunk))
-        bar.close()
-        output = output / total.clamp_min(1e-8)
+
+        output = separate_in_segments(
+            predict_masks, waveform, feature_extractor, device=device, overlap=overlap, batch_size=batch_size,
+            mask_threshold=mask_threshold, progress=progress,
+        )  # fmt: skip
         return output[0] if single else output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Long audio: segment-by-segment separation (TriBERT and the baselines)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def reorder_sources(estimates: torch.Tensor, permutation: torch.LongTensor) -> torch.Tensor:
+    """Estimates `(batch, N, ...)` of unordered outputs -> `(batch, N, ...)` whose entry `j` is the output that
+    `permutation` `(batch, N)` assigns to target `j` (the best permutation of `permutation_invariant_mask_loss`)."""
+    if permutation.shape != estimates.shape[:2]:
+        raise ValueError(
+            f"`permutation` must have shape (batch, N) = {tuple(estimates.shape[:2])}, got {tuple(permutation.shape)}."
+        )
+    index = permutation.view(*permutation.shape, *([1] * (estimates.ndim - 2))).expand_as(estimates)
+    return estimates.gather(1, index.to(estimates.device))
+
+
+def _best_continuation(previous: torch.Tensor, current: torch.Tensor) -> torch.LongTensor:
+    """Order `(batch, N)` of the `current` outputs that best continues `previous` (both `(batch, N, samples)` over
+    the same samples): the permutation with the largest summed correlation."""
+    similarity = torch.einsum("bis,bjs->bij", previous, current)
+    sources = previous.shape[1]
+    permutations = torch.tensor(list(itertools.permutations(range(sources))), device=previous.device)
+    scores = similarity[:, torch.arange(sources, device=previous.device), permutations].sum(dim=-1)  # (batch, P)
+    return permutations[scores.argmax(dim=1)]
+
+
+@torch.no_grad()
+def separate_in_segments(
+    predict_masks: Callable[[torch.Tensor, list[int]], torch.Tensor],
+    waveform: torch.Tensor,
+    feature_extractor,
+    device: torch.device | str = "cpu",
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    mask_threshold: float | None = None,
+    align_sources: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Separate `(batch, samples)` mixtures of any length segment by segment (as `TriBertForSourceSeparation.separate`).
+
+    Audio longer than one crop (`feature_extractor.num_samples`) is cut into segments that overlap by `overlap`
+    of a segment, separated `batch_size` segments at a time and overlap-added with linear cross-fades (weights
+    summing to one); each estimate is mask x mixture magnitude with the mixture phase, inverse STFT.
+
+    Args:
+        predict_masks: called as `predict_masks(audio_spectrogram, starts)` with `audio_spectrogram`
+            `(batch * k, 1, 256, frames)` of the k segments that begin at samples `starts` (row `b * k + i` is
+            mixture b's segment `starts[i]`); returns masks `(batch * k, N, 256, frames)`.
+        align_sources: for unordered outputs (PIT): reorder each segment's estimates to continue the previous
+            segments' in the overlap (largest correlation), so that output j follows one source throughout.
+            Needs `overlap > 0`.
+    Returns:
+        `(batch, N, samples)`.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    fe = feature_extractor
+    batch, length = waveform.shape
+    segment = fe.num_samples
+    hop = max(1, int(round(segment * (1.0 - overlap))))
+    starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
+    fade = segment - hop if len(starts) > 1 else 0
+    output = None
+    total = torch.zeros(length, device=device)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(starts), desc="separate", unit="segment", disable=not progress, leave=False)
+    for first in range(0, len(starts), batch_size):
+        chunk = starts[first : first + batch_size]
+        pieces = torch.stack(
+            [F.pad(waveform[:, s : s + segment], (0, max(0, s + segment - length))) for s in chunk], dim=1
+        ).to(device)  # (batch, segments, segment)
+        stft = fe.stft(pieces.flatten(0, 1))
+        masks = predict_masks(fe.warp(fe.magnitude(stft)).unsqueeze(1), chunk)
+        if mask_threshold is not None:
+            masks = (masks > mask_threshold).to(masks.dtype)
+        sources = masks.shape[1]
+        waves = fe.masks_to_waveforms(masks, stft, segment).view(batch, len(chunk), sources, segment)
+        if output is None:
+            output = torch.zeros(batch, sources, length, device=device)
+        for offset, start in enumerate(chunk):
+            current = waves[:, offset]
+            if align_sources and fade and start > 0:
+                order = _best_continuation(output[:, :, start : start + fade], current[..., :fade])
+                current = reorder_sources(current, order)
+            weight = torch.ones(segment, device=device)
+            if fade and start > 0:
+                weight[:fade] = torch.linspace(0, 1, fade + 2, device=device)[1:-1]
+            if fade and start + segment < length:
+                weight[-fade:] = torch.linspace(1, 0, fade + 2, device=device)[1:-1]
+            valid = min(segment, length - start)
+            output[:, :, start : start + valid] += current[..., :valid] * weight[:valid]
+            total[start : start + valid] += weight[:valid]
+        bar.update(len(chunk))
+    bar.close()
+    return output / total.clamp_min(1e-8)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1433,4 +1500,6 @@ __all__ = [
     "TriBertModelOutput",
     "TriBertPreTrainedModel",
     "TriBertSeparationOutput",
+    "reorder_sources",
+    "separate_in_segments",
 ]
