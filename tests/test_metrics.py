@@ -199,9 +199,12 @@ def test_levinson_quadratic_forms_match_dense_solve():
     for s in (1, 2, 3):
         R = _random_block_toeplitz(rng, 4, L, s)
         y = torch.from_numpy(rng.standard_normal((4, L, s, m)))
-        fast, dense = _toeplitz_quadratic_forms(R, y), _dense_quadratic_forms(R, y)
-        assert fast.shape == dense.shape == (4, s, m)
+        dense = _dense_quadratic_forms(R, y)
+        fast = _toeplitz_quadratic_forms(R, y)  # torch (the path of GPU tensors)
+        fast_np = torch.from_numpy(_toeplitz_quadratic_forms(R.numpy(), y.numpy()))  # NumPy (the CPU path)
+        assert fast.shape == fast_np.shape == dense.shape == (4, s, m)
         torch.testing.assert_close(fast.sum(1), dense.sum(1), rtol=1e-9, atol=0)
+        torch.testing.assert_close(fast_np, fast, rtol=1e-10, atol=1e-12)
         # Block-diagonal systems: each component's own quadratic form, separately.
         eye = torch.eye(s, dtype=R.dtype)
         torch.testing.assert_close(_toeplitz_quadratic_forms(R * eye, y), _dense_quadratic_forms(R * eye, y), rtol=1e-9, atol=1e-12)
