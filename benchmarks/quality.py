@@ -100,10 +100,11 @@ def test_metrics(
                 batch[key] = batch[key].flip(1)
             return batch
 
-    # Every pair of distinct test clips is one mixture (2 mixtures per batch): order-independent and as many
+    # Every pair of distinct test clips is one mixture (8 mixtures per batch): order-independent and as many
     # mixtures as the split allows (120 for the 16 test clips of synthetic:small).
     order = [k for i in range(len(test)) for j in range(i + 1, len(test)) for k in (i, j)]
-    batches = [order[b : b + 4] for b in range(0, min(len(order), 2 * max_mixtures), 4)]
+    limit = min(len(order), 2 * max_mixtures)
+    batches = [order[b : min(b + 16, limit)] for b in range(0, limit, 16)]
     loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
     return rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures)
 
