@@ -1135,7 +1135,7 @@ def separate_in_segments(
     align_sources: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Separate `(batch, samples)` mixtures of any length segment by segment (as `TriBertForSourceSeparation.separate`).
+    """Separate `(batch, samples)` mixtures of any length segment by segment (TriBERT's and the baselines' `separate`).
 
     Audio longer than one crop (`feature_extractor.num_samples`) is cut into segments that overlap by `overlap`
     of a segment, separated `batch_size` segments at a time and overlap-added with linear cross-fades (weights
