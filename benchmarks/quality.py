@@ -60,12 +60,13 @@ CONDITIONING_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "class_lab
 
 
 def test_metrics(
-    run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 1000, swap_conditioning: bool = False
-) -> dict:
+    run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 1000, swaps=(False,)
+) -> list[dict]:
     """SDR/SIR/SAR of the run's final model on the test split: every pair of distinct test clips mixed (centre
-    crops) and separated, scored by the recipe's evaluation code (at most ``max_mixtures`` mixtures).
+    crops) and separated, scored by the recipe's evaluation code (at most ``max_mixtures`` mixtures). One result
+    per entry of ``swaps``; the model and the test features are loaded once.
 
-    With ``swap_conditioning``, the two sources of every mixture get each other's conditioning (frames, pose,
+    With a swap (``True``), the two sources of every mixture get each other's conditioning (frames, pose,
     labels) while the estimates are still scored against the original references: a model that follows its
     conditioning now separates the other source and its SDR falls; a model that ignores it scores the same.
     """
@@ -90,23 +91,25 @@ def test_metrics(
     label2id = getattr(model.config, "label2id", None) if method.startswith("tribert") else None
     label2id = label2id or rs.TriBertConfig().label2id
     test = rs.featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
-    collate = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
-    if swap_conditioning:
-        mix_collate = collate
+    mix_collate = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
 
-        def collate(examples):
-            batch = mix_collate(examples)
-            for key in CONDITIONING_INPUTS:
-                batch[key] = batch[key].flip(1)
-            return batch
+    def swapped_collate(examples):
+        batch = mix_collate(examples)
+        for key in CONDITIONING_INPUTS:
+            batch[key] = batch[key].flip(1)
+        return batch
 
     # Every pair of distinct test clips is one mixture (8 mixtures per batch): order-independent and as many
     # mixtures as the split allows (120 for the 16 test clips of synthetic:small).
     order = [k for i in range(len(test)) for j in range(i + 1, len(test)) for k in (i, j)]
     limit = min(len(order), 2 * max_mixtures)
     batches = [order[b : min(b + 16, limit)] for b in range(0, limit, 16)]
-    loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
-    return rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures)
+    results = []
+    for swap in swaps:
+        collate = swapped_collate if swap else mix_collate
+        loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
+        results.append(rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures))
+    return results
 
 
 TEST_PROTOCOL = "all-pairs"  # bump when test_metrics changes: finished runs are scored again (models are kept)
@@ -115,9 +118,11 @@ TEST_PROTOCOL = "all-pairs"  # bump when test_metrics changes: finished runs are
 def score(run_dir: str, method: str, budget: dict, args) -> dict:
     """Test metrics of a finished run, and the conditioning-swap diagnostic (no conditioning: audio-only)."""
     limit = budget.get("test_mixtures", 1000)
-    out = {"test_protocol": TEST_PROTOCOL, "test": test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit)}
-    if method != "audio_only":
-        out["test_swapped"] = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit, swap_conditioning=True)
+    swaps = (False,) if method == "audio_only" else (False, True)
+    scores = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit, swaps)
+    out = {"test_protocol": TEST_PROTOCOL, "test": scores[0]}
+    if len(scores) > 1:
+        out["test_swapped"] = scores[1]
     return out
 
 

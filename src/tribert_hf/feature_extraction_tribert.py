@@ -195,8 +195,8 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
         """`(..., samples)` -> complex `(..., frames, 512)`: the STFT with frequency last (centred frames, reflect
         padding, periodic Hann), as `torch.stft` computes it.
 
-        On the CPU the frames are windowed in one pass and transformed by SciPy's FFT (threaded pocketfft), 2-3x
-        faster than `torch.stft` for the 1022-point transform; elsewhere, and for tensors that need gradients,
+        On the CPU the frames are windowed in one pass and transformed by SciPy's FFT (pocketfft; on the 64 x 256
+        frames of 64 clips it took 89 ms against torch.fft's 136 ms, both with other work on the CPU); elsewhere, and for tensors that need gradients,
         `torch.stft`.
         """
         shape = waveform.shape
@@ -254,8 +254,8 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
         return self._interpolate_rows(log_frequency, self._unwarp)
 
     def magnitude(self, stft: torch.Tensor) -> torch.Tensor:
-        """|STFT|: NumPy's complex `abs` on the CPU (about 3x torch's here), `hypot` of the parts elsewhere and for
-        tensors that need gradients."""
+        """|STFT|: NumPy's complex `abs` on the CPU (15 ms against torch's 44 ms for 64 clips here), `hypot` of the
+        parts elsewhere and for tensors that need gradients."""
         if stft.device.type == "cpu" and not stft.requires_grad and not stft.is_conj():
             return torch.from_numpy(np.abs(stft.numpy()))
         return torch.hypot(stft.real, stft.imag)

@@ -208,7 +208,7 @@ def _correlations(refs: torch.Tensor, ests: torch.Tensor, filter_length: int) ->
     else:
         win_f = torch.fft.rfft(windows, n=nfft)
         blk_f = torch.fft.rfft(blocks, n=nfft)
-    blk_f = blk_f.conj_physical_() if blk_f.is_complex() else blk_f
+    blk_f = blk_f.conj_physical_()
     # Sum the per-block cross spectra over blocks (linear), then one short inverse FFT per pair.
     cross = win_f[0, :, :, None] * blk_f[0, :, None]  # (B, S, S+K, F)
     for b in range(1, nblocks):
@@ -223,7 +223,8 @@ class _ArrayOps:
     """The few array operations the recursion needs, for NumPy arrays (CPU) or torch tensors (other devices).
 
     On the CPU the recursion runs on NumPy: its batched ``matmul`` of many tiny matrices costs a fraction of
-    torch's CPU ``bmm`` (which loops over the batch with a ``select`` per matrix), 1.7x faster end to end here.
+    torch's CPU ``bmm`` (which loops over the batch with a ``select`` per matrix): the recursion over 20 two-source
+    mixtures took 164 ms on NumPy against 283 ms on torch, in one run on 2 CPU cores.
     """
 
     def __init__(self, like):
