@@ -101,18 +101,50 @@ def test_metrics(
 
     # Every pair of distinct test clips is one mixture (8 mixtures per batch): order-independent and as many
     # mixtures as the split allows (120 for the 16 test clips of synthetic:small).
-    order = [k for i in range(len(test)) for j in range(i + 1, len(test)) for k in (i, j)]
-    limit = min(len(order), 2 * max_mixtures)
-    batches = [order[b : min(b + 16, limit)] for b in range(0, limit, 16)]
+    pairs = [(i, j) for i in range(len(test)) for j in range(i + 1, len(test))][:max_mixtures]
+    order = [k for pair in pairs for k in pair]
+    batches = [order[b : b + 16] for b in range(0, len(order), 16)]
+    labels = [set(row) for row in data["test"]["labels"]]  # featurize keeps the split's row order
     results = []
     for swap in swaps:
         collate = swapped_collate if swap else mix_collate
         loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
-        results.append(rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures))
+        per_mixture = []
+        result = rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures, per_mixture)
+        result["by_pair"] = pair_breakdown(pairs, labels, per_mixture)
+        results.append(result)
     return results
 
 
-TEST_PROTOCOL = "all-pairs"  # bump when test_metrics changes: finished runs are scored again (models are kept)
+PAIR_KINDS = {
+    "distinct_classes": "the two clips have no instrument class in common",
+    "shared_class": "the two clips share an instrument class (e.g. two trumpet solos)",
+}
+
+
+def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture: list[dict]) -> dict:
+    """Mean SDR and mixture-floor SDR of the test mixtures grouped by pair kind (`PAIR_KINDS`).
+
+    A model whose conditioning says only *which instrument* to extract cannot separate two players of the same
+    class: the shared-class pairs measure whether it also uses *when* each player plays (pose, note onsets).
+    """
+    import numpy as np
+
+    sdr = np.concatenate([np.asarray(r["sdr"]) for r in per_mixture])
+    floor = np.concatenate([np.asarray(r["sdr_mixture"]) for r in per_mixture])
+    shared = np.array([bool(labels[i] & labels[j]) for i, j in pairs[: len(sdr)]])
+    out = {}
+    for kind, mask in (("distinct_classes", ~shared), ("shared_class", shared)):
+        scored = mask & ~np.isnan(sdr)
+        out[kind] = {
+            "num_mixtures": int(scored.sum()),
+            "sdr": float(sdr[scored].mean()) if scored.any() else None,
+            "sdr_mixture": float(floor[scored].mean()) if scored.any() else None,
+        }
+    return out
+
+
+TEST_PROTOCOL = "all-pairs, by pair kind"  # bump when test_metrics changes: finished runs are scored again (models are kept)
 
 
 def score(run_dir: str, method: str, budget: dict, args) -> dict:
@@ -164,6 +196,8 @@ def train_and_score(method, seed, budget, args) -> dict:
 def summarize(results: list[dict], methods: list[str]) -> dict:
     def stats(values):
         values = [v for v in values if v is not None]
+        if not values:
+            return {"mean": None, "std": None, "n": 0}
         return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
     summary = {}
@@ -173,7 +207,14 @@ def summarize(results: list[dict], methods: list[str]) -> dict:
         swapped = [r["test_swapped"]["sdr"] for r in runs if "test_swapped" in r]
         if swapped:
             summary[method]["sdr_swapped"] = stats(swapped)
+        summary[method]["by_pair"] = {
+            kind: stats([r["test"]["by_pair"][kind]["sdr"] for r in runs if "by_pair" in r["test"]]) for kind in PAIR_KINDS
+        }
     summary["mixture"] = {k: stats([r["test"][f"{k}_mixture"] for r in results]) for k in ("sdr", "sir", "sar")}
+    summary["mixture"]["by_pair"] = {
+        kind: stats([r["test"]["by_pair"][kind]["sdr_mixture"] for r in results if "by_pair" in r["test"]])
+        for kind in PAIR_KINDS
+    }
     return summary
 
 
@@ -191,14 +232,15 @@ def markdown_table(report: dict) -> str:
         "| Method | SDR (dB) | SIR (dB) | SAR (dB) | SDR, conditioning swapped (dB) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for method in methods + ["mixture"]:
-        name = METHODS.get(method, "Mixture (floor)")
-        row = summary[method]
-        def cell(k):
-            return f"{row[k]['mean']:.2f}" if row[k]["n"] < 2 else f"{row[k]['mean']:.2f} ± {row[k]['std']:.2f}"
+    def cell(value):
+        if not value or value["n"] == 0:
+            return "-"
+        return f"{value['mean']:.2f}" if value["n"] < 2 else f"{value['mean']:.2f} ± {value['std']:.2f}"
 
-        cells = [cell("sdr"), cell("sir"), "-" if method == "mixture" else cell("sar"), cell("sdr_swapped") if "sdr_swapped" in row else "-"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for method in methods + ["mixture"]:
+        row = summary[method]
+        cells = [cell(row["sdr"]), cell(row["sir"]), "-" if method == "mixture" else cell(row["sar"]), cell(row.get("sdr_swapped"))]
+        lines.append(f"| {METHODS.get(method, 'Mixture (floor)')} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "The mixture floor's SAR is not shown: the mixture has no artifacts (its SAR is numerical noise).",
@@ -206,6 +248,21 @@ def markdown_table(report: dict) -> str:
         "against the original references. A model that uses its conditioning falls there (it now separates the "
         "other source); one that ignores it scores as in the SDR column. The audio-only model has no conditioning.",
     ]
+    by_pair = {m: summary[m].get("by_pair", {}) for m in methods + ["mixture"]}
+    counts = report["runs"][0]["test"].get("by_pair", {}) if report.get("runs") else {}
+    if any(by_pair.values()) and counts:
+        head = [f"SDR (dB), {kind.replace('_', ' ')} ({counts[kind]['num_mixtures']} mixtures)" for kind in PAIR_KINDS]
+        lines += ["", "### By pair kind", "", "| Method | " + " | ".join(head) + " |", "|---" + "|---:" * len(head) + "|"]
+        for method in methods + ["mixture"]:
+            cells = [cell(by_pair[method].get(kind)) for kind in PAIR_KINDS]
+            lines.append(f"| {METHODS.get(method, 'Mixture (floor)')} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "The same test mixtures, split by whether the two clips share an instrument class: "
+            + "; ".join(f"*{kind.replace('_', ' ')}*: {text}" for kind, text in PAIR_KINDS.items())
+            + ". Conditioning that only tells the separator *which instrument* to extract cannot separate two "
+            "players of the same class; only *when* each one plays (pose, note onsets) can.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -179,7 +179,9 @@ MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogra
 
 
 @torch.no_grad()
-def evaluate(model, loader, feature_extractor, accelerator, max_mixtures):
+def evaluate(model, loader, feature_extractor, accelerator, max_mixtures, per_mixture=None):
+    """Mean SDR/SIR/SAR (and the mixture floor) over the loader's mixtures, at most about `max_mixtures`. With a
+    list as `per_mixture`, each batch's per-mixture result (`evaluate_separation`'s dict) is appended to it."""
     model.eval()
     metrics = SeparationMetrics(backend="fast")
     seen = 0
@@ -190,7 +192,9 @@ def evaluate(model, loader, feature_extractor, accelerator, max_mixtures):
         mixture = batch["mixture_waveform"][:, None].expand_as(estimates)
         estimates, references, mixture = accelerator.gather_for_metrics((estimates, batch["source_waveforms"], mixture))
         if accelerator.is_main_process:
-            metrics.update(references.cpu(), estimates.cpu(), mixture[:, 0].cpu())
+            result = metrics.update(references.cpu(), estimates.cpu(), mixture[:, 0].cpu())
+            if per_mixture is not None:
+                per_mixture.append(result)
         seen += estimates.shape[0]
         if seen >= max_mixtures:
             break

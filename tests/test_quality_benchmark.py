@@ -28,6 +28,9 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
             assert swapped["sdr_mixture"] == run["test"]["sdr_mixture"]  # same mixtures and references
         else:
             assert "test_swapped" not in run
+        by_pair = run["test"]["by_pair"]  # every scored mixture is in exactly one pair kind
+        assert set(by_pair) == set(quality.PAIR_KINDS)
+        assert sum(kind["num_mixtures"] for kind in by_pair.values()) == run["test"]["num_mixtures"]
     tribert = data["summary"]["tribert"]["sdr"]
     sdrs = [r["test"]["sdr"] for r in data["runs"] if r["method"] == "tribert"]
     assert tribert["n"] == 2 and abs(tribert["mean"] - sum(sdrs) / 2) < 1e-9
@@ -35,11 +38,32 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     assert "| Audio only (PIT, best permutation) |" in table and "| Mixture (floor) |" in table and " ± " in table
     assert "conditioning swapped" in table and "sdr_swapped" in data["summary"]["tribert"]
     assert "sdr_swapped" not in data["summary"]["audio_only"]
+    assert "### By pair kind" in table and "SDR (dB), shared class (" in table
     assert (tmp_path / "quality.png").stat().st_size > 1000
     capsys.readouterr()
     again = quality.main(argv)  # every run finished: nothing is retrained
     assert "done before, kept" in capsys.readouterr().out
     assert again["summary"] == report["summary"]
+
+
+def test_pair_breakdown_groups_mixtures_by_shared_class():
+    """Pairs are 'shared_class' when their clips' label sets intersect; skipped (NaN) mixtures are left out."""
+    import numpy as np
+
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import quality
+    finally:
+        sys.path.remove(BENCHMARKS)
+    pairs = [(0, 1), (0, 2), (1, 2), (2, 3)]
+    labels = [{"trumpet"}, {"trumpet", "cello"}, {"flute"}, {"drum"}]
+    per_mixture = [  # batches as run_separation.evaluate returns them
+        {"sdr": np.array([1.0, 2.0]), "sdr_mixture": np.array([0.0, 0.5])},
+        {"sdr": np.array([np.nan, 4.0]), "sdr_mixture": np.array([np.nan, 1.5])},
+    ]
+    out = quality.pair_breakdown(pairs, labels, per_mixture)
+    assert out["shared_class"] == {"num_mixtures": 1, "sdr": 1.0, "sdr_mixture": 0.0}
+    assert out["distinct_classes"] == {"num_mixtures": 2, "sdr": 3.0, "sdr_mixture": 1.0}
 
 
 def test_benchmark_docs_are_generated_from_the_json(tmp_path):
