@@ -182,7 +182,10 @@ def test_quick_suite_writes_every_section_targets_and_markdown(tmp_path):
             assert entry["real_time_factor"] == pytest.approx(entry["audio_seconds"] / entry["median_s"])
     assert s["separation"]["small"]["long"]["segments"] == 4  # starts 0, 49151, 98302 and 99840
     assert s["bss_eval"]["max_abs_diff_db"] < 0.01 and s["bss_eval"]["speedup"] > 0
-    assert s["preprocessing"]["audio_features"]["max_abs_diff"] < 1e-4
+    features = s["preprocessing"]["audio_features"]
+    assert features["max_abs_diff"] < 1e-4
+    assert features["speedup_bound_fft_only"] == pytest.approx(features["reference_median_s"] / features["fft_only_median_s"])
+    assert "audio features: speedup bound" in (tmp_path / "speed.md").read_text()
     assert s["preprocessing"]["datasets_map"]["num_proc_2"]["rows_per_s"] > 0
 
     targets = report["targets"]
