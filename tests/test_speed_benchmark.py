@@ -172,8 +172,10 @@ def test_quick_suite_writes_every_section_targets_and_markdown(tmp_path):
     training = s["training"]
     assert training["config"] == "tiny" and training["uncounted_ops"] == []
     assert training["forward_backward_flops"] > 2 * training["forward_flops"] > 0
+    assert training["peak_flop_per_s_before"] == s["matmul_peak"]["fp32"]["flop_per_s"]
+    assert training["peak_flop_per_s"] == max(training["peak_flop_per_s_before"], training["peak_flop_per_s_after"])
     assert training["mfu"] == pytest.approx(
-        training["forward_backward_flops"] / training["median_s"] / s["matmul_peak"]["fp32"]["flop_per_s"]
+        training["forward_backward_flops"] / training["median_s"] / training["peak_flop_per_s"]
     )
     for role in ("small", "paper"):
         for length, seconds in (("short", 65535 / 11025), ("long", 15.0)):
