@@ -232,6 +232,7 @@ def markdown_table(report: dict) -> str:
         "| Method | SDR (dB) | SIR (dB) | SAR (dB) | SDR, conditioning swapped (dB) |",
         "|---|---:|---:|---:|---:|",
     ]
+
     def cell(value):
         if not value or value["n"] == 0:
             return "-"
