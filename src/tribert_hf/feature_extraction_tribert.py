@@ -198,8 +198,8 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
         padding, periodic Hann), as `torch.stft` computes it.
 
         On the CPU the frames are windowed in one pass and transformed by SciPy's FFT (pocketfft; on the 64 x 256
-        frames of 64 clips it took 89 ms against torch.fft's 136 ms, both with other work on the CPU); elsewhere, and for tensors that need gradients,
-        `torch.stft`.
+        frames of 64 clips it took 89 ms against torch.fft's 136 ms, both with other work on the CPU); elsewhere,
+        and for tensors that need gradients, `torch.stft`.
         """
         shape = waveform.shape
         flat = waveform.reshape(-1, shape[-1])
