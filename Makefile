@@ -29,14 +29,23 @@ install: $(STAMP)
 demo: install
 	$(PY) examples/run_demo.py
 
-# Video decoding (tribert prepare, its tests) needs the system FFmpeg; install it when we can (root + apt-get).
+# System programs: FFmpeg (video decoding: tribert prepare and its tests), FluidSynth and the two General MIDI
+# soundfonts that `tribert render-solos` uses (timgm6mb, musescore-general). Installed when we can (root +
+# apt-get), without recommended packages (they would bring a third soundfont, which we keep unseen); the tests that
+# need a missing program are skipped and say so.
+SYSTEM_PACKAGES := ffmpeg fluidsynth timgm6mb-soundfont musescore-general-soundfont
 system-deps:
-	@if ! command -v ffmpeg >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v fluidsynth >/dev/null 2>&1 || missing="$$missing fluidsynth"; \
+	[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing="$$missing timgm6mb-soundfont"; \
+	[ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ] || missing="$$missing musescore-general-soundfont"; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			echo "Installing FFmpeg with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+			echo "Installing with apt-get:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "FFmpeg is missing: install it (e.g. 'sudo apt-get install ffmpeg'); the video tests are skipped without it."; \
+			echo "Missing system packages:$$missing (e.g. 'sudo apt-get install --no-install-recommends$$missing'); the tests that need them are skipped."; \
 		fi; \
 	fi
 

@@ -99,21 +99,41 @@ def test_metrics(
             batch[key] = batch[key].flip(1)
         return batch
 
-    # Every pair of distinct test clips is one mixture (8 mixtures per batch): order-independent and as many
-    # mixtures as the split allows (120 for the 16 test clips of synthetic:small).
-    pairs = [(i, j) for i in range(len(test)) for j in range(i + 1, len(test))][:max_mixtures]
+    labels = [set(row) for row in data["test"]["labels"]]  # featurize keeps the split's row order
+    pairs = select_pairs(labels, max_mixtures)
     order = [k for pair in pairs for k in pair]
     batches = [order[b : b + 16] for b in range(0, len(order), 16)]
-    labels = [set(row) for row in data["test"]["labels"]]  # featurize keeps the split's row order
     results = []
     for swap in swaps:
         collate = swapped_collate if swap else mix_collate
         loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
         per_mixture = []
-        result = rs.evaluate(model, loader, fe, Accelerator(cpu=True), max_mixtures, per_mixture)
+        scorings = ("soft",) if swap else TEST_SCORINGS
+        result = rs.evaluate(model, loader, fe, Accelerator(cpu=True), len(pairs), per_mixture, scorings=scorings)
         result["by_pair"] = pair_breakdown(pairs, labels, per_mixture)
         results.append(result)
     return results
+
+
+TEST_MIXTURES = 300  # test mixtures per run unless the budget says otherwise (see select_pairs)
+TEST_SCORINGS = ("soft", "threshold", "ideal_binary", "ideal_ratio")  # see tribert_hf.evaluation.SCORINGS
+
+
+def select_pairs(labels: list[set], limit: int, seed: int = 0) -> list[tuple[int, int]]:
+    """The test mixtures: pairs (i, j), i < j, of test clips. Every pair while there are at most `limit`; else
+    every pair that shares a class (at most half the limit) and a seeded random sample of the other pairs up to
+    `limit`, in (i, j) order. The shared-class pairs are few and the hard case, so none of them is dropped."""
+    import numpy as np
+
+    pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+    if len(pairs) <= limit:
+        return pairs
+    shared = [p for p in pairs if labels[p[0]] & labels[p[1]]]
+    distinct = [p for p in pairs if not labels[p[0]] & labels[p[1]]]
+    rng = np.random.default_rng(seed)
+    shared = [shared[k] for k in sorted(rng.permutation(len(shared))[: limit // 2])]
+    sample = sorted(rng.permutation(len(distinct))[: limit - len(shared)])
+    return sorted(shared + [distinct[k] for k in sample])
 
 
 PAIR_KINDS = {
@@ -130,8 +150,13 @@ def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture:
     """
     import numpy as np
 
-    sdr = np.concatenate([np.asarray(r["sdr"]) for r in per_mixture])
-    floor = np.concatenate([np.asarray(r["sdr_mixture"]) for r in per_mixture])
+    def column(key):
+        return np.concatenate([np.asarray(r[key], dtype=float) for r in per_mixture])
+
+    sdr = column("sdr")
+    keys = [key for key in per_mixture[0] if key.startswith("sdr_") and key != "sdr_mixture"] if per_mixture else []
+    extra = {key: column(key) for key in keys}  # sdr_threshold, sdr_ideal_binary, ... (evaluate's other scorings)
+    floor = column("sdr_mixture")
     shared = np.array([bool(labels[i] & labels[j]) for i, j in pairs[: len(sdr)]])
     out = {}
     for kind, mask in (("distinct_classes", ~shared), ("shared_class", shared)):
@@ -141,15 +166,17 @@ def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture:
             "sdr": float(sdr[scored].mean()) if scored.any() else None,
             "sdr_mixture": float(floor[scored].mean()) if scored.any() else None,
         }
+        for key, values in extra.items():
+            out[kind][key] = float(np.nanmean(values[scored])) if scored.any() else None
     return out
 
 
-TEST_PROTOCOL = "all-pairs, by pair kind"  # bump when test_metrics changes: finished runs are scored again (models are kept)
+TEST_PROTOCOL = "pairs (all shared-class), by pair kind, thresholded and ideal masks"  # bump when test_metrics changes: finished runs are scored again (models are kept)
 
 
 def score(run_dir: str, method: str, budget: dict, args) -> dict:
     """Test metrics of a finished run, and the conditioning-swap diagnostic (no conditioning: audio-only)."""
-    limit = budget.get("test_mixtures", 1000)
+    limit = budget.get("test_mixtures", TEST_MIXTURES)
     swaps = (False,) if method == "audio_only" else (False, True)
     scores = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit, swaps)
     out = {"test_protocol": TEST_PROTOCOL, "test": scores[0]}
@@ -193,44 +220,75 @@ def train_and_score(method, seed, budget, args) -> dict:
     return result
 
 
+IDEAL_ROWS = {"ideal_binary_mask": "ideal_binary", "ideal_ratio_mask": "ideal_ratio"}  # summary row -> scoring
+
+
 def summarize(results: list[dict], methods: list[str]) -> dict:
+    """Mean ± std over seeds per method. Layout (tools read it): summary[method]["sdr"|"sir"|"sar"|
+    "sdr_swapped"] and summary[method]["by_pair"][kind] = {"mean", "std", "n"} (soft masks, as before); beside
+    them "sdr_threshold" / "by_pair_threshold" (the Sound-of-Pixels protocol, masks thresholded at 0.5) and
+    "sdr_percent_of_ideal" / "sdr_threshold_percent_of_ideal" (percent of the ideal binary mask's SDR); rows
+    "ideal_binary_mask" and "ideal_ratio_mask" (the ceilings of the same mixtures) and "mixture" (the floor)."""
+
     def stats(values):
         values = [v for v in values if v is not None]
         if not values:
             return {"mean": None, "std": None, "n": 0}
         return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
+    def pair_stats(runs, key):
+        return {kind: stats([r["test"]["by_pair"][kind].get(key) for r in runs if "by_pair" in r["test"]]) for kind in PAIR_KINDS}
+
     summary = {}
+    for row, scoring in IDEAL_ROWS.items():
+        scored = [r for r in results if f"sdr_{scoring}" in r["test"]]
+        if scored:
+            summary[row] = {k: stats([r["test"][f"{k}_{scoring}"] for r in scored]) for k in ("sdr", "sir", "sar")}
+            summary[row]["by_pair"] = pair_stats(scored, f"sdr_{scoring}")
+    ceiling = summary.get("ideal_binary_mask", {}).get("sdr", {}).get("mean")
     for method in methods:
         runs = [r for r in results if r["method"] == method]
         summary[method] = {k: stats([r["test"][k] for r in runs]) for k in ("sdr", "sir", "sar")}
         swapped = [r["test_swapped"]["sdr"] for r in runs if "test_swapped" in r]
         if swapped:
             summary[method]["sdr_swapped"] = stats(swapped)
-        summary[method]["by_pair"] = {
-            kind: stats([r["test"]["by_pair"][kind]["sdr"] for r in runs if "by_pair" in r["test"]]) for kind in PAIR_KINDS
-        }
+        summary[method]["by_pair"] = pair_stats(runs, "sdr")
+        if any("sdr_threshold" in r["test"] for r in runs):
+            summary[method]["sdr_threshold"] = stats([r["test"].get("sdr_threshold") for r in runs])
+            summary[method]["by_pair_threshold"] = pair_stats(runs, "sdr_threshold")
+        for key in ("sdr", "sdr_threshold"):
+            mean = summary[method].get(key, {}).get("mean")
+            if ceiling and mean is not None:
+                summary[method][f"{key}_percent_of_ideal"] = 100.0 * mean / ceiling
     summary["mixture"] = {k: stats([r["test"][f"{k}_mixture"] for r in results]) for k in ("sdr", "sir", "sar")}
-    summary["mixture"]["by_pair"] = {
-        kind: stats([r["test"]["by_pair"][kind]["sdr_mixture"] for r in results if "by_pair" in r["test"]])
-        for kind in PAIR_KINDS
-    }
+    summary["mixture"]["by_pair"] = pair_stats(results, "sdr_mixture")
     return summary
+
+
+ROW_NAMES = {
+    **METHODS,
+    "ideal_binary_mask": "Ideal binary mask (ceiling)",
+    "ideal_ratio_mask": "Ideal ratio mask (ceiling)",
+    "mixture": "Mixture (floor)",
+}
 
 
 def markdown_table(report: dict) -> str:
     summary, methods = report["summary"], report["methods"]
     seeds = len(report["seeds"])
     num_mixtures = report["runs"][0]["test"]["num_mixtures"] if report.get("runs") else "?"
+    ideal_rows = [row for row in IDEAL_ROWS if row in summary]
+    rows = ideal_rows + methods + ["mixture"]
     lines = [
         f"# Separation quality: {report['dataset']}, budget `{report['budget_name']}`",
         "",
-        f"Test split, every pair of distinct clips mixed (N = 2; solos and duets; {num_mixtures} mixtures), BSS Eval v3 (fast backend); mean ± std over {seeds} "
+        f"Test split, pairs of clips mixed (N = 2; solos and duets; {num_mixtures} mixtures: every pair, or every "
+        f"shared-class pair and a seeded sample of the others), BSS Eval v3 (fast backend); mean ± std over {seeds} "
         f"seed(s) (± only with 2 or more); {report['budget']['max_steps']} steps of {report['budget']['mixtures_per_batch']} mixtures, "
         f"`{report['budget']['model_size']}` configs. Generated by `benchmarks/quality.py` from quality.json.",
         "",
-        "| Method | SDR (dB) | SIR (dB) | SAR (dB) | SDR, conditioning swapped (dB) |",
-        "|---|---:|---:|---:|---:|",
+        "| Method | SDR (dB), soft masks | SDR (dB), masks > 0.5 (SoP protocol, as the paper) | % of ideal binary mask | SIR (dB) | SAR (dB) | SDR, conditioning swapped (dB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def cell(value):
@@ -238,25 +296,45 @@ def markdown_table(report: dict) -> str:
             return "-"
         return f"{value['mean']:.2f}" if value["n"] < 2 else f"{value['mean']:.2f} ± {value['std']:.2f}"
 
-    for method in methods + ["mixture"]:
+    def percent(row):
+        value = row.get("sdr_threshold_percent_of_ideal", row.get("sdr_percent_of_ideal"))
+        return "-" if value is None else f"{value:.0f} %"
+
+    for method in rows:
         row = summary[method]
-        cells = [cell(row["sdr"]), cell(row["sir"]), "-" if method == "mixture" else cell(row["sar"]), cell(row.get("sdr_swapped"))]
-        lines.append(f"| {METHODS.get(method, 'Mixture (floor)')} | " + " | ".join(cells) + " |")
+        ideal_or_floor = method in ideal_rows or method == "mixture"
+        cells = [
+            cell(row["sdr"]), "-" if ideal_or_floor else cell(row.get("sdr_threshold")),
+            "-" if ideal_or_floor else percent(row), cell(row["sir"]),
+            "-" if method == "mixture" else cell(row["sar"]), cell(row.get("sdr_swapped")),
+        ]  # fmt: skip
+        lines.append(f"| {ROW_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "Soft masks: the predicted masks as they are. Masks > 0.5: the Sound-of-Pixels protocol that the paper's "
+        "Table 1 uses (binary masks thresholded at 0.5): the column to compare with the paper. The ideal masks "
+        "(computed from the true sources) go through the very same chain (log-frequency mask, mixture phase, "
+        "inverse STFT): the ceiling of what a mask can reach on these mixtures; % of ideal: the thresholded SDR "
+        "(soft SDR where there is none) over the ideal binary mask's SDR.",
         "The mixture floor's SAR is not shown: the mixture has no artifacts (its SAR is numerical noise).",
         "Last column: the same test mixtures with the two sources' conditioning (frames, pose) exchanged, scored "
         "against the original references. A model that uses its conditioning falls there (it now separates the "
         "other source); one that ignores it scores as in the SDR column. The audio-only model has no conditioning.",
     ]
-    by_pair = {m: summary[m].get("by_pair", {}) for m in methods + ["mixture"]}
+    by_pair = {m: summary[m].get("by_pair", {}) for m in rows}
     counts = report["runs"][0]["test"].get("by_pair", {}) if report.get("runs") else {}
     if any(by_pair.values()) and counts:
-        head = [f"SDR (dB), {kind.replace('_', ' ')} ({counts[kind]['num_mixtures']} mixtures)" for kind in PAIR_KINDS]
+        head = []
+        for kind in PAIR_KINDS:
+            label = f"{kind.replace('_', ' ')} ({counts[kind]['num_mixtures']} mixtures)"
+            head += [f"SDR (dB), {label}, soft", f"SDR (dB), {label}, > 0.5"]
         lines += ["", "### By pair kind", "", "| Method | " + " | ".join(head) + " |", "|---" + "|---:" * len(head) + "|"]
-        for method in methods + ["mixture"]:
-            cells = [cell(by_pair[method].get(kind)) for kind in PAIR_KINDS]
-            lines.append(f"| {METHODS.get(method, 'Mixture (floor)')} | " + " | ".join(cells) + " |")
+        for method in rows:
+            threshold = summary[method].get("by_pair_threshold", {})
+            cells = []
+            for kind in PAIR_KINDS:
+                cells += [cell(by_pair[method].get(kind)), cell(threshold.get(kind))]
+            lines.append(f"| {ROW_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
         lines += [
             "",
             "The same test mixtures, split by whether the two clips share an instrument class: "
@@ -342,6 +420,7 @@ def main(argv=None):
     s = report["summary"]
     print(
         "quality: " + ", ".join(f"{m} {s[m]['sdr']['mean']:.2f}±{s[m]['sdr']['std']:.2f}" for m in methods)
+        + "".join(f", {row} {s[row]['sdr']['mean']:.2f}" for row in IDEAL_ROWS if row in s)
         + f", mixture {s['mixture']['sdr']['mean']:.2f} dB SDR ({args.dataset}, {args.budget} budget) -> {args.output_dir}"
     )
     return report

@@ -24,7 +24,7 @@ from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForPreTrai
 from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer, load_prepared, load_synthetic_music
 from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
 from tribert_hf.metrics import SeparationMetrics
-from tribert_hf.modeling_tribert import _activate_masks
+from tribert_hf.evaluation import MODEL_INPUTS, evaluate_separation_model
 
 
 @dataclass
@@ -121,16 +121,6 @@ def model_class(model: str):
     return {"audio_only": AudioOnlyForSourceSeparation, "sop": SoundOfPixelsForSourceSeparation}.get(model, TriBertForPreTraining)
 
 
-def predicted_masks(model, outputs):
-    """Masks in the targets' order: TriBERT's masks, or the PIT baseline's outputs in their best permutation."""
-    from tribert_hf import reorder_sources
-
-    masks = outputs["masks"] if outputs.get("masks") is not None else _activate_masks(model.config, outputs["mask_logits"])
-    if outputs.get("permutation") is not None:
-        masks = reorder_sources(masks, outputs["permutation"])
-    return masks
-
-
 def load_data(args):
     if args.dataset.startswith("synthetic:"):
         return load_synthetic_music(args.dataset.split(":", 1)[1], cache_dir=getattr(args, "cache_dir", None))
@@ -175,31 +165,14 @@ def latest_checkpoint(output_dir):
     return (os.path.join(checkpoints, f"step-{steps[-1]}"), steps[-1]) if steps else (None, 0)
 
 
-MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")
-
-
-@torch.no_grad()
-def evaluate(model, loader, feature_extractor, accelerator, max_mixtures, per_mixture=None):
-    """Mean SDR/SIR/SAR (and the mixture floor) over the loader's mixtures, at most about `max_mixtures`. With a
-    list as `per_mixture`, each batch's per-mixture result (`evaluate_separation`'s dict) is appended to it."""
-    model.eval()
-    metrics = SeparationMetrics(backend="fast")
-    seen = 0
-    for batch in loader:
-        outputs = model(**{k: batch[k] for k in MODEL_INPUTS})  # labels: the PIT baseline's best permutation
-        masks = predicted_masks(accelerator.unwrap_model(model), outputs)
-        estimates = feature_extractor.masks_to_waveforms(masks, batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
-        mixture = batch["mixture_waveform"][:, None].expand_as(estimates)
-        estimates, references, mixture = accelerator.gather_for_metrics((estimates, batch["source_waveforms"], mixture))
-        if accelerator.is_main_process:
-            result = metrics.update(references.cpu(), estimates.cpu(), mixture[:, 0].cpu())
-            if per_mixture is not None:
-                per_mixture.append(result)
-        seen += estimates.shape[0]
-        if seen >= max_mixtures:
-            break
-    model.train()
-    return metrics.compute() if accelerator.is_main_process else None
+def evaluate(model, loader, feature_extractor, accelerator, max_mixtures, per_mixture=None, scorings=("soft",)):
+    """Mean SDR/SIR/SAR (and the mixture floor) over the loader's mixtures, at most about `max_mixtures`: the
+    library's one evaluation loop (`tribert_hf.evaluation.evaluate_separation_model`; `scorings` adds the
+    thresholded and ideal-mask scorings). With a list as `per_mixture`, each batch's per-mixture result is
+    appended to it."""
+    return evaluate_separation_model(
+        model, loader, feature_extractor, accelerator, max_mixtures, per_mixture=per_mixture, scorings=scorings
+    )
 
 
 def main(argv=None):

@@ -2,6 +2,7 @@
 
     tribert prepare VIDEO_DIR OUTPUT_DIR [--keypoints-dir DIR] [...]   videos -> prepared dataset
     tribert synthetic OUTPUT_DIR [--preset small] [--sounds-dir DIR]   the built-in synthetic music dataset
+    tribert render-solos OUTPUT_DIR --soundfont SF2 [...]             realistic solo clips of the 21 classes
     tribert separate CHECKPOINT --mixture MIX --clips A B [...] -o OUT  one WAV per clip (mix-and-separate)
     tribert separate CHECKPOINT --video V [--keypoints V.json] -o OUT   one WAV per player (or for the video)
     tribert evaluate CHECKPOINT DATASET [--split val] [-o OUT]         SDR/SIR/SAR vs the mixture floor
@@ -44,6 +45,21 @@ def _synthetic(args) -> int:
     sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.items())
     sounds = f"; sounds from {args.sounds_dir}" if args.sounds_dir else ""
     print(f"Synthetic music dataset in {args.output_dir} ({sizes}{sounds}).")
+    return 0
+
+
+def _render_solos(args) -> int:
+    from .data.soundfont import render_solos
+
+    manifest = render_solos(
+        args.output_dir, args.soundfont, classes=args.classes, clips_per_class=args.clips_per_class,
+        seconds=args.seconds, seed=args.seed, progress=not args.quiet,
+    )  # fmt: skip
+    fonts = ", ".join(font["name"] for font in manifest["soundfonts"])
+    print(
+        f"Rendered {len(manifest['clips'])} solo clips ({len(manifest['classes'])} classes x {args.clips_per_class}, "
+        f"{args.seconds:g} s, {fonts}) into {args.output_dir}; notes and programs: {args.output_dir}/manifest.json"
+    )
     return 0
 
 
@@ -143,12 +159,33 @@ def build_parser() -> argparse.ArgumentParser:
         "and its frames and skeleton move with the note onsets detected in the clip.",
     )
     synthetic.add_argument("output_dir")
-    synthetic.add_argument("--preset", default="small", choices=("tiny", "small"))
+    synthetic.add_argument(
+        "--preset", default="small", choices=("tiny", "small", "realistic"),
+        help="sizes: tiny (tests), small (demo), realistic (the benchmark set, with --sounds-dir; see docs/data.md)",
+    )
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument(
         "--sounds-dir", metavar="DIR", help="folder of solo clips DIR/<class>/<name>.wav to take the sounds from"
     )
     synthetic.set_defaults(func=_synthetic)
+
+    render = commands.add_parser(
+        "render-solos",
+        help="render realistic solo clips of the 21 MUSIC21 classes with FluidSynth and a General MIDI soundfont",
+        description="Seeded random phrases per class (General MIDI program or drum kit, the instrument's range and "
+        "playing style), rendered with FluidSynth, mono 11025 Hz, loudness-normalised, written as "
+        "OUTPUT_DIR/<class>/<k>.wav with OUTPUT_DIR/manifest.json (programs, soundfonts, notes). The folder is a "
+        "--sounds-dir for `tribert synthetic`. Needs the fluidsynth program; resumable.",
+    )
+    render.add_argument("output_dir")
+    render.add_argument("--soundfont", action="append", required=True, metavar="SF2",
+                        help="a General MIDI .sf2/.sf3 file; repeat it to alternate sound sets between clips")  # fmt: skip
+    render.add_argument("--classes", nargs="+", help="MUSIC21 class names (default: all 21)")
+    render.add_argument("--clips-per-class", type=int, default=20, help="clips per class (default 20)")
+    render.add_argument("--seconds", type=float, default=24.0, help="length of a clip (default 24)")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(func=_render_solos)
 
     separate = commands.add_parser(
         "separate",

@@ -201,6 +201,9 @@ DEFAULT_NUM_VIDEOS = {"train": 64, "val": 16, "test": 16}
 SYNTHETIC_PRESETS: dict[str, dict] = {
     "tiny": {"num_videos": {"train": 16, "val": 4, "test": 4}, "duration": 6.5},  # tests
     "small": {"num_videos": dict(DEFAULT_NUM_VIDEOS), "duration": 6.5},  # demos
+    # the realistic benchmark set: with --sounds-dir of `tribert render-solos` (21 classes); 48 test videos give
+    # 1128 test pairs, about 60 of them sharing a class (docs/data.md)
+    "realistic": {"num_videos": {"train": 192, "val": 32, "test": 48}, "duration": 6.5},
 }
 GENERATOR_VERSION = 1  # bump when the generated content changes: it is part of the cache folder's name
 MARKER_FILE = "synthetic.json"  # written last: the parameters of a complete generation

@@ -1,0 +1,135 @@
+"""The evaluation loop of mix-and-separate: batches of mixtures -> masks -> waveforms -> SDR/SIR/SAR.
+
+One loop scores a separation model (TriBERT or a baseline) under several *scorings* of the same mixtures:
+
+* `soft`: the predicted masks as they are;
+* `threshold`: the predicted masks thresholded at 0.5 (binary masks): the Sound-of-Pixels protocol, which the
+  paper's Table 1 and the authors' evaluation use: the scoring comparable with the paper;
+* `ideal_binary`: the ideal binary mask (1 where the source is the loudest in a bin of the log-frequency grid),
+  the ceiling of binary-mask separation through this audio chain;
+* `ideal_ratio`: the ideal ratio mask (source over mixture magnitude, clamped as the feature extractor does).
+
+Every scoring goes through the same chain (log-frequency mask -> unwarp -> x mixture STFT -> inverse STFT) and
+the same BSS Eval, so the ideal masks say what the chain itself allows on these very mixtures.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .metrics import SeparationMetrics
+from .modeling_tribert import _activate_masks, reorder_sources
+
+
+MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")
+SCORINGS = {
+    "soft": "predicted masks as they are",
+    "threshold": "predicted masks thresholded at 0.5 (Sound-of-Pixels protocol, comparable with the paper)",
+    "ideal_binary": "ideal binary mask (the source is the loudest in the bin)",
+    "ideal_ratio": "ideal ratio mask (source / mixture magnitude)",
+}
+IDEAL_SCORINGS = ("ideal_binary", "ideal_ratio")
+
+
+def predicted_masks(model, outputs) -> torch.Tensor:
+    """Masks in the targets' order: the model's masks, or the PIT baseline's outputs in their best permutation."""
+    masks = outputs.get("masks")
+    if masks is None:
+        masks = _activate_masks(model.config, outputs["mask_logits"])
+    if outputs.get("permutation") is not None:
+        masks = reorder_sources(masks, outputs["permutation"])
+    return masks
+
+
+def scoring_masks(scoring: str, batch: dict, feature_extractor, predicted: torch.Tensor | None, threshold: float = 0.5):
+    """The masks `(B, N, 256, frames)` that `scoring` (a key of `SCORINGS`) applies to the batch's mixtures."""
+    if scoring == "soft":
+        return predicted
+    if scoring == "threshold":
+        return (predicted > threshold).to(predicted.dtype)
+    if scoring in IDEAL_SCORINGS:
+        fe = feature_extractor
+        sources = fe.log_frequency_magnitude(batch["source_waveforms"].float())  # (B, N, 256, frames)
+        mixture = batch["audio_spectrogram"][:, 0].float()
+        kind = "binary" if scoring == "ideal_binary" else "ratio"
+        return fe.mask_targets(sources.transpose(0, 1), mixture, kind).transpose(0, 1)
+    raise ValueError(f"Unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}.")
+
+
+def _suffix(scoring: str) -> str:
+    return "" if scoring == "soft" else f"_{scoring}"
+
+
+@torch.no_grad()
+def evaluate_separation_model(
+    model,
+    loader,
+    feature_extractor,
+    accelerator=None,
+    max_mixtures: int | None = None,
+    per_mixture: list | None = None,
+    scorings=("soft",),
+    threshold: float = 0.5,
+    backend: str = "fast",
+) -> dict | None:
+    """Mean SDR/SIR/SAR of `model` over the mixtures of `loader` (batches of `MixAndSeparateCollator`).
+
+    Returns `SeparationMetrics.compute()` of the `soft` scoring (keys `sdr`, `sir`, `sar`, the mixture floor
+    `sdr_mixture`, ..., `num_mixtures`) plus, for every other scoring in `scorings`, its `sdr`, `sir`, `sar` with
+    the scoring's name as a suffix (`sdr_threshold`, `sdr_ideal_binary`, `sdr_ideal_ratio`, ...). Only the ideal
+    scorings need no model: with `model=None` and `scorings=IDEAL_SCORINGS` it scores the ceilings alone (the
+    main keys then hold the first scoring). Stops after about `max_mixtures`. With a list as `per_mixture`,
+    each batch's per-mixture result (`evaluate_separation`'s dict for the first scoring, and `sdr_<scoring>` etc.
+    arrays for the others) is appended. `accelerator` (optional) gathers the results across processes; returns
+    None on the other processes.
+    """
+    scorings = tuple(scorings)
+    unknown = [name for name in scorings if name not in SCORINGS]
+    if unknown or not scorings:
+        raise ValueError(f"Unknown or no scoring(s) {unknown or scorings}; use {', '.join(SCORINGS)}.")
+    if model is None and any(name not in IDEAL_SCORINGS for name in scorings):
+        raise ValueError("Scorings of predicted masks need a model; with model=None use only the ideal scorings.")
+    main = scorings[0]
+    is_main = accelerator is None or accelerator.is_main_process
+    trackers = {name: SeparationMetrics(backend=backend) for name in scorings}
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    seen = 0
+    for batch in loader:
+        predicted = None
+        if any(name not in IDEAL_SCORINGS for name in scorings):
+            outputs = model(**{k: batch[k] for k in MODEL_INPUTS})  # labels: the PIT baseline's best permutation
+            unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+            predicted = predicted_masks(unwrapped, outputs)
+        length = batch["mixture_waveform"].shape[-1]
+        results = {}
+        for name in scorings:
+            masks = scoring_masks(name, batch, feature_extractor, predicted, threshold)
+            estimates = feature_extractor.masks_to_waveforms(masks, batch["mixture_stft"], length)
+            mixture = batch["mixture_waveform"][:, None].expand_as(estimates)
+            references = batch["source_waveforms"]
+            if accelerator is not None:
+                estimates, references, mixture = accelerator.gather_for_metrics((estimates, references, mixture))
+            if is_main:
+                results[name] = trackers[name].update(references.cpu(), estimates.cpu(), mixture[:, 0].cpu())
+        if is_main and per_mixture is not None:
+            row = dict(results[main])
+            for name in scorings[1:]:
+                row.update({f"{key}{_suffix(name)}": results[name][key] for key in ("sdr", "sir", "sar")})
+            per_mixture.append(row)
+        seen += estimates.shape[0]
+        if max_mixtures is not None and seen >= max_mixtures:
+            break
+    if model is not None and was_training:
+        model.train()
+    if not is_main:
+        return None
+    out = trackers[main].compute()
+    for name in scorings[1:]:
+        computed = trackers[name].compute()
+        out.update({f"{key}{_suffix(name)}": computed[key] for key in ("sdr", "sir", "sar")})
+    return out
+
+
+__all__ = ["IDEAL_SCORINGS", "MODEL_INPUTS", "SCORINGS", "evaluate_separation_model", "predicted_masks", "scoring_masks"]
