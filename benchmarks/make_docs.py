@@ -43,7 +43,11 @@ def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
         return lines + ["Not run yet: `python benchmarks/quality.py` writes benchmarks/results/quality/.", ""]
     seeds = ",".join(str(s) for s in report["seeds"])
     budget = report["budget"]
-    command = f"python benchmarks/quality.py --budget {report['budget_name']} --dataset {report['dataset']} --seeds {seeds} --methods {','.join(report['methods'])}"
+    dataset = report["dataset"]
+    home = os.path.expanduser("~")
+    if dataset.startswith(home + os.sep):  # e.g. the realistic set of docs/data.md: ~/.cache/tribert_hf/realistic
+        dataset = "~" + dataset[len(home) :]
+    command = f"python benchmarks/quality.py --budget {report['budget_name']} --dataset {dataset} --seeds {seeds} --methods {','.join(report['methods'])}"
     defaults = __import__("quality").BUDGETS[report["budget_name"]]
     for key in ("max_steps", "mixtures_per_batch", "eval_steps"):
         if budget[key] != defaults[key]:

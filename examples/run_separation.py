@@ -39,7 +39,10 @@ class Arguments:
     mixtures_per_batch: int = field(default=4, metadata={"help": "mixtures per step per process (paper: 12)"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (paper: 1e-5; 1e-7 to fine-tune)"})
     weight_decay: float = field(default=1e-4)
-    warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up, then cosine decay"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up (onecycle: rising to the peak)"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "cosine (linear warm-up, cosine decay), onecycle (torch's OneCycleLR: cosine rise to --learning_rate over warmup_ratio, cosine decay) or any transformers scheduler name"})
+    mask_type: str | None = field(default=None, metadata={"help": "binary (sigmoid masks, weighted BCE: the paper) or ratio (masks in [0, 2], weighted L1); default: the config's"})
+    gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
@@ -197,7 +200,11 @@ def main(argv=None):
         model = model_class(args.model).from_pretrained(args.model_name_or_path)
         config = model.config
     else:
+        if args.mask_type is not None:
+            config.mask_type = args.mask_type
         model = model_class(args.model)(config)
+    if args.mask_type is not None and config.mask_type != args.mask_type:
+        raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     num_bins = config.audio_config.num_frequency_bins if isinstance(config, TriBertConfig) else config.num_frequency_bins
@@ -213,21 +220,33 @@ def main(argv=None):
         train = featurize(root, dataset["train"], processor, "random", args.seed, args.crops_per_clip, args.num_proc, label2id)
         val = featurize(root, dataset["val"], processor, "center", 0, 1, args.num_proc, label2id)
 
-    collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type)
+    gain_range = tuple(float(v) for v in args.gain_range.split(",")) if args.gain_range else None
+    if gain_range is not None and len(gain_range) != 2:
+        raise ValueError(f"--gain_range takes LOW,HIGH, got {args.gain_range!r}.")
+    collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type, gain_range=gain_range, seed=args.seed)
+    val_collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type)
     generator = torch.Generator().manual_seed(args.seed)
     train_loader = torch.utils.data.DataLoader(
         train, batch_size=args.mixtures_per_batch * args.num_mix, shuffle=True, drop_last=True,
         collate_fn=collate, generator=generator,
     )  # fmt: skip
-    val_loader = torch.utils.data.DataLoader(val, batch_size=2 * args.num_mix, drop_last=True, collate_fn=collate)
+    val_loader = torch.utils.data.DataLoader(val, batch_size=2 * args.num_mix, drop_last=True, collate_fn=val_collate)
     if len(train_loader) == 0:
         raise ValueError(f"Not enough training clips for one batch of {args.mixtures_per_batch * args.num_mix}.")
 
     # fused: one kernel for all parameters (5x faster than the per-parameter default on CPU, measured)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
-    scheduler = get_scheduler(
-        "cosine", optimizer, num_warmup_steps=int(args.warmup_ratio * args.max_steps), num_training_steps=args.max_steps
-    )
+    # accelerate steps a prepared scheduler once per process and optimizer step: count the steps of all processes
+    total_steps = args.max_steps * accelerator.num_processes
+    if args.lr_scheduler_type == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=args.learning_rate, total_steps=total_steps, pct_start=max(args.warmup_ratio, 1e-3)
+        )
+    else:
+        scheduler = get_scheduler(
+            args.lr_scheduler_type, optimizer, num_warmup_steps=int(args.warmup_ratio * total_steps), num_training_steps=total_steps
+        )
+    accelerator.register_for_checkpointing(collate)  # the gain generator: a resumed run draws the same gains
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
 
     step = 0

@@ -16,16 +16,38 @@ class MixAndSeparateCollator:
     `(B, N, 256, frames)` (binary: the clip dominates the bin; or ratio targets), `loss_weight` `(B, 1, 256, frames)`,
     and for evaluation `mixture_waveform` `(B, samples)`, `source_waveforms` `(B, N, samples)`, `mixture_stft`
     (complex `(B, 512, frames)`).
+
+    gain_range `(low, high)` (training only, e.g. `(0.5, 1.5)` as in the authors' code): every clip is scaled by
+    its own gain drawn uniformly from the range before mixing, so the same clips make new mixtures (and new mask
+    targets) each time; the draws come from the collator's generator (`seed`), whose state `state_dict()` /
+    `load_state_dict()` save and restore, so that a resumed run draws the same gains.
     """
 
-    def __init__(self, feature_extractor, num_mix: int = 2, mask_type: str = "binary"):
+    def __init__(
+        self,
+        feature_extractor,
+        num_mix: int = 2,
+        mask_type: str = "binary",
+        gain_range: tuple[float, float] | None = None,
+        seed: int = 0,
+    ):
         if num_mix < 1:
             raise ValueError(f"num_mix must be at least 1, got {num_mix}.")
         if mask_type not in ("binary", "ratio"):
             raise ValueError(f"mask_type must be 'binary' or 'ratio', got {mask_type!r}.")
+        if gain_range is not None and not 0.0 < gain_range[0] <= gain_range[1]:
+            raise ValueError(f"gain_range must be (low, high) with 0 < low <= high, got {gain_range}.")
         self.feature_extractor = feature_extractor
         self.num_mix = num_mix
         self.mask_type = mask_type
+        self.gain_range = None if gain_range is None else (float(gain_range[0]), float(gain_range[1]))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
 
     def __call__(self, examples: list[dict]) -> dict:
         if len(examples) % self.num_mix:
@@ -43,6 +65,9 @@ class MixAndSeparateCollator:
             return values.view(batch, n, *values.shape[1:])
 
         sources = stack("waveform").squeeze(2).float()  # (B, N, samples)
+        if self.gain_range is not None:
+            low, high = self.gain_range
+            sources = sources * torch.empty(batch, n, 1).uniform_(low, high, generator=self.generator)
         mixture = fe.mix(sources.transpose(0, 1))  # (B, samples)
         mixture_stft = fe.stft(mixture)
         mixture_magnitude = fe.warp(fe.magnitude(mixture_stft))  # (B, 256, frames)
