@@ -236,6 +236,16 @@ def test_bad_keypoint_files_are_refused(tmp_path, case):
         load_keypoints(alphapose(tmp_path, text), frame_size=(100, 100), **kwargs)
 
 
+def test_nan_in_a_keypoint_file_is_a_missing_joint(tmp_path):
+    from tribert_hf.pose_keypoints import load_keypoints
+
+    values = [50.0, 50.0, 0.9] * 26
+    values[3] = float("nan")  # x of joint 1, confidence 0.9
+    path = alphapose(tmp_path, json.dumps([{**detection("0.jpg"), "keypoints": values}]))
+    pose = load_keypoints(path, frame_size=(100, 100))
+    assert np.isfinite(pose).all() and (pose[0, 0, 1] == 0).all() and pose[0, 0, 0, 2] == np.float32(0.9)
+
+
 def test_a_far_detection_with_num_frames_is_ignored(tmp_path):
     from tribert_hf.pose_keypoints import load_keypoints
 

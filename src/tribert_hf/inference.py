@@ -255,8 +255,9 @@ def _resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
 def load_audio(path, sampling_rate: int = 11025) -> np.ndarray:
     """A file's audio (a WAV, an audio file or a video's audio track) as mono float32 at `sampling_rate` Hz.
 
-    Raises `FileNotFoundError`, or `MediaError` for an unreadable / corrupt file, a video without an audio track,
-    empty or non-finite audio, or silence (peak below 1e-4).
+    Raises `FileNotFoundError`, or `MediaError` for an unreadable / corrupt file (a truncated WAV, an audio track
+    whose packets do not decode), a video without an audio track, empty or non-finite audio, or silence (peak
+    below 1e-4).
     """
     path = _require_file(path, "audio or video file")
     if path.lower().endswith(".wav"):

@@ -807,11 +807,18 @@ class TriBertModel(TriBertPreTrainedModel):
         **kwargs,
     ) -> TriBertModelOutput | tuple:
         r"""
-        pixel_values (`(batch, frames, 3, height, width)`): normalised RGB frames (see `TriBertVideoProcessor`).
-        pose_keypoints (`(batch, persons, T, joints, 3)`): x, y normalised by the frame size, and confidence.
-        audio_spectrogram (`(batch, 1, 256, time)`): log-frequency STFT magnitude (non-negative).
+        The input contract (checked here, see `docs/input_contract.md`): a batch of at least one clip, floating
+        point inputs, finite values (an absent person's keypoints excepted), shapes matching the config.
+
+        pixel_values (`(batch, frames, 3, image_size, image_size)`): normalised RGB frames (see
+            `TriBertVideoProcessor`), `image_size` of `config.vision_config`.
+        pose_keypoints (`(batch, persons, num_pose_frames, joints, 3)`): x, y normalised by the frame size, and
+            confidence.
+        audio_spectrogram (`(batch, 1, 256, time)`): log-frequency STFT magnitude (non-negative), at least
+            2 ** (pooling layers of the audio CNN) time frames.
         pose_mask (`(batch, persons)`, *optional*): 1 for a present person, 0 for an absent one (its tokens are
-            masked from every attention and its keypoints ignored). Defaults to all present.
+            masked from every attention and its keypoints ignored, even NaN ones); no other value. Defaults to all
+            present.
         bool_masked_pos (`(batch, frames * objects)`, *optional*): visual region tokens to mask. In training,
             `config.vision_config.mask_probability` of them are masked at random when this is not given.
         audio_repeats (`int`, defaults to 1): each `audio_spectrogram` row is shared by this many consecutive
@@ -1096,7 +1103,9 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
         """Separate mixtures of any length into one waveform per video.
 
         Args:
-            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
+            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`, at least
+                one sample: float, or integer PCM (scaled to [-1, 1) as the feature extractor does); NaN / inf
+                are refused.
             pixel_values / pose_keypoints / pose_mask: each video's inputs, as in `forward` (the same frames and
                 keypoints condition every segment).
             feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
@@ -1109,6 +1118,7 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
                 length at `feature_extractor.sampling_rate`), it returns a dict with `pixel_values`,
                 `pose_keypoints` and optionally `pose_mask` shaped as those arguments, taken from the segment's
                 time window (so a long video is conditioned on the frames and keypoints of each moment).
+            batch_size: segments per forward pass (an integer >= 1).
             progress: show a progress bar over the segments (tqdm).
         Returns:
             `(batch, videos, samples)` (or `(videos, samples)` for one mixture): mask x mixture magnitude with

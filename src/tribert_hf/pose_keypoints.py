@@ -409,8 +409,10 @@ def load_keypoints(
 
     Raises:
         FileNotFoundError: `path` does not exist (unless `allow_missing`).
-        ValueError: unparsable JSON, not a list of detections, keypoint lists whose length is not a multiple
-            of 3 or an unsupported K, an `image_id` without an integer frame index, bad arguments.
+        ValueError: unparsable or too deeply nested JSON, not a list of detections, keypoint lists whose length
+            is not a multiple of 3 or an unsupported K, an `image_id` without an integer frame index (or one of
+            2 ** 40 or more), a last frame beyond `MAX_INFERRED_FRAMES` without `num_frames`, bad arguments.
+            A joint with a NaN / inf coordinate or score is read as missing (zeros).
     """
     path = os.fspath(path)
     width, height = _check_frame_size(frame_size)
@@ -442,7 +444,7 @@ def load_keypoints(
         return out
 
     # Normalise, clean and map all detections at once: (M, K, 3) pixels -> (M, 68, 3) normalised.
-    keypoints = np.nan_to_num(keypoints, nan=0.0, posinf=0.0, neginf=0.0)
+    keypoints[~np.isfinite(keypoints).all(axis=-1)] = 0.0  # a NaN / inf x, y or score: a missing joint
     keypoints[..., 0] /= width
     keypoints[..., 1] /= height
     pose = map_to_halpe68(keypoints, layout)
