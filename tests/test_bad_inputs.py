@@ -572,11 +572,13 @@ def test_overwrite_output_dir_deletes_the_old_run_only(recipe, tmp_path):
     assert saved["max_steps"] == 4 and "hub_token" not in saved
 
 
-def test_the_script_prints_the_refusal_and_exits_2(tmp_path):
+def test_the_script_prints_the_refusal_and_exits_2(tmp_path, capsys, monkeypatch):
+    import runpy
+
     old_run(tmp_path)
     script = os.path.join(ROOT, "examples", "run_separation.py")
-    result = subprocess.run(
-        [sys.executable, script, *COMMON, "--max_steps", "8", "--output_dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert result.returncode == 2 and "is not empty" in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.setattr(sys, "argv", [script, *COMMON, "--max_steps", "8", "--output_dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_code:
+        runpy.run_path(script, run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 2 and "is not empty" in err and "Traceback" not in err
