@@ -8,6 +8,11 @@
 and SDR/SIR/SAR are measured with the fast BSS Eval, next to the mixture floor; the best model by SDR is kept in
 `output_dir/best`. Checkpoints (`accelerator.save_state`) are written to a temporary folder and renamed into
 `output_dir/checkpoints/step-N`; `--resume` continues from the latest one with the same data order.
+
+A run writes its arguments to `output_dir/run_args.json`. A non-empty `--output_dir` is refused unless `--resume`
+(continue the run there: refused when its arguments differ, apart from the operational ones in `OPERATIONAL_ARGS`,
+or when its latest checkpoint lies past `--max_steps`) or `--overwrite_output_dir` (start over: the old run's
+checkpoints, best model, logs and run_args.json are deleted first; other files are left alone).
 """
 
 import json
@@ -23,7 +28,6 @@ from transformers import HfArgumentParser, ResNetConfig, get_scheduler
 from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForPreTraining, TriBertProcessor, TriBertVideoProcessor
 from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer, load_prepared, load_synthetic_music
 from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
-from tribert_hf.metrics import SeparationMetrics
 from tribert_hf.evaluation import MODEL_INPUTS, evaluate_separation_model
 
 
@@ -53,7 +57,8 @@ class Arguments:
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     max_eval_mixtures: int = field(default=32)
     logging_steps: int = field(default=10, metadata={"help": "append the mean training losses to output_dir/train_log.jsonl every this many steps"})
-    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir (same arguments)"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start over in a non-empty output_dir: delete the old run's checkpoints, best model and logs first"})
     stop_at_step: int | None = field(default=None, metadata={"help": "exit after this step, as an interruption would (tests resume)"})
     report_to: str = field(default="tensorboard", metadata={"help": "an accelerate tracker name, or none"})
     seed: int = field(default=0)
@@ -168,6 +173,77 @@ def latest_checkpoint(output_dir):
     return (os.path.join(checkpoints, f"step-{steps[-1]}"), steps[-1]) if steps else (None, 0)
 
 
+RUN_ARGS_FILE = "run_args.json"
+#: arguments that do not change what a run computes: a resumed run may change them
+OPERATIONAL_ARGS = (
+    "output_dir", "resume", "overwrite_output_dir", "stop_at_step", "report_to", "num_proc", "cache_dir",
+    "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo",
+)  # fmt: skip
+#: what a training run writes into output_dir besides the final model (deleted by --overwrite_output_dir)
+RUN_FILES = ("checkpoints", "best", "best_metrics.json", "eval_history.json", "train_log.jsonl", "processes", "logs", RUN_ARGS_FILE)
+
+
+class RunArgumentsError(ValueError):
+    """Arguments that would mix two runs in one output_dir (or lose one)."""
+
+
+def check_output_dir(args) -> None:
+    """Refuse a non-empty `output_dir` without `--resume` / `--overwrite_output_dir`, and a `--resume` with other
+    arguments than the run there or past `--max_steps` (see the module docstring). Writes nothing."""
+    out = args.output_dir
+    if args.resume and args.overwrite_output_dir:
+        raise RunArgumentsError("--resume continues the run in --output_dir, --overwrite_output_dir deletes it: pass one.")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunArgumentsError(f"--output_dir {out!r} is a file, not a folder.")
+    existing = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if not existing or args.overwrite_output_dir:
+        return
+    if not args.resume:
+        shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+        raise RunArgumentsError(
+            f"--output_dir {out!r} is not empty ({shown}): a new run there would mix with the old one (its checkpoints "
+            "and best model). Pass --resume to continue that run, --overwrite_output_dir to start over (the old "
+            "run's checkpoints, best model and logs are deleted), or choose another --output_dir."
+        )
+    saved_file = os.path.join(out, RUN_ARGS_FILE)
+    if os.path.isfile(saved_file):
+        with open(saved_file) as f:
+            saved = json.load(f)
+        current = asdict(args)
+        changed = [
+            f"--{k} {saved[k]!r} -> {current[k]!r}" for k in current if k not in OPERATIONAL_ARGS and k in saved and saved[k] != current[k]
+        ]
+        if changed:
+            raise RunArgumentsError(
+                f"Cannot --resume the run in {out!r} with other arguments than it was started with ({'; '.join(changed)}): "
+                "the result would match neither run. Resume with the same arguments, or start a new run with "
+                "--overwrite_output_dir or another --output_dir."
+            )
+    _, step = latest_checkpoint(out)
+    if step > args.max_steps:
+        raise RunArgumentsError(
+            f"Cannot --resume the run in {out!r}: its latest checkpoint is step {step}, past --max_steps {args.max_steps}. "
+            f"Pass --max_steps {step} or more, or start a new run with --overwrite_output_dir or another --output_dir."
+        )
+
+
+def start_run(args) -> None:
+    """Main process, after `check_output_dir`: with `--overwrite_output_dir`, delete the old run's files
+    (`RUN_FILES`); record this run's arguments in `run_args.json` (without the hub token)."""
+    if args.overwrite_output_dir:
+        for name in RUN_FILES:
+            path = os.path.join(args.output_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(args.output_dir, exist_ok=True)
+    path = os.path.join(args.output_dir, RUN_ARGS_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump({k: v for k, v in asdict(args).items() if k != "hub_token"}, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def evaluate(model, loader, feature_extractor, accelerator, max_mixtures, per_mixture=None, scorings=("soft",)):
     """Mean SDR/SIR/SAR (and the mixture floor) over the loader's mixtures, at most about `max_mixtures`: the
     library's one evaluation loop (`tribert_hf.evaluation.evaluate_separation_model`; `scorings` adds the
@@ -183,6 +259,7 @@ def main(argv=None):
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 
     (args,) = HfArgumentParser(Arguments).parse_args_into_dataclasses(args=argv)
+    check_output_dir(args)  # every process, before any of them writes
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -192,7 +269,10 @@ def main(argv=None):
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(args.seed)
-    os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        start_run(args)
+    accelerator.wait_for_everyone()
     repo_id = resolve_hub_model_id(args.output_dir, args.hub_model_id) if args.push_to_hub else None  # fail early
 
     config, processor_settings = build_config(args.model, args.model_size)
@@ -350,4 +430,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except RunArgumentsError as error:
+        print(f"run_separation.py: error: {error}", file=sys.stderr)
+        sys.exit(2)

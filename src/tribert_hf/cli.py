@@ -247,6 +247,10 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, ImportError, OSError, MemoryError) as error:
         print(f"tribert {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        again = "; run the same command again to continue where it stopped" if args.command == "prepare" else ""
+        print(f"\ntribert {args.command}: interrupted{again}.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -58,6 +58,67 @@ def log_frequency_matrices(num_linear_bins: int = 512, num_log_bins: int = 256) 
     )
 
 
+#: most channels a multichannel clip may have: a 2-d `(batch, samples)` array whose last axis is this short (and
+#: shorter than the first) is the `(samples, channels)` layout of soundfile / scipy, refused rather than misread.
+MAX_CHANNELS = 8
+#: integer PCM -> float: `(x - offset) / scale` puts the format's full range in [-1, 1)
+_PCM = {torch.int8: (0.0, 128.0), torch.uint8: (128.0, 128.0), torch.int16: (0.0, 32768.0), torch.int32: (0.0, 2.0**31)}
+
+
+def _as_tensor(value, what: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, RuntimeError, ValueError) as error:
+        raise TypeError(f"{what} must hold numbers (a numeric numpy array or torch tensor): {error}") from error
+
+
+def pcm_to_float(waveform: torch.Tensor, what: str = "the audio") -> torch.Tensor:
+    """Samples as floats: integer PCM (int8, uint8, int16, int32) scaled to [-1, 1) (uint8 centred at 128), float16 /
+    bfloat16 to float32, float32 / float64 unchanged. Other dtypes (bool, int64, unsigned > 8 bits, complex) are
+    refused: they are no audio sample format, and guessing their scale would give silently wrong spectrograms."""
+    if waveform.is_floating_point():
+        return waveform if waveform.dtype in (torch.float32, torch.float64) else waveform.to(torch.float32)
+    if waveform.dtype in _PCM:
+        offset, scale = _PCM[waveform.dtype]
+        return (waveform.to(torch.float32) - offset) / scale
+    hint = {
+        torch.bool: "bool samples are not audio",
+        torch.int64: "int64 is no PCM format (numpy makes it from Python ints)",
+    }.get(waveform.dtype, f"{waveform.dtype} is no sample format TriBERT reads")
+    raise ValueError(
+        f"{what[0].upper() + what[1:]} has dtype {waveform.dtype}: {hint}. Pass float samples in [-1, 1] or integer "
+        "PCM (int16, int32, uint8, int8), which is scaled to [-1, 1)."
+    )
+
+
+def check_audio_layout(shape) -> None:
+    """Refuse a 2-d `(batch, samples)` shape that is the `(samples, channels)` layout of one multichannel clip."""
+    if len(shape) == 2 and shape[1] <= MAX_CHANNELS and shape[0] > shape[1]:
+        raise ValueError(
+            f"Audio of shape {tuple(shape)} looks like one clip in the (samples, channels) layout of soundfile / "
+            f"scipy.io.wavfile, but a 2-d array is read as a batch (batch, samples) of mono clips. Average the "
+            "channels with `channel_axis=-1` (or mix down first: `waveform.mean(axis=1)`)."
+        )
+
+
+def _downmix(waveform: torch.Tensor, channel_axis: int, what: str) -> torch.Tensor:
+    """`(channels, samples)` (`channel_axis=0`) or `(samples, channels)` (`channel_axis=-1`) -> the channels' mean."""
+    if channel_axis not in (0, 1, -1, -2):
+        raise ValueError(f"channel_axis must be 0 (channels, samples) or -1 (samples, channels), got {channel_axis!r}.")
+    if waveform.ndim != 2:
+        raise ValueError(
+            f"With `channel_axis={channel_axis}` {what} must be 2-d (one multichannel clip), got shape "
+            f"{tuple(waveform.shape)}; give a batch as a list of clips."
+        )
+    channels = waveform.shape[channel_axis]
+    if channels > MAX_CHANNELS or channels == 0:
+        raise ValueError(
+            f"`channel_axis={channel_axis}` gives {what} of shape {tuple(waveform.shape)} {channels} channels: "
+            f"at most {MAX_CHANNELS} are expected, so the channels are probably on the other axis."
+        )
+    return pcm_to_float(waveform, what).mean(dim=channel_axis)
+
+
 class TriBertFeatureExtractor(SequenceFeatureExtractor):
     r"""Turns mono waveforms into TriBERT's `(1, 256, frames)` log-frequency STFT magnitudes.
 
@@ -130,55 +191,96 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
     # Input checks
     # ------------------------------------------------------------------------------------------------------------
 
-    def _to_waveforms(self, raw_audio) -> list[torch.Tensor]:
-        """Accept one clip or a batch (array/tensor/list) and return a list of 1-d float32 tensors."""
-        checked = False  # finiteness already checked for the whole batch
+    def _to_waveforms(self, raw_audio, channel_axis: int | None = None) -> list[torch.Tensor]:
+        """Accept one clip or a batch (array/tensor/list) and return a list of 1-d float32 tensors (see `__call__`
+        for the layouts, the integer PCM scaling and the checks)."""
         if isinstance(raw_audio, (np.ndarray, torch.Tensor)):
-            tensor = torch.as_tensor(raw_audio)
-            if tensor.ndim == 1:
+            tensor = _as_tensor(raw_audio, "audio")
+            if channel_axis is not None:
+                clips = [_downmix(tensor, channel_axis, "the audio")]
+            elif tensor.ndim == 1:
                 clips = [tensor]
             elif tensor.ndim == 2:
-                tensor = tensor.to(torch.float32)
-                # one check for the whole batch: a NaN or inf makes the sum non-finite (a finite sum settles it;
-                # otherwise, e.g. on overflow, the element-wise check decides)
-                if tensor.numel() and not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
-                    index = int((~torch.isfinite(tensor)).any(-1).nonzero()[0, 0])
-                    raise ValueError(f"Clip {index} contains NaN or infinite samples.")
-                clips, checked = list(tensor), True
+                check_audio_layout(tensor.shape)
+                if tensor.shape[0] == 0:
+                    raise ValueError(f"Got an empty batch of audio (shape {tuple(tensor.shape)}).")
+                clips = list(pcm_to_float(tensor, "the audio batch"))  # one conversion for the whole batch
             else:
                 raise ValueError(
                     f"Expected one mono waveform (samples,) or a batch (batch, samples), got shape "
-                    f"{tuple(tensor.shape)}. Stereo audio must be mixed down first, e.g. `waveform.mean(axis=0)`."
+                    f"{tuple(tensor.shape)}. Stereo audio must be mixed down first (e.g. `waveform.mean(axis=0)`), "
+                    "or pass `channel_axis=` (the axis of the channels of one clip) to average them."
                 )
         elif isinstance(raw_audio, (list, tuple)):
             if len(raw_audio) == 0:
                 raise ValueError("Got an empty batch of audio.")
-            if all(isinstance(x, (int, float)) for x in raw_audio):
-                clips = [torch.tensor(raw_audio)]
+            if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw_audio):
+                clips = [torch.tensor(raw_audio, dtype=torch.float32)]  # a list of numbers: samples, not PCM
             else:
-                clips = [torch.as_tensor(np.asarray(x) if isinstance(x, list) else x) for x in raw_audio]
+                clips = []
+                for index, x in enumerate(raw_audio):
+                    if x is None:
+                        raise ValueError(f"Clip {index} is None: give a waveform for every clip of the batch.")
+                    if isinstance(x, (list, tuple)):
+                        x = np.asarray(x, dtype=np.float32)
+                    if not isinstance(x, (np.ndarray, torch.Tensor)):
+                        raise TypeError(
+                            f"Clip {index} is a {type(x).__name__}: each clip must be a numpy array, a torch tensor "
+                            "or a list of numbers."
+                        )
+                    x = _as_tensor(x, f"clip {index}")
+                    clips.append(_downmix(x, channel_axis, f"clip {index}") if channel_axis is not None else x)
         else:
             raise TypeError(f"Audio must be a numpy array, a torch tensor or a list of them, got {type(raw_audio).__name__}.")
         out = []
+        limit = self.max_amplitude
         for index, clip in enumerate(clips):
             if clip.ndim != 1:
                 raise ValueError(
                     f"Clip {index} has shape {tuple(clip.shape)}: each clip must be a mono waveform (samples,). "
-                    "Stereo audio must be mixed down first, e.g. `waveform.mean(axis=0)`."
+                    "Stereo audio must be mixed down first, e.g. `waveform.mean(axis=0)`, or pass `channel_axis=` "
+                    "(the axis of the channels) to average them."
                 )
             if clip.numel() == 0:
                 raise ValueError(f"Clip {index} is empty (0 samples).")
-            clip = clip.to(torch.float32)
-            if not checked and not torch.isfinite(clip).all():
-                raise ValueError(f"Clip {index} contains NaN or infinite samples.")
-            out.append(clip)
+            clip = pcm_to_float(clip, f"clip {index}")
+            peak = float(clip.abs().max())
+            if not np.isfinite(peak):
+                bad = torch.nonzero(~torch.isfinite(clip))[0, 0]
+                raise ValueError(
+                    f"Clip {index} contains NaN or infinite samples (first at sample {int(bad)}: {float(clip[bad])}). "
+                    "Repair or drop the clip (e.g. `np.nan_to_num`) before featurising it."
+                )
+            if peak > limit:
+                raise ValueError(
+                    f"Clip {index} has samples up to {peak:.3g}: beyond {limit:.3g} the STFT overflows float32. "
+                    "Waveforms are expected in [-1, 1] (or integer PCM): normalise the clip, e.g. "
+                    "`waveform / abs(waveform).max()`."
+                )
+            out.append(clip.to(torch.float32))
         return out
+
+    @property
+    def max_amplitude(self) -> float:
+        """Largest |sample| whose STFT stays finite in float32: |STFT| <= peak x sum(window) = peak x n_fft / 2."""
+        return float(torch.finfo(torch.float32).max) / self.n_fft
 
     def _check_sampling_rate(self, sampling_rate, resample):
         if sampling_rate is None:
             raise ValueError(
                 f"Pass `sampling_rate=` with the audio: TriBERT works at {self.sampling_rate} Hz and refuses to guess "
                 "(add `resample=True` to convert other rates)."
+            )
+        if (
+            isinstance(sampling_rate, bool)
+            or not isinstance(sampling_rate, (int, float, np.integer, np.floating))
+            or not np.isfinite(sampling_rate)
+            or sampling_rate <= 0
+            or float(sampling_rate) != int(sampling_rate)
+        ):
+            raise ValueError(
+                f"`sampling_rate` must be a positive whole number of Hz, got {sampling_rate!r}. A fractional rate "
+                "(e.g. a measured 11025.5 Hz) must be rounded, or the audio resampled with a tool that supports it."
             )
         if sampling_rate != self.sampling_rate and not resample:
             raise ValueError(
@@ -292,13 +394,21 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
         generator: torch.Generator | None = None,
         return_stft: bool = False,
         return_tensors: str | None = None,
+        channel_axis: int | None = None,
         **kwargs,
     ) -> BatchFeature:
-        """Featurise one clip or a batch of mono clips.
+        """Featurise one clip or a batch of mono clips (the input contract: `docs/input_contract.md`).
 
         Args:
-            raw_audio: `(samples,)`, `(batch, samples)` or a list of 1-d arrays/tensors (float, any scale).
-            sampling_rate: rate of `raw_audio` in Hz (required).
+            raw_audio: `(samples,)` (one clip), `(batch, samples)` or a list of 1-d arrays/tensors (a batch of mono
+                clips). Samples: float in [-1, 1] (larger values are fine up to `max_amplitude`, about 3e35, where
+                the STFT would overflow), or integer PCM (int16, int32, int8: divided by 2 ** (bits - 1); uint8:
+                centred at 128), scaled to [-1, 1). bool, int64 and complex samples, NaN and inf are refused, and
+                so is a 2-d array shaped like `(samples, channels)` (at most 8 columns): soundfile's layout.
+            sampling_rate: rate of `raw_audio` in Hz (required, a positive whole number).
+            channel_axis: multichannel input: `raw_audio` (or each clip of a list) is one clip whose channels lie
+                along this axis (`0`: `(channels, samples)`; `-1`: soundfile's `(samples, channels)`); they are
+                averaged to mono. None (default): every clip is mono.
             crop: `"center"` (evaluation), `"random"` (training; use `generator` for reproducibility) or `"none"`
                 (keep the whole clip; a batch is then zero-padded to its longest clip).
             resample: resample from `sampling_rate` to 11025 Hz instead of refusing other rates.
@@ -312,7 +422,7 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
             crop in the input, at 11025 Hz); plus `stft` and `waveform` with `return_stft=True`.
         """
         self._check_sampling_rate(sampling_rate, resample)
-        clips = self._to_waveforms(raw_audio)
+        clips = self._to_waveforms(raw_audio, channel_axis)
         if sampling_rate != self.sampling_rate:
             import torchaudio
 
@@ -410,4 +520,4 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
 
 
 
-__all__ = ["TriBertFeatureExtractor", "log_frequency_matrices"]
+__all__ = ["MAX_CHANNELS", "TriBertFeatureExtractor", "check_audio_layout", "log_frequency_matrices", "pcm_to_float"]

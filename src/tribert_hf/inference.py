@@ -148,8 +148,8 @@ def load_checkpoint(path, device: str | None = None) -> Checkpoint:
     try:
         with _quiet_transformers():
             model, info = TriBertForSourceSeparation.from_pretrained(path, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"Cannot load the TriBERT checkpoint {path!r}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - safetensors, pickle and torch raise their own types
+        raise CheckpointError(_weights_error(path, error)) from error
     missing = sorted(info.get("missing_keys") or [])
     mismatched = info.get("mismatched_keys") or []
     if missing or mismatched:
@@ -197,6 +197,25 @@ def load_checkpoint(path, device: str | None = None) -> Checkpoint:
     return Checkpoint(model=model, processor=processor, path=path, warnings=warnings)
 
 
+def _weights_error(path: str, error: Exception) -> str:
+    """One line saying why a checkpoint's weights did not load, and what to do."""
+    import pickle
+
+    kind = type(error).__name__
+    if isinstance(error, pickle.UnpicklingError) or "weights only load failed" in str(error).lower():
+        return (
+            f"Cannot load the TriBERT checkpoint {path!r}: its pytorch_model.bin is not a plain tensor file (pickled "
+            "objects, which could run code, are refused; or the file is corrupt). Use a checkpoint saved with "
+            "safetensors (model.safetensors), or convert this one where you trust its origin."
+        )
+    if "safetensor" in kind.lower() or "safetensor" in str(error).lower() or "deserializ" in str(error).lower():
+        return (
+            f"Cannot load the TriBERT checkpoint {path!r}: model.safetensors is truncated or corrupt ({_short(error)}). "
+            "Copy or download it again."
+        )
+    return f"Cannot load the TriBERT checkpoint {path!r}: {kind}: {_short(error)}"
+
+
 def _as_checkpoint(checkpoint, device) -> Checkpoint:
     if isinstance(checkpoint, Checkpoint):
         if device is not None and resolve_device(device) != checkpoint.device:
@@ -236,18 +255,30 @@ def _resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
 def load_audio(path, sampling_rate: int = 11025) -> np.ndarray:
     """A file's audio (a WAV, an audio file or a video's audio track) as mono float32 at `sampling_rate` Hz.
 
-    Raises `FileNotFoundError`, or `MediaError` for an unreadable / corrupt file, a video without an audio track,
-    empty or non-finite audio, or silence (peak below 1e-4).
+    Raises `FileNotFoundError`, or `MediaError` for an unreadable / corrupt file (a truncated WAV, an audio track
+    whose packets do not decode), a video without an audio track, empty or non-finite audio, or silence (peak
+    below 1e-4).
     """
     path = _require_file(path, "audio or video file")
     if path.lower().endswith(".wav"):
         from .data.prepared import read_wav
 
+        import warnings
+
         try:
-            waveform, rate = read_wav(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                waveform, rate = read_wav(path)
         except Exception as error:  # noqa: BLE001 - scipy raises ValueError, OSError, even UnboundLocalError
             cause = error.__cause__ if isinstance(error, ValueError) and error.__cause__ else error
             raise MediaError(f"Cannot read the WAV file {path!r} (unreadable or corrupt): {_short(cause)}") from error
+        for warning in caught:
+            if "EOF prematurely" in str(warning.message):  # scipy's WavFileWarning for a file cut short
+                raise MediaError(
+                    f"The WAV file {path!r} is truncated ({warning.message}): an interrupted copy or download? Copy "
+                    "it again; to use the part that is there, rewrite it first (e.g. `ffmpeg -i in.wav out.wav`)."
+                )
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         if waveform.ndim == 2:
             waveform = waveform.mean(axis=1)
         waveform = _resample(np.ascontiguousarray(waveform, dtype=np.float32), rate, sampling_rate)
@@ -257,13 +288,19 @@ def load_audio(path, sampling_rate: int = 11025) -> np.ndarray:
         decoders = load_torchcodec()
         try:
             decoder = decoders.AudioDecoder(path, sample_rate=sampling_rate, num_channels=1)
-            waveform = decoder.get_all_samples().data.mean(dim=0).numpy().astype(np.float32, copy=False)
         except Exception as error:  # noqa: BLE001 - torchcodec raises several types
             try:
                 decoders.VideoDecoder(path)
             except Exception:  # noqa: BLE001
                 raise MediaError(f"Cannot decode {path!r}: not a readable media file (corrupt or unsupported): {_short(error)}") from error
             raise MediaError(f"{path!r} has no audio track: there is nothing to separate.") from error
+        try:
+            waveform = decoder.get_all_samples().data.mean(dim=0).numpy().astype(np.float32, copy=False)
+        except Exception as error:  # noqa: BLE001 - the stream opened but its packets do not decode
+            raise MediaError(
+                f"The audio track of {path!r} is corrupt (damaged packets; a broken download or copy?): "
+                f"{_short(error)}. Repair or re-encode the file (e.g. `ffmpeg -err_detect ignore_err -i in.mp4 out.mp4`)."
+            ) from error
     if waveform.size == 0:
         raise MediaError(f"The audio of {path!r} is empty.")
     if not np.isfinite(waveform).all():

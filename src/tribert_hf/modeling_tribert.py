@@ -104,15 +104,25 @@ def _check_tensor(name: str, value, ndim: int, layout: str) -> None:
 
 
 def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, audio_repeats=1) -> None:
+    """The input contract of `TriBertModel.forward` (see `docs/input_contract.md`): shapes against the config, then
+    the values (NaN / inf, `pose_mask` of 0 and 1, a non-negative magnitude) in one pass with one device sync."""
     vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
     _check_tensor("pixel_values", pixel_values, 5, "(batch, frames, channels, height, width)")
     _check_tensor("pose_keypoints", pose_keypoints, 5, "(batch, persons, frames, joints, 3)")
     _check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
     batch = pixel_values.shape[0]
+    if batch == 0:
+        raise ValueError("Got an empty batch (batch size 0): give at least one clip.")
     if pixel_values.shape[1] != vc.num_frames or pixel_values.shape[2] != vc.num_channels:
         raise ValueError(
             f"`pixel_values` must have {vc.num_frames} frames of {vc.num_channels} channels "
             f"(batch, {vc.num_frames}, {vc.num_channels}, H, W), got shape {tuple(pixel_values.shape)}."
+        )
+    if tuple(pixel_values.shape[3:]) != (vc.image_size, vc.image_size):
+        raise ValueError(
+            f"`pixel_values` frames must be {vc.image_size} x {vc.image_size} (config.vision_config.image_size), got "
+            f"{pixel_values.shape[3]} x {pixel_values.shape[4]}: prepare the frames with the checkpoint's "
+            "TriBertVideoProcessor (it resizes and centre-crops to that size)."
         )
     if pose_keypoints.shape[1] != pc.num_persons or pose_keypoints.shape[3:] != (pc.num_joints, pc.in_channels):
         raise ValueError(
@@ -120,10 +130,23 @@ def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spe
             f"{pc.in_channels}) with x, y, confidence last; got {tuple(pose_keypoints.shape)}. Pad absent persons "
             "with zeros and mark them in `pose_mask`."
         )
+    if pose_keypoints.shape[2] != pc.num_pose_frames:
+        raise ValueError(
+            f"`pose_keypoints` must have {pc.num_pose_frames} frames (config.pose_config.num_pose_frames), got "
+            f"{pose_keypoints.shape[2]}: resample the clip's keypoints with the checkpoint's TriBertProcessor (or "
+            "`tribert_hf.pose_keypoints.resample_keypoints`)."
+        )
     if audio_spectrogram.shape[1] != 1 or audio_spectrogram.shape[2] != ac.num_frequency_bins:
         raise ValueError(
             f"`audio_spectrogram` must have shape (batch, 1, {ac.num_frequency_bins}, time_frames) (mono, "
             f"{ac.num_frequency_bins} log-frequency bins), got {tuple(audio_spectrogram.shape)}."
+        )
+    min_frames = 2 ** sum(1 for item in ac.cnn_layers if item == "M")
+    if audio_spectrogram.shape[3] < min_frames:
+        raise ValueError(
+            f"`audio_spectrogram` has {audio_spectrogram.shape[3]} time frame(s) but the audio CNN halves the time "
+            f"axis {min_frames.bit_length() - 1} times and needs at least {min_frames}: pad short audio (the feature "
+            "extractor zero-pads every clip to its crop length)."
         )
     if pose_keypoints.shape[0] != batch:
         raise ValueError(
@@ -138,11 +161,42 @@ def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spe
         )
     if pose_mask is not None and tuple(pose_mask.shape) != (batch, pc.num_persons):
         raise ValueError(f"`pose_mask` must have shape (batch, {pc.num_persons}), got {tuple(pose_mask.shape)}.")
-    if ac.apply_log and not torch.compiler.is_compiling() and bool((audio_spectrogram < 0).any()):
+    if torch.compiler.is_compiling():
+        return
+    pose_bad = ~torch.isfinite(pose_keypoints).flatten(2).all(dim=-1)  # (batch, persons)
+    if pose_mask is not None:
+        pose_bad = pose_bad & (pose_mask != 0)  # an absent person's keypoints are ignored, NaN or not
+    flags = [
+        ~torch.isfinite(pixel_values).flatten(1).all(dim=-1),
+        pose_bad.any(dim=-1),
+        ~torch.isfinite(audio_spectrogram).flatten(1).all(dim=-1),
+        (audio_spectrogram < 0).flatten(1).any(dim=-1) if ac.apply_log else torch.zeros_like(audio_spectrogram[:, 0, 0, 0], dtype=torch.bool),
+    ]
+    if pose_mask is not None:
+        flags.append(((pose_mask != 0) & (pose_mask != 1)).any(dim=-1))
+    bad = [row.nonzero().flatten().tolist() for row in flags] if bool(torch.cat([f.flatten() for f in flags]).any()) else []
+    if not any(bad):
+        return
+    if bad[0] or bad[1] or bad[2]:
+        name = "pixel_values" if bad[0] else "pose_keypoints" if bad[1] else "audio_spectrogram"
+        rows = bad[0] or bad[1] or bad[2]
+        where = f"example {rows[0]}"
+        if name == "pose_keypoints":
+            where += f", person {int(pose_bad[rows[0]].nonzero()[0, 0])} (pose_mask 1)"
+        raise ValueError(
+            f"`{name}` contains NaN or infinite values ({where}{f' and {len(rows) - 1} more' if len(rows) > 1 else ''}): "
+            "one such value would make the whole batch NaN (batch norm mixes the examples). Repair or drop the "
+            "clip; a missing joint has confidence 0, a missing person pose_mask 0."
+        )
+    if bad[3]:
         raise ValueError(
             "`audio_spectrogram` must be a non-negative STFT magnitude (the model takes its log). Got negative "
             "values: if you pass a log-magnitude already, set `config.audio_config.apply_log=False`."
         )
+    values = sorted({float(v) for v in pose_mask.unique().tolist()} - {0.0, 1.0})
+    raise ValueError(
+        f"`pose_mask` must hold 1 (person present) and 0 (absent) only, got {values} (example {bad[4][0]})."
+    )
 
 
 def _additive_mask(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -354,7 +408,8 @@ class TriBertPoseEmbeddings(nn.Module):
         if pose_mask is None:
             pose_mask = torch.ones(batch, persons, dtype=torch.long, device=pose_keypoints.device)
         # Zero the absent persons so that nothing about them reaches the network (batch-norm statistics included).
-        keypoints = pose_keypoints * pose_mask[:, :, None, None, None].to(pose_keypoints.dtype)
+        # (a `where`, not a product: NaN x 0 would still be NaN)
+        keypoints = torch.where(pose_mask[:, :, None, None, None] != 0, pose_keypoints, 0.0)
         hidden = self.graph_network(keypoints.reshape(batch * persons, frames, joints, channels))
         hidden = F.adaptive_avg_pool2d(hidden, (pc.num_segments, joints))  # (B*P, C, S, V)
         features = hidden.view(batch, persons, -1, pc.num_segments, joints).permute(0, 3, 1, 2, 4)
@@ -752,11 +807,18 @@ class TriBertModel(TriBertPreTrainedModel):
         **kwargs,
     ) -> TriBertModelOutput | tuple:
         r"""
-        pixel_values (`(batch, frames, 3, height, width)`): normalised RGB frames (see `TriBertVideoProcessor`).
-        pose_keypoints (`(batch, persons, T, joints, 3)`): x, y normalised by the frame size, and confidence.
-        audio_spectrogram (`(batch, 1, 256, time)`): log-frequency STFT magnitude (non-negative).
+        The input contract (checked here, see `docs/input_contract.md`): a batch of at least one clip, floating
+        point inputs, finite values (an absent person's keypoints excepted), shapes matching the config.
+
+        pixel_values (`(batch, frames, 3, image_size, image_size)`): normalised RGB frames (see
+            `TriBertVideoProcessor`), `image_size` of `config.vision_config`.
+        pose_keypoints (`(batch, persons, num_pose_frames, joints, 3)`): x, y normalised by the frame size, and
+            confidence.
+        audio_spectrogram (`(batch, 1, 256, time)`): log-frequency STFT magnitude (non-negative), at least
+            2 ** (pooling layers of the audio CNN) time frames.
         pose_mask (`(batch, persons)`, *optional*): 1 for a present person, 0 for an absent one (its tokens are
-            masked from every attention and its keypoints ignored). Defaults to all present.
+            masked from every attention and its keypoints ignored, even NaN ones); no other value. Defaults to all
+            present.
         bool_masked_pos (`(batch, frames * objects)`, *optional*): visual region tokens to mask. In training,
             `config.vision_config.mask_probability` of them are masked at random when this is not given.
         audio_repeats (`int`, defaults to 1): each `audio_spectrogram` row is shared by this many consecutive
@@ -1041,7 +1103,9 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
         """Separate mixtures of any length into one waveform per video.
 
         Args:
-            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
+            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`, at least
+                one sample: float, or integer PCM (scaled to [-1, 1) as the feature extractor does); NaN / inf
+                are refused.
             pixel_values / pose_keypoints / pose_mask: each video's inputs, as in `forward` (the same frames and
                 keypoints condition every segment).
             feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
@@ -1054,6 +1118,7 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
                 length at `feature_extractor.sampling_rate`), it returns a dict with `pixel_values`,
                 `pose_keypoints` and optionally `pose_mask` shaped as those arguments, taken from the segment's
                 time window (so a long video is conditioned on the frames and keypoints of each moment).
+            batch_size: segments per forward pass (an integer >= 1).
             progress: show a progress bar over the segments (tqdm).
         Returns:
             `(batch, videos, samples)` (or `(videos, samples)` for one mixture): mask x mixture magnitude with
@@ -1123,6 +1188,28 @@ def _best_continuation(previous: torch.Tensor, current: torch.Tensor) -> torch.L
     return permutations[scores.argmax(dim=1)]
 
 
+def _check_waveform(waveform) -> torch.Tensor:
+    """`separate()`'s mixtures `(batch, samples)` as float: integer PCM scaled to [-1, 1) (as the feature extractor
+    does), and an error naming the mixture for an empty input, NaN or inf (which would come back as NaN audio)."""
+    from .feature_extraction_tribert import pcm_to_float
+
+    waveform = pcm_to_float(torch.as_tensor(waveform), "the mixture waveform")
+    if waveform.ndim != 2 or 0 in waveform.shape:
+        raise ValueError(
+            f"The mixture waveform must be (samples,) or (batch, samples) with at least one sample, got shape "
+            f"{tuple(waveform.shape)} (mix multichannel audio down to mono first)."
+        )
+    finite = torch.isfinite(waveform).all(dim=-1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0, 0])
+        sample = int((~torch.isfinite(waveform[row])).nonzero()[0, 0])
+        raise ValueError(
+            f"Mixture {row} contains NaN or infinite samples (first at sample {sample}): the separated audio would "
+            "be NaN. Repair the input (e.g. `torch.nan_to_num`) first."
+        )
+    return waveform
+
+
 @torch.no_grad()
 def separate_in_segments(
     predict_masks: Callable[[torch.Tensor, list[int]], torch.Tensor],
@@ -1153,6 +1240,9 @@ def separate_in_segments(
     """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size (segments per forward pass) must be an integer >= 1, got {batch_size!r}.")
+    waveform = _check_waveform(waveform)
     fe = feature_extractor
     batch, length = waveform.shape
     segment = fe.num_samples

@@ -86,6 +86,9 @@ from .pose_graph import LEFT_HAND_OFFSET, NUM_BODY_JOINTS, NUM_HAND_JOINTS, RIGH
 
 
 NUM_JOINTS = 68
+#: without `num_frames`, `load_keypoints` infers the length from the last detection only up to this many frames
+#: (2 h at 60 fps, 1.3 GiB for 2 persons): a larger frame index is more likely a numbering error than a video
+MAX_INFERRED_FRAMES = 432_000
 #: minimum confidence of a body joint to count for a detection's centre (position linking, slot order)
 CENTER_MIN_CONFIDENCE = 0.1
 
@@ -180,6 +183,8 @@ def _frame_index(image_id, base: int) -> int:
             index = int(match.group(1))
     if index is None:
         raise ValueError(f"image_id {image_id!r} holds no integer frame index")
+    if index >= 2**40:
+        raise ValueError(f"image_id {image_id!r} gives frame {index}: not a frame index of a video")
     if index - base < 0:
         raise ValueError(f"image_id {image_id!r} gives frame {index - base} < 0 (frame_index_base={base})")
     return index - base
@@ -206,6 +211,11 @@ def _read_json(path: str):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"Cannot parse the keypoint file {path}: not valid JSON ({error}).") from error
+    except RecursionError as error:  # json's parser recurses once per nesting level
+        raise ValueError(
+            f"Cannot parse the keypoint file {path}: its JSON is nested too deeply (malformed; AlphaPose writes a "
+            "flat list of detections)."
+        ) from error
 
 
 def _detections_from(data, path: str) -> list:
@@ -381,8 +391,9 @@ def load_keypoints(
         path: the JSON file.
         frame_size: `(width, height)` of the video in pixels; x is divided by the width, y by the height,
             both clipped to `[0, 1]`.
-        num_frames: number of frames of the video (default: largest frame index + 1). Frames without a
-            detection are zeros; detections at frame indices `>= num_frames` are ignored.
+        num_frames: number of frames of the video (default: largest frame index + 1, refused beyond
+            `MAX_INFERRED_FRAMES`). Frames without a detection are zeros; detections at frame indices
+            `>= num_frames` are ignored.
         format: "auto" (from the number of keypoints K) or a name of `LAYOUTS`: "halpe136", "halpe68",
             "halpe26", "coco_wholebody", "coco17".
         max_persons: number of person slots.
@@ -398,8 +409,10 @@ def load_keypoints(
 
     Raises:
         FileNotFoundError: `path` does not exist (unless `allow_missing`).
-        ValueError: unparsable JSON, not a list of detections, keypoint lists whose length is not a multiple
-            of 3 or an unsupported K, an `image_id` without an integer frame index, bad arguments.
+        ValueError: unparsable or too deeply nested JSON, not a list of detections, keypoint lists whose length
+            is not a multiple of 3 or an unsupported K, an `image_id` without an integer frame index (or one of
+            2 ** 40 or more), a last frame beyond `MAX_INFERRED_FRAMES` without `num_frames`, bad arguments.
+            A joint with a NaN / inf coordinate or score is read as missing (zeros).
     """
     path = os.fspath(path)
     width, height = _check_frame_size(frame_size)
@@ -418,13 +431,20 @@ def load_keypoints(
 
     keypoints, num_keypoints, frames, scores, tracks = _parse(_read_json(path), path, frame_index_base, min_score)
     layout = _resolve_layout(format, num_keypoints, path) if num_keypoints is not None else None
+    if num_frames is None and frames.size and int(frames.max()) >= MAX_INFERRED_FRAMES:
+        raise ValueError(
+            f"Keypoint file {path}: a detection at frame {int(frames.max())} would make the output "
+            f"{int(frames.max()) + 1} frames long ({(int(frames.max()) + 1) * max_persons * NUM_JOINTS * 12 / 2**30:.1f} "
+            f"GiB). Pass `num_frames=` (the video's frame count; later detections are ignored), or check the "
+            "image_id numbering."
+        )
     total_frames = int(num_frames) if num_frames is not None else (int(frames.max()) + 1 if frames.size else 0)
     out = np.zeros((max_persons, total_frames, NUM_JOINTS, 3), dtype=np.float32)
     if not frames.size:
         return out
 
     # Normalise, clean and map all detections at once: (M, K, 3) pixels -> (M, 68, 3) normalised.
-    keypoints = np.nan_to_num(keypoints, nan=0.0, posinf=0.0, neginf=0.0)
+    keypoints[~np.isfinite(keypoints).all(axis=-1)] = 0.0  # a NaN / inf x, y or score: a missing joint
     keypoints[..., 0] /= width
     keypoints[..., 1] /= height
     pose = map_to_halpe68(keypoints, layout)
@@ -539,6 +559,7 @@ def resample_keypoints(
 
 __all__ = [
     "CENTER_MIN_CONFIDENCE",
+    "MAX_INFERRED_FRAMES",
     "LAYOUTS",
     "KeypointLayout",
     "load_keypoints",

@@ -40,16 +40,23 @@ class TriBertProcessor(ProcessorMixin):
         resample: bool = False,
         return_waveform: bool = False,
         return_tensors: str | None = "pt",
+        channel_axis: int | None = None,
     ) -> BatchFeature:
-        """Prepare a clip or a batch of clips (lists, one entry per clip).
+        """Prepare a clip or a batch of clips (lists, one entry per clip). The full input contract (shapes, dtypes,
+        ranges, what is refused and why) is in `docs/input_contract.md`.
 
         Args:
-            audio: mono waveform(s) `(samples,)` at `sampling_rate` Hz. Required: it fixes the time window.
+            audio: mono waveform(s) `(samples,)` at `sampling_rate` Hz (a whole number), float in [-1, 1] or
+                integer PCM (scaled to [-1, 1)); a batch is a list or a `(batch, samples)` array. Required: it
+                fixes the time window. Multichannel clips need `channel_axis` (see `TriBertFeatureExtractor`).
             videos: frames `(frames, H, W, 3)` uint8 per clip (an array, or `tribert_hf.data.LazyFrames` that reads
-                only the frames picked), at `video_fps` frames per second. With `video_fps` the frames are taken
-                around the centre of the audio window; without it, around the clip's centre.
-            pose_keypoints: `(persons, N, 68, 3)` per clip (x, y normalised by the frame size, confidence; the
-                prepared `pose.npy` format) at `pose_fps`, or None for a clip without keypoints (zeros, pose_mask 0).
+                only the frames picked; float frames in [0, 1] or [0, 255]), at `video_fps` frames per second. With
+                `video_fps` (> 0) the frames are taken around the centre of the audio window; without it (None or
+                0), around the clip's centre.
+            pose_keypoints: `(persons, N, 68, 3)` per clip (x, y normalised by the frame size, confidence in [0, 1];
+                the prepared `pose.npy` format) at `pose_fps` (> 0), or None for a clip without keypoints (zeros,
+                pose_mask 0). NaN / inf are refused (a missing joint has confidence 0), and so are coordinates far
+                outside [0, 1] (pixels?).
             crop: `"center"` (evaluation) or `"random"` (training) crop of the audio; `seed` makes "random"
                 reproducible (clip i uses `seed + i`).
             return_waveform: also return the audio crop itself, `waveform` `(B, 1, num_samples)` (what
@@ -63,15 +70,28 @@ class TriBertProcessor(ProcessorMixin):
         """
         if audio is None:
             raise ValueError("TriBertProcessor needs `audio`: the audio crop decides the clip's time window.")
-        single = isinstance(audio, (np.ndarray, torch.Tensor)) and np.ndim(audio) == 1
-        audio_list = [audio] if single else list(audio)
+        fe = self.feature_extractor
+        is_array = isinstance(audio, (np.ndarray, torch.Tensor))
+        single = is_array and (np.ndim(audio) == 1 or (channel_axis is not None and np.ndim(audio) == 2))
+        if is_array and not single and np.ndim(audio) != 2:
+            raise ValueError(
+                f"`audio` must be one clip (samples,), a batch (batch, samples) or a list of clips, got shape "
+                f"{tuple(audio.shape)}."
+            )
+        if is_array and not single:
+            from .feature_extraction_tribert import check_audio_layout
+
+            check_audio_layout(tuple(audio.shape))
+        if not is_array and not isinstance(audio, (list, tuple)):
+            raise TypeError(f"`audio` must be a numpy array, a torch tensor or a list of them, got {type(audio).__name__}.")
+        # one conversion and check for all clips: errors name the clip, integer PCM is scaled, channels averaged
+        audio_list = fe._to_waveforms(audio if single else list(audio), channel_axis)
         batch = len(audio_list)
         videos = self._as_list(videos, single, batch, "videos")
         pose_keypoints = self._as_list(pose_keypoints, single, batch, "pose_keypoints")
         video_fps = self._per_clip(video_fps, batch, "video_fps")
         pose_fps = self._per_clip(pose_fps, batch, "pose_fps")
 
-        fe = self.feature_extractor
         generators = [
             torch.Generator().manual_seed(seed + i) if seed is not None else None for i in range(batch)
         ]
@@ -92,11 +112,13 @@ class TriBertProcessor(ProcessorMixin):
         if videos is not None:
             picked = []
             for i, frames in enumerate(videos):
-                if not hasattr(frames, "__getitem__") or np.ndim(frames) != 4:
+                if frames is None or not hasattr(frames, "__getitem__") or np.ndim(frames) != 4:
                     raise ValueError(
                         f"videos[{i}] must be (frames, height, width, 3) (an array or LazyFrames), got "
                         f"{getattr(frames, 'shape', type(frames).__name__)}."
                     )
+                if len(frames) == 0:
+                    raise ValueError(f"videos[{i}] has no frames (shape {tuple(np.shape(frames))}): give at least one.")
                 if video_fps[i]:
                     centre = int(round((float(window_start[i]) + window_length / 2) * video_fps[i]))
                     span = (self.video_processor.num_frames - 1) * self.video_processor.frame_stride + 1
@@ -129,6 +151,7 @@ class TriBertProcessor(ProcessorMixin):
                     raise ValueError(
                         f"pose_keypoints[{i}] must be ({self.num_persons} persons, frames, joints, 3), got {pose.shape}."
                     )
+                _check_pose(pose, f"pose_keypoints[{i}]")
                 window, mask = resample_keypoints(
                     pose, pose_fps[i], float(window_start[i]), window_length,
                     num_output_frames=self.num_pose_frames, min_presence=self.min_person_presence,
@@ -155,16 +178,47 @@ class TriBertProcessor(ProcessorMixin):
 
     @staticmethod
     def _per_clip(value, batch, name):
-        if value is None or isinstance(value, (int, float)):
-            return [value] * batch
-        values = list(value)
+        if value is None or isinstance(value, (int, float, np.integer, np.floating)):
+            values = [value] * batch
+        else:
+            values = list(value)
         if len(values) != batch:
             raise ValueError(f"Got {len(values)} values of {name} for {batch} clips.")
+        for i, rate in enumerate(values):
+            if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not np.isfinite(rate) or rate < 0):
+                raise ValueError(
+                    f"{name} of clip {i} is {rate!r}: give the frame rate in frames per second (a finite number > 0), "
+                    "or None when unknown."
+                )
         return values
 
     @property
     def model_input_names(self):
         return ["pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram"]
+
+
+def _check_pose(pose: np.ndarray, name: str) -> None:
+    """Refuse keypoints the model would misread: NaN / inf anywhere, confidences outside [0, 1], coordinates of
+    confident joints far outside [0, 1] (pixels instead of fractions of the frame size)."""
+    finite = np.isfinite(pose)
+    if not finite.all():
+        person, frame, joint, channel = np.argwhere(~finite)[0]
+        raise ValueError(
+            f"{name} has {pose[person, frame, joint, channel]} as {('x', 'y', 'confidence')[channel]} of person "
+            f"{person}, frame {frame}, joint {joint}: mark a missing joint with confidence 0 and x = y = 0 (as "
+            "`load_keypoints` does), not NaN."
+        )
+    confidence = pose[..., 2]
+    if confidence.size and (confidence.min() < 0 or confidence.max() > 1):
+        raise ValueError(
+            f"{name} has confidences in [{confidence.min():.3g}, {confidence.max():.3g}]: they must lie in [0, 1]."
+        )
+    coordinates = np.abs(pose[..., :2][confidence > 0])
+    if coordinates.size and coordinates.max() > 2.0:
+        raise ValueError(
+            f"{name} has coordinates up to {coordinates.max():.4g}: x and y must be fractions of the frame size in "
+            "[0, 1] (pixels divided by the width and height, as `load_keypoints` returns them)."
+        )
 
 
 __all__ = ["TriBertProcessor"]

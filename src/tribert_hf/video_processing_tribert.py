@@ -2,6 +2,7 @@
 rescale to [0, 1] and normalise with the ImageNet mean/std -> `pixel_values` `(batch, 3, 3, 224, 224)`."""
 
 import numpy as np
+import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
@@ -19,7 +20,8 @@ class TriBertVideoProcessorKwargs(VideosKwargs, total=False):
 class TriBertVideoProcessor(BaseVideoProcessor):
     r"""Video processor of TriBERT.
 
-    Takes one clip or a batch of clips, each `(frames, height, width, 3)` uint8 (or `(frames, 3, H, W)`), picks
+    Takes one clip or a batch of clips, each `(frames, height, width, 3)` uint8 (or `(frames, 3, H, W)`; float frames
+    in [0, 255], or in [0, 1] when every value of the clip lies there; see `docs/input_contract.md`), picks
     `num_frames` (3) frames `frame_stride` apart, centred in the clip (`frame_sampling="center"`) or at a random
     position (`"random"`, seeded by `seed`), resizes the shorter edge to 224, centre-crops 224 x 224 and normalises
     with the ImageNet statistics (torchvision's ResNet-50 recipe). Returns `pixel_values` `(batch, 3, 3, 224, 224)`.
@@ -69,9 +71,51 @@ class TriBertVideoProcessor(BaseVideoProcessor):
         return self.frame_indices(metadata.total_num_frames, num_frames, frame_sampling, frame_stride, seed)
 
     def preprocess(self, videos, **kwargs: Unpack[TriBertVideoProcessorKwargs]):
-        batch = super().preprocess(videos, **kwargs)
+        batch = super().preprocess(_check_videos(videos), **kwargs)
         batch["pixel_values"] = batch.pop("pixel_values_videos")
         return batch
+
+
+def _check_clip(clip, name: str, rescale_unit_floats: bool = True):
+    """One clip's frames as RGB values in [0, 255]: float frames in [0, 1] are scaled by 255; an empty clip, bool,
+    NaN / inf, negative values (already normalised `pixel_values`?) or values above 255 are refused."""
+    if not isinstance(clip, (np.ndarray, torch.Tensor)):
+        return clip  # PIL images, paths, ...: the base class reads them
+    values = torch.as_tensor(clip)
+    if values.numel() == 0:
+        raise ValueError(f"{name} has no frames (shape {tuple(values.shape)}).")
+    if values.dtype == torch.bool or values.is_complex():
+        raise ValueError(f"{name} has dtype {values.dtype}: frames must be RGB values (uint8 0-255, or float 0-1).")
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or infinite pixel values.")
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"{name} has pixel values in [{low:.3g}, {high:.3g}]: frames must be RGB in [0, 255] (uint8) or [0, 1] "
+            "(float). Normalised `pixel_values` go to the model directly, not through the video processor."
+        )
+    if rescale_unit_floats and values.is_floating_point() and high <= 1.0:
+        return clip * 255.0  # float frames in [0, 1]: the rescale below expects 0-255
+    return clip
+
+
+def _check_videos(videos):
+    """`_check_clip` on each clip of a batch: a list of 4-d arrays (one per clip) or of 3-d frames (one clip)."""
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise ValueError("Got an empty batch of videos.")
+        if all(isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim == 3 for v in videos):  # the frames of one clip
+            frames = [_check_clip(frame, f"Frame {i}", rescale_unit_floats=False) for i, frame in enumerate(videos)]
+            unit = all(torch.as_tensor(f).is_floating_point() for f in frames) and all(float(torch.as_tensor(f).max()) <= 1.0 for f in frames)
+            return [f * 255.0 for f in frames] if unit else frames
+        return [_check_clip(v, f"Video {i}") if v is not None else _none(i) for i, v in enumerate(videos)]
+    if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+        return [_check_clip(v, f"Video {i}") for i, v in enumerate(videos)]
+    return _check_clip(videos, "The video")
+
+
+def _none(index):
+    raise ValueError(f"Video {index} is None: give frames for every clip of the batch.")
 
 
 __all__ = ["TriBertVideoProcessor"]

@@ -12,7 +12,10 @@ silent, shorter than one 6-s crop, unreadable keypoints) are skipped and listed 
 
 Resumable: each finished video is appended to `progress.jsonl` (flushed and fsynced) after its media folder was
 renamed into place, so a re-run skips finished videos and redoes only the one that was interrupted; half-written
-media folders never carry a final name (`.tmp-*` leftovers are removed on the next run).
+media folders never carry a final name (`.tmp-*` leftovers are removed on the next run, never the media folder of a
+finished video, even one whose id starts with `.tmp-`). A skipped video is retried on the next run when its file or
+its keypoint file changed (size or modification time), so a repaired video is not left out. One unreadable video
+or keypoint file (even one that crashes a parser) is skipped with its reason; it never stops the run.
 
 Split rule (written to `report.json`): `"hash"` (default) puts a video in test when
 `sha256(f"{seed}:{video_id}") mod 100 < 100 * test_fraction`, else in val when below
@@ -140,14 +143,41 @@ def _process_video(video: dict, output_dir: str, keypoints_dir: str | None, opti
     )  # fmt: skip
 
 
+def _signature(path: str | None) -> list[int] | None:
+    """`[size, mtime_ns]` of a file, None when there is none: a skipped video is retried when this changes."""
+    try:
+        stat = os.stat(path) if path else None
+    except OSError:
+        return None
+    return None if stat is None else [stat.st_size, stat.st_mtime_ns]
+
+
+def _sources(video: dict, keypoints_dir: str | None) -> dict:
+    keypoint_file = os.path.join(keypoints_dir, f"{video['video_id']}.json") if keypoints_dir else None
+    return {"video": _signature(video["path"]), "keypoints": _signature(keypoint_file)}
+
+
 def _worker(args):
     video, output_dir, keypoints_dir, options = args
     from ..media import MediaError
 
+    sources = _sources(video, keypoints_dir)
     try:
         return {"video_id": video["video_id"], "row": _process_video(video, output_dir, keypoints_dir, options)}
     except (MediaError, ValueError, FileNotFoundError) as error:
-        return {"video_id": video["video_id"], "skipped": str(error), "path": video["path"]}
+        reason = str(error)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop (and re-stop) the whole run
+        reason = f"unexpected {type(error).__name__} while reading it: {error}"
+    return {"video_id": video["video_id"], "skipped": reason, "path": video["path"], "sources": sources}
+
+
+def _ignore_interrupts():
+    """Pool workers leave Ctrl-C to the parent, which stops the pool (no traceback per worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _read_progress(path: str) -> dict[str, dict]:
@@ -181,13 +211,18 @@ def prepare_dataset(
 
     options = options or PrepareOptions()
     os.makedirs(output_dir, exist_ok=True)
-    for leftover in os.listdir(os.path.join(output_dir, "media")) if os.path.isdir(os.path.join(output_dir, "media")) else []:
-        if leftover.startswith(".tmp-"):
-            shutil.rmtree(os.path.join(output_dir, "media", leftover), ignore_errors=True)
-
     videos = find_videos(video_dir, options.classes)
     progress_path = os.path.join(output_dir, "progress.jsonl")
     done = _read_progress(progress_path)
+    finished = {video_id for video_id, entry in done.items() if "row" in entry}
+    media_dir = os.path.join(output_dir, "media")
+    for leftover in os.listdir(media_dir) if os.path.isdir(media_dir) else []:
+        if leftover.startswith(".tmp-") and leftover not in finished:  # a video may be named .tmp-x itself
+            shutil.rmtree(os.path.join(media_dir, leftover), ignore_errors=True)
+    for video in videos:  # retry skipped videos whose file (or keypoint file) changed since
+        entry = done.get(video["video_id"])
+        if entry is not None and "skipped" in entry and entry.get("sources") != _sources(video, keypoints_dir):
+            del done[video["video_id"]]
     todo = [v for v in videos if v["video_id"] not in done]
     if limit is not None:
         todo = todo[:limit]
@@ -197,7 +232,7 @@ def prepare_dataset(
         if num_workers > 1 and jobs:
             import multiprocessing
 
-            with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+            with multiprocessing.get_context("spawn").Pool(num_workers, initializer=_ignore_interrupts) as pool:
                 results = pool.imap_unordered(_worker, jobs)
                 for result in results:
                     _log(log, result, done, bar)
