@@ -27,8 +27,8 @@ from transformers import HfArgumentParser, ResNetConfig, get_scheduler
 
 from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForPreTraining, TriBertProcessor, TriBertVideoProcessor
 from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer, load_prepared, load_synthetic_music
-from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
 from tribert_hf.evaluation import MODEL_INPUTS, evaluate_separation_model
+from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
 
 
 @dataclass
