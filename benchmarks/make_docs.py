@@ -52,6 +52,8 @@ def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
     for key in ("max_steps", "mixtures_per_batch", "eval_steps"):
         if budget[key] != defaults[key]:
             command += f" --{key} {budget[key]}"
+    if report.get("recipe", "baseline") != "baseline":
+        command += f" --recipe {report['recipe']}"
     if folder != "quality":
         command += f" --output_dir benchmarks/results/{folder}"
     table = markdown_table(report).split("\n", 2)[2]  # without its own title
