@@ -392,9 +392,15 @@ def test_evaluate_on_synthetic_tiny(checkpoint_dir, tmp_path, capsys):
         assert set(metrics[part]) == {"sdr", "sir", "sar"}
         assert all(isinstance(v, float) and abs(v) < 200 for v in metrics[part].values()), metrics[part]
     assert abs(metrics["improvement"]["sdr"] - (metrics["model"]["sdr"] - metrics["mixture"]["sdr"])) < 1e-9
+    # the same mixtures thresholded (the paper's protocol) and with the ideal masks (the ceiling of the chain)
+    for part in ("threshold", "ideal_binary_mask", "ideal_ratio_mask"):
+        assert set(metrics[part]) == {"sdr", "sir", "sar"}
+    assert metrics["ideal_binary_mask"]["sdr"] > metrics["mixture"]["sdr"] + 5
+    assert metrics["ideal_ratio_mask"]["sdr"] > metrics["mixture"]["sdr"] + 5
     assert len(metrics["mixtures"]) == 2 and all(len(m["videos"]) == 2 for m in metrics["mixtures"])
     table = open(out / "metrics.md").read()
     assert "| model |" in table and "| mixture (floor) |" in table and f"{metrics['model']['sdr']:.2f}" in table
+    assert f"| ideal binary mask (ceiling) | {metrics['ideal_binary_mask']['sdr']:.2f} |" in table
     assert "| mixture (floor) |" in captured.out
     assert open(out / "example.png", "rb").read(4) == b"\x89PNG"
 

@@ -1,0 +1,76 @@
+"""The one evaluation loop (`tribert_hf.evaluation`): soft, thresholded and ideal-mask scorings of the same
+mixtures, per-mixture rows, and the pair of a model that predicts the ideal masks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tribert_hf import TriBertFeatureExtractor
+from tribert_hf.data import MixAndSeparateCollator
+from tribert_hf.evaluation import SCORINGS, evaluate_separation_model, scoring_masks
+
+
+def _tone_clips(fe, count=4, seed=0):
+    """Clips of one or two harmonic tones each, distinct pitches: well separable by a mask."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(fe.num_samples) / fe.sampling_rate
+    clips = []
+    for k in range(count):
+        f0 = 110.0 * 2 ** (k * 7 / 12)
+        wave = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 5))
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (0.5 + k) * t) ** 2
+        clips.append({
+            "waveform": torch.tensor(0.2 * wave * envelope, dtype=torch.float32)[None],
+            "pixel_values": torch.zeros(1), "pose_keypoints": torch.zeros(1), "pose_mask": torch.zeros(1),
+            "class_labels": torch.zeros(1),
+        })  # fmt: skip
+    return clips
+
+
+class IdealMaskModel(torch.nn.Module):
+    """Predicts the ideal binary mask from the labels (as the training targets are): a perfect binary model."""
+
+    def __init__(self, high=1.0, low=0.0):
+        super().__init__()
+        self.high, self.low = high, low
+
+    def forward(self, labels=None, **inputs):
+        return {"masks": labels * self.high + (1 - labels) * self.low}
+
+
+@pytest.fixture(scope="module")
+def batches():
+    fe = TriBertFeatureExtractor()
+    collate = MixAndSeparateCollator(fe, num_mix=2, mask_type="binary")
+    clips = _tone_clips(fe)
+    return fe, [collate(clips[:2]), collate(clips[2:])]
+
+
+def test_a_perfect_binary_model_scores_the_ideal_binary_mask(batches):
+    fe, loader = batches
+    per_mixture = []
+    out = evaluate_separation_model(IdealMaskModel(), loader, fe, per_mixture=per_mixture, scorings=tuple(SCORINGS))
+    assert out["num_mixtures"] == 2
+    assert math.isclose(out["sdr"], out["sdr_ideal_binary"], rel_tol=1e-9)
+    assert math.isclose(out["sdr"], out["sdr_threshold"], rel_tol=1e-9)  # 0/1 masks: thresholding changes nothing
+    assert out["sdr_ideal_binary"] > out["sdr_mixture"] + 10 and out["sdr_ideal_ratio"] > out["sdr_mixture"] + 10
+    assert len(per_mixture) == 2 and set(per_mixture[0]) >= {"sdr", "sdr_mixture", "sdr_threshold", "sdr_ideal_ratio"}
+    assert np.asarray(per_mixture[0]["sdr_ideal_binary"]).shape == (1,)
+
+
+def test_thresholding_and_model_free_ceilings(batches):
+    fe, loader = batches
+    soft = evaluate_separation_model(IdealMaskModel(0.6, 0.3), loader, fe, scorings=("soft", "threshold"))
+    # masks of 0.6 where the source dominates and 0.3 elsewhere: thresholded, the ideal binary mask again
+    ideal = evaluate_separation_model(None, loader, fe, scorings=("ideal_binary",))
+    assert math.isclose(soft["sdr_threshold"], ideal["sdr"], rel_tol=1e-9)
+    assert soft["sdr"] < soft["sdr_threshold"]
+    with pytest.raises(ValueError, match="need a model"):
+        evaluate_separation_model(None, loader, fe, scorings=("soft",))
+    with pytest.raises(ValueError, match="Unknown or no scoring"):
+        evaluate_separation_model(None, loader, fe, scorings=("oracle",))
+    with pytest.raises(ValueError, match="Unknown scoring"):
+        scoring_masks("oracle", loader[0], fe, None)
+    assert evaluate_separation_model(IdealMaskModel(), loader, fe, max_mixtures=1)["num_mixtures"] == 1
