@@ -1635,13 +1635,62 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
         self.candidate_projection = nn.Linear(candidate_size, size)
         self.scorer = nn.Sequential(nn.Linear(size, size), nn.GELU(), nn.LayerNorm(size), nn.Linear(size, 1))
         self.post_init()
+        self._freeze_unreachable()
+
+    def unreachable_parameter_names(self) -> list[str]:
+        """Encoder parameters that cannot change the score of this variant, so they never get a gradient.
+
+        The head reads only some outputs of `TriBertModel`: never the `<SOS>` poolers; with `"pre_transformer"`
+        embeddings nothing of the transformer layers, nor the embeddings of the stream the variant leaves blank;
+        with `"transformer"` embeddings, the last hidden states of the query and candidate streams only, so the
+        blank stream's part of the last co-attention layer (its queries, output and feed-forward: its keys and
+        values are read by the others) and its self-attention layers after it count for nothing.
+        """
+        config, read = self.config, set(self.query_streams) | {self.candidate_stream}
+        unread = [s for s in STREAMS if s not in read]
+        prefixes = ["tribert.poolers."]
+        if config.retrieval_embeddings == "pre_transformer":
+            prefixes += ["tribert.encoder."] + [f"tribert.{s}_embeddings." for s in unread]
+        else:
+            last = len(self.tribert.encoder.co_attention_layers) - 1
+            for stream in unread:
+                if last < 0:  # no co-attention: the stream never meets the others
+                    prefixes += [f"tribert.{stream}_embeddings.", f"tribert.encoder.layers.{stream}."]
+                    continue
+                prefixes += [
+                    f"tribert.encoder.co_attention_layers.{last}.{part}.{stream}."
+                    for part in ("query", "attention_output", "feed_forward")
+                ]
+                after = config.streams[stream].co_attention_ids[last]
+                prefixes += [
+                    f"tribert.encoder.layers.{stream}.{i}." for i in range(after, len(self.tribert.encoder.layers[stream]))
+                ]
+        return [name for name, _ in self.named_parameters() if name.startswith(tuple(prefixes))]
+
+    def _freeze_unreachable(self) -> None:
+        """No gradient for `unreachable_parameter_names()`: optimisers skip them and DistributedDataParallel needs
+        no `find_unused_parameters` (they keep the values they were loaded with)."""
+        unreachable = set(self.unreachable_parameter_names())
+        for name, parameter in self.named_parameters():
+            if name in unreachable:
+                parameter.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        # loading gives the parameters new tensors with requires_grad=True
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._freeze_unreachable()
+        return loaded
 
     def freeze_encoder(self, freeze: bool = True) -> None:
         """Keep the pre-trained `TriBertModel` fixed (train only the retrieval head): no gradients, and the encoder
-        stays in eval mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too)."""
+        stays in eval mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too).
+        `freeze_encoder(False)` makes the encoder trainable again, except `unreachable_parameter_names()`."""
         self._encoder_frozen = freeze
         for parameter in self.tribert.parameters():
             parameter.requires_grad_(not freeze)
+        self._freeze_unreachable()
         self.train(self.training)
 
     def train(self, mode: bool = True):
