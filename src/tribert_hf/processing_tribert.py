@@ -39,7 +39,7 @@ class TriBertProcessor(ProcessorMixin):
         seed: int | None = None,
         resample: bool = False,
         return_waveform: bool = False,
-        return_tensors: str | None = "pt",
+        return_tensors: str | None = None,
     ) -> BatchFeature:
         """Prepare a clip or a batch of clips (lists, one entry per clip).
 
@@ -54,7 +54,8 @@ class TriBertProcessor(ProcessorMixin):
                 reproducible (clip i uses `seed + i`).
             return_waveform: also return the audio crop itself, `waveform` `(B, 1, num_samples)` (what
                 mix-and-separate sums into mixtures).
-            return_tensors: `"pt"` (default) or `"np"`.
+            return_tensors: `"pt"` for torch tensors (what the models take), `"np"` or None (the default, as in
+                transformers' processors) for numpy arrays.
 
         Returns:
             `BatchFeature` with `audio_spectrogram` `(B, 1, 256, 256)`, `pixel_values` `(B, 3, 3, 224, 224)`,
@@ -138,10 +139,10 @@ class TriBertProcessor(ProcessorMixin):
             data["pose_keypoints"] = torch.from_numpy(np.stack(poses))
             data["pose_mask"] = torch.from_numpy(np.stack(masks)).long()
 
-        if return_tensors == "np":
+        if return_tensors in (None, "np"):
             data = {k: v.numpy() for k, v in data.items()}
-        elif return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}.")
+        elif return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
         return BatchFeature(data=data)
 
     @staticmethod
