@@ -755,15 +755,34 @@ class TriBertPreTrainedModel(PreTrainedModel):
             }
         return super().set_attn_implementation(attn_implementation, *args, **kwargs)
 
+    # Auto classes that a saved folder's `auto_map` names besides the class's own (`register_for_auto_class`, done on
+    # `import tribert_hf`), e.g. `AutoModel` -> the bare encoder in a pre-training folder.
+    _extra_auto_map: dict[str, str] = {}
+
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; the folder also loads without tribert_hf (`trust_remote_code=True`):
+        its `auto_map` names this class and `_extra_auto_map`, and the code files are copied next to the weights."""
+        config = self.config
         # The saved weights contain the backbone: a reloaded checkpoint must not fetch the backbone again.
-        vision_config = self.config.vision_config
+        vision_config = config.vision_config
         use_pretrained = vision_config.use_pretrained_backbone
         vision_config.use_pretrained_backbone = False
+        # Only this class's Auto classes: a head loaded from another head's folder must not keep that one's entries.
+        previous = getattr(config, "auto_map", None)
+        module = type(self).__module__.split(".")[-1]
+        config.auto_map = {auto: f"{module}.{name}" for auto, name in self._extra_auto_map.items()}
+        pipelines = self._custom_pipelines()
+        if pipelines:
+            config.custom_pipelines = pipelines
         try:
             return super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             vision_config.use_pretrained_backbone = use_pretrained
+            config.auto_map = previous
+
+    def _custom_pipelines(self) -> dict:
+        """`custom_pipelines` of a saved folder's config (the separation model names its pipeline)."""
+        return {}
 
 
 class TriBertModel(TriBertPreTrainedModel):
@@ -1418,6 +1437,8 @@ class TriBertWeaklySupervisedHead(nn.Module):
 
 
 class TriBertForPreTraining(TriBertPreTrainedModel):
+    _extra_auto_map = {"AutoModel": "TriBertModel"}
+
     r"""TriBERT with the paper's joint pre-training objective: weakly supervised vision and pose classification,
     audio classification, the segmentation attention's class scores and mix-and-separate mask prediction.
 
@@ -1596,6 +1617,8 @@ class TriBertRetrievalOutput(ModelOutput):
 
 
 class TriBertForRetrieval(TriBertPreTrainedModel):
+    _extra_auto_map = {"AutoModel": "TriBertModel"}
+
     """Cross-modal retrieval as n-way multiple choice (paper Sec. 4.2): the query's and the candidate's embeddings
     are projected to `retrieval_hidden_size`, multiplied element-wise and scored by an MLP; softmax over the n.
 
