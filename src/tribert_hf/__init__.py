@@ -42,6 +42,7 @@ from .modeling_tribert import (
     compose_retrieval_pairs,
     retrieval_top_k,
 )
+from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
 from .processing_tribert import TriBertProcessor
 from .video_processing_tribert import TriBertVideoProcessor
 
@@ -74,6 +75,7 @@ def _register() -> None:
     TriBertFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
     TriBertVideoProcessor.register_for_auto_class("AutoVideoProcessor")
     TriBertProcessor.register_for_auto_class("AutoProcessor")
+    register_pipeline()  # pipeline("audio-source-separation", model=folder)
 
 
 _register()
@@ -102,6 +104,7 @@ __all__ = [
     "TriBertProcessor",
     "TriBertRetrievalOutput",
     "TriBertSeparationOutput",
+    "TriBertSourceSeparationPipeline",
     "TriBertVideoProcessor",
     "TriBertVisionConfig",
     "compose_retrieval_pairs",

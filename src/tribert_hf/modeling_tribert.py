@@ -775,14 +775,29 @@ class TriBertPreTrainedModel(PreTrainedModel):
         if pipelines:
             config.custom_pipelines = pipelines
         try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            result = super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             vision_config.use_pretrained_backbone = use_pretrained
             config.auto_map = previous
+        if pipelines:
+            from transformers.dynamic_module_utils import custom_object_save
+
+            from .pipeline_tribert import TriBertSourceSeparationPipeline
+
+            custom_object_save(TriBertSourceSeparationPipeline, save_directory)  # copies pipeline_tribert.py
+        return result
+
+    # The Auto class under which a saved folder's `"audio-source-separation"` pipeline loads the model (the models
+    # with a separation U-Net), or None.
+    _pipeline_auto_class: str | None = None
 
     def _custom_pipelines(self) -> dict:
-        """`custom_pipelines` of a saved folder's config (the separation model names its pipeline)."""
-        return {}
+        """`custom_pipelines` of a saved folder's config: `pipeline("audio-source-separation", model=folder,
+        trust_remote_code=True)` runs the folder's own `pipeline_tribert.py`."""
+        if self._pipeline_auto_class is None:
+            return {}
+        impl = "pipeline_tribert.TriBertSourceSeparationPipeline"
+        return {"audio-source-separation": {"impl": impl, "pt": [self._pipeline_auto_class], "type": "multimodal"}}
 
 
 class TriBertModel(TriBertPreTrainedModel):
@@ -1146,6 +1161,8 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
     ```
     """
 
+    _pipeline_auto_class = "AutoModel"  # a separation folder's AutoModel is this class (see `tribert_hf._register`)
+
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
         self.tribert = TriBertModel(config)
@@ -1438,6 +1455,7 @@ class TriBertWeaklySupervisedHead(nn.Module):
 
 class TriBertForPreTraining(TriBertPreTrainedModel):
     _extra_auto_map = {"AutoModel": "TriBertModel"}
+    _pipeline_auto_class = "AutoModelForPreTraining"
 
     r"""TriBERT with the paper's joint pre-training objective: weakly supervised vision and pose classification,
     audio classification, the segmentation attention's class scores and mix-and-separate mask prediction.
