@@ -95,6 +95,24 @@ def test_every_model_folder_loads_as_remote_code(tmp_path, model_class):
     )
 
 
+def test_a_head_saved_from_another_heads_folder_names_only_its_own_classes(tmp_path):
+    build(TriBertForPreTraining).save_pretrained(tmp_path / "pretraining")
+    config = json.load(open(tmp_path / "pretraining" / "config.json"))
+    assert config["custom_pipelines"]["audio-source-separation"]["pt"] == ["AutoModelForPreTraining"]
+    assert "pipeline_tribert.py" in os.listdir(tmp_path / "pretraining")
+    for model_class in (TriBertModel, TriBertForRetrieval, TriBertForSourceSeparation):
+        folder = tmp_path / model_class.__name__
+        model_class.from_pretrained(tmp_path / "pretraining").save_pretrained(folder)
+        config = json.load(open(folder / "config.json"))
+        assert "AutoModelForPreTraining" not in config["auto_map"], config["auto_map"]
+        pipelines = config.get("custom_pipelines") or {}
+        if model_class is TriBertForSourceSeparation:
+            assert pipelines["audio-source-separation"]["pt"] == ["AutoModel"]
+            assert "pipeline_tribert.py" in os.listdir(folder)
+        else:
+            assert not pipelines, pipelines
+
+
 @pytest.mark.parametrize("name", ["audio_only", "sound_of_pixels"])
 def test_baseline_folders_load_as_remote_code(tmp_path, name):
     model = (audio_only_model() if name == "audio_only" else sop_model()).eval()

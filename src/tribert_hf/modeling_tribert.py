@@ -771,14 +771,16 @@ class TriBertPreTrainedModel(PreTrainedModel):
         previous = getattr(config, "auto_map", None)
         module = type(self).__module__.split(".")[-1]
         config.auto_map = {auto: f"{module}.{name}" for auto, name in self._extra_auto_map.items()}
-        pipelines = self._custom_pipelines()
-        if pipelines:
+        pipelines, previous_pipelines = self._custom_pipelines(), getattr(config, "custom_pipelines", None)
+        if pipelines or previous_pipelines is not None:  # e.g. an encoder loaded from a pre-training folder: none
             config.custom_pipelines = pipelines
         try:
             result = super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             vision_config.use_pretrained_backbone = use_pretrained
             config.auto_map = previous
+            if previous_pipelines is not None:
+                config.custom_pipelines = previous_pipelines
         if pipelines:
             from transformers.dynamic_module_utils import custom_object_save
 
