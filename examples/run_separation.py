@@ -420,7 +420,7 @@ def main(argv=None):
         accelerator.unwrap_model(model).save_pretrained(args.output_dir)
         processor.save_pretrained(args.output_dir)
         best = json.load(open(best_file)) if os.path.isfile(best_file) else None
-        write_model_card(args.output_dir, asdict(args) | {"hub_token": None}, args.dataset, {k: len(v) for k, v in dataset.items()}, best, history)
+        write_model_card(args.output_dir, asdict(args) | {"hub_token": None}, args.dataset, {k: len(v) for k, v in dataset.items()}, best, history, repo_id=repo_id)
         accelerator.print(f"Saved the model, processor and model card to {args.output_dir}")
         if repo_id:
             url = push_folder(args.output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo)

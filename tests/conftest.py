@@ -83,6 +83,16 @@ def make_inputs(config, batch_size=2, seed=0, time_frames=24):
     }
 
 
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.slow` tests run only with RUN_SLOW=1 (transformers' convention)."""
+    if os.environ.get("RUN_SLOW", "").lower() in ("1", "true", "yes"):
+        return
+    skip = pytest.mark.skip(reason="slow: set RUN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def tiny_config():
     return make_tiny_config()

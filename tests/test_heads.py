@@ -305,7 +305,8 @@ def test_a_frozen_encoder_stays_in_eval_mode():
     assert model.training and model.scorer.training and not model.tribert.training
     assert not any(p.requires_grad for p in model.tribert.parameters())
     model.freeze_encoder(False)
-    assert model.tribert.training and all(p.requires_grad for p in model.tribert.parameters())
+    unreachable = set(model.unreachable_parameter_names())  # poolers, the blank stream's last layers: never trained
+    assert model.tribert.training and all(p.requires_grad != (n in unreachable) for n, p in model.named_parameters())
 
 
 def test_pretraining_step_under_bf16_autocast():
@@ -319,3 +320,23 @@ def test_pretraining_step_under_bf16_autocast():
         out = model(**inputs, class_labels=class_labels, labels=(torch.rand(2, 2, 32, 24) > 0.5).float())
     assert out.vision_classification_loss.dtype == torch.float32 and torch.isfinite(out.loss)
     out.loss.backward()
+
+
+@pytest.mark.parametrize("embeddings", ["transformer", "pre_transformer"])
+@pytest.mark.parametrize("variant", sorted(RETRIEVAL_VARIANTS))
+def test_retrieval_parameters_without_gradients_are_exactly_the_unreachable_ones(tmp_path, variant, embeddings):
+    """Every trainable parameter gets a gradient (DistributedDataParallel needs no find_unused_parameters); the
+    ones that cannot change the score (poolers, the blank stream's last layers) are frozen, also after loading."""
+    config = head_config(retrieval_variant=variant, retrieval_embeddings=embeddings, retrieval_hidden_size=16)
+    torch.manual_seed(0)
+    model = TriBertForRetrieval(config)
+    model.save_pretrained(tmp_path)
+    model = TriBertForRetrieval.from_pretrained(tmp_path).train()
+    unreachable = set(model.unreachable_parameter_names())
+    assert any(".poolers." in name for name in unreachable)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == unreachable
+    clips = make_inputs(config, batch_size=4)
+    model(**{k: v.view(2, 2, *v.shape[1:]) for k, v in clips.items()}, labels=torch.tensor([0, 1])).loss.backward()
+    without = {name for name, p in model.named_parameters() if p.grad is None}
+    assert without == unreachable

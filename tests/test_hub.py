@@ -24,6 +24,12 @@ def test_model_card(tmp_path):
     assert card.startswith("---\nlibrary_name: transformers")
     assert "| 50 | 1.23 | 2.00 | 9.00 | 0.10 | 8 |" in card and "Best SDR 3.50 dB at step 100" in card
     assert "`synthetic:small`" in card and "train 64, val 16" in card and '"learning_rate": 1e-05' in card
+    assert "license: apache-2.0" in card and "pipeline_tag: audio-to-audio" in card
+    assert "REPO" not in card and repr(str(tmp_path)) in card  # no placeholder: the folder, or the hub id below
+    (tmp_path / "config.json").write_text('{"architectures": ["TriBertForSourceSeparation"]}')
+    card = open(write_model_card(str(tmp_path), {}, "d", {}, None, [], repo_id="me/tribert")).read()
+    assert "TriBertForSourceSeparation.from_pretrained('me/tribert')" in card
+    assert "pipeline(\"audio-source-separation\", model='me/tribert', trust_remote_code=True)" in card
 
 
 class RecordingApi:

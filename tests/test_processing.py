@@ -60,7 +60,7 @@ def test_processor_aligns_frames_and_keypoints_with_the_audio_crop(processor):
     pose = np.zeros((2, seconds * 10, 68, 3), dtype=np.float32)  # 10 fps, x encodes time
     pose[0, :, :, 0] = (np.arange(seconds * 10) / (seconds * 10))[:, None]
     pose[0, :, :, 2] = 1.0
-    out = processor(audio, videos=frames, pose_keypoints=pose, sampling_rate=SR, video_fps=8.0, pose_fps=10.0)
+    out = processor(audio, videos=frames, pose_keypoints=pose, sampling_rate=SR, video_fps=8.0, pose_fps=10.0, return_tensors="pt")
     assert out["audio_spectrogram"].shape == (1, 1, 256, 256)
     assert out["pixel_values"].shape == (1, 3, 3, 224, 224)
     assert out["pose_keypoints"].shape == (1, 2, 256, 68, 3)
@@ -78,13 +78,17 @@ def test_processor_aligns_frames_and_keypoints_with_the_audio_crop(processor):
 def test_processor_batches_random_crops_and_missing_pose(processor):
     audio = [np.random.default_rng(i).standard_normal(15 * SR).astype(np.float32) for i in range(2)]
     frames = [numbered_frames(120), numbered_frames(120)]
-    a = processor(audio, videos=frames, pose_keypoints=[None, None], sampling_rate=SR, video_fps=8.0, crop="random", seed=5)
-    b = processor(audio, videos=frames, pose_keypoints=[None, None], sampling_rate=SR, video_fps=8.0, crop="random", seed=5)
+    kwargs = {"sampling_rate": SR, "video_fps": 8.0, "crop": "random", "seed": 5, "return_tensors": "pt"}
+    a = processor(audio, videos=frames, pose_keypoints=[None, None], **kwargs)
+    b = processor(audio, videos=frames, pose_keypoints=[None, None], **kwargs)
     assert torch.equal(a["audio_spectrogram"], b["audio_spectrogram"]) and torch.equal(a["pixel_values"], b["pixel_values"])
     assert a["crop_start"][0] != a["crop_start"][1]
     assert a["pose_mask"].tolist() == [[0, 0], [0, 0]] and a["pose_keypoints"].abs().max() == 0
     np_out = processor(audio, sampling_rate=SR, return_tensors="np")
     assert isinstance(np_out["audio_spectrogram"], np.ndarray) and "pixel_values" not in np_out
+    default = processor(audio, sampling_rate=SR)  # return_tensors=None, as transformers: numpy arrays
+    assert isinstance(default["audio_spectrogram"], np.ndarray)
+    np.testing.assert_array_equal(default["audio_spectrogram"], np_out["audio_spectrogram"])
 
 
 def test_processor_errors(processor):
@@ -109,4 +113,4 @@ def test_processor_round_trip_and_auto_classes(tmp_path, processor):
     loaded = TriBertProcessor.from_pretrained(tmp_path)
     assert loaded.num_pose_frames == 256 and loaded.feature_extractor.num_samples == 65535
     audio = np.random.default_rng(0).standard_normal(70000).astype(np.float32)
-    torch.testing.assert_close(loaded(audio, sampling_rate=SR)["audio_spectrogram"], processor(audio, sampling_rate=SR)["audio_spectrogram"])
+    np.testing.assert_allclose(loaded(audio, sampling_rate=SR)["audio_spectrogram"], processor(audio, sampling_rate=SR)["audio_spectrogram"])

@@ -6,6 +6,7 @@ from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModel,
+    AutoModelForMultipleChoice,
     AutoModelForPreTraining,
     AutoProcessor,
     AutoVideoProcessor,
@@ -41,6 +42,7 @@ from .modeling_tribert import (
     compose_retrieval_pairs,
     retrieval_top_k,
 )
+from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
 from .processing_tribert import TriBertProcessor
 from .video_processing_tribert import TriBertVideoProcessor
 
@@ -58,9 +60,22 @@ def _register() -> None:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(AudioOnlySeparationConfig, AudioOnlyForSourceSeparation, exist_ok=True)
     AutoModel.register(SoundOfPixelsConfig, SoundOfPixelsForSourceSeparation, exist_ok=True)
-    TriBertConfig.register_for_auto_class()
+    # Retrieval is n-way multiple choice (inputs `(batch, n, ...)`), as transformers' multiple-choice heads.
+    AutoModelForMultipleChoice.register(TriBertConfig, TriBertForRetrieval, exist_ok=True)
+    # Saved folders load without this package (`trust_remote_code=True`): `auto_map` + the code files. Transformers
+    # has no Auto class for source separation: a separation folder's `AutoModel` is the separation model.
+    for config_class in (TriBertConfig, AudioOnlySeparationConfig, SoundOfPixelsConfig):
+        config_class.register_for_auto_class()
     TriBertModel.register_for_auto_class("AutoModel")
     TriBertForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+    TriBertForRetrieval.register_for_auto_class("AutoModelForMultipleChoice")
+    TriBertForSourceSeparation.register_for_auto_class("AutoModel")
+    AudioOnlyForSourceSeparation.register_for_auto_class("AutoModel")
+    SoundOfPixelsForSourceSeparation.register_for_auto_class("AutoModel")
+    TriBertFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+    TriBertVideoProcessor.register_for_auto_class("AutoVideoProcessor")
+    TriBertProcessor.register_for_auto_class("AutoProcessor")
+    register_pipeline()  # pipeline("audio-source-separation", model=folder)
 
 
 _register()
@@ -89,6 +104,7 @@ __all__ = [
     "TriBertProcessor",
     "TriBertRetrievalOutput",
     "TriBertSeparationOutput",
+    "TriBertSourceSeparationPipeline",
     "TriBertVideoProcessor",
     "TriBertVisionConfig",
     "compose_retrieval_pairs",

@@ -17,11 +17,26 @@ def resolve_hub_model_id(output_dir: str, hub_model_id: str | None = None) -> st
     return repo_id
 
 
-def write_model_card(output_dir: str, training_arguments: dict, dataset: str, split_sizes: dict, best: dict | None, history: list[dict]) -> str:
-    """Write `README.md` (a hub model card) describing the run: data, split, metrics, training arguments."""
+def write_model_card(
+    output_dir: str, training_arguments: dict, dataset: str, split_sizes: dict, best: dict | None, history: list[dict],
+    repo_id: str | None = None,
+) -> str:
+    """Write `README.md` (a hub model card) describing the run: data, split, metrics, training arguments.
+
+    `repo_id` (the hub repository the folder goes to) appears in the usage snippet; without it, the folder's path.
+    The model class is read from the folder's `config.json` (`architectures`) when it is there.
+    """
+    repo = repo_id or os.path.abspath(output_dir)
+    model_class = "TriBertForPreTraining"
+    config_path = os.path.join(output_dir, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            model_class = (json.load(f).get("architectures") or [model_class])[0]
     lines = [
         "---",
         "library_name: transformers",
+        "license: apache-2.0",
+        "pipeline_tag: audio-to-audio",
         "tags: [tribert, audio-visual, source-separation, music]",
         "---",
         "",
@@ -33,9 +48,18 @@ def write_model_card(output_dir: str, training_arguments: dict, dataset: str, sp
         "",
         "```python",
         "import tribert_hf  # registers the classes (or use trust_remote_code=True without it)",
-        "from tribert_hf import TriBertForPreTraining, TriBertProcessor",
-        "model = TriBertForPreTraining.from_pretrained(REPO)",
-        "processor = TriBertProcessor.from_pretrained(REPO)",
+        f"from tribert_hf import {model_class}, TriBertProcessor",
+        f"model = {model_class}.from_pretrained({repo!r})",
+        f"processor = TriBertProcessor.from_pretrained({repo!r})",
+        "```",
+        "",
+        "Without tribert_hf installed, the folder's own code loads it:",
+        "",
+        "```python",
+        "from transformers import AutoModel, pipeline",
+        f"model = AutoModel.from_pretrained({repo!r}, trust_remote_code=True)",
+        f'separator = pipeline("audio-source-separation", model={repo!r}, trust_remote_code=True)',
+        'players = separator("performance.mp4")  # one waveform per player',
         "```",
         "",
         "## Data",

@@ -14,6 +14,8 @@ one stream attend over the concatenated keys/values of the other two).
 """
 
 
+import difflib
+import inspect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +31,13 @@ from transformers.backbone_utils import load_backbone
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_tribert import TriBertConfig
 from .pose_graph import spatial_partition_adjacency
 
+
+logger = logging.get_logger(__name__)
 
 STREAMS = ("vision", "pose", "audio")
 
@@ -379,7 +383,8 @@ class TriBertPoseGraphNetwork(nn.Module):
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
         n, t, v, c = keypoints.shape
         hidden = self.input_norm(keypoints.permute(0, 2, 3, 1).reshape(n, v * c, t))
-        hidden = hidden.view(n, v, c, t).permute(0, 2, 3, 1)  # (N, C, T, V)
+        # (N, C, T, V); contiguous, or the backward of the view above fails under torch.compile (aot_eager)
+        hidden = hidden.view(n, v, c, t).permute(0, 2, 3, 1).contiguous()
         adjacency = self.adjacency.to(hidden.dtype)
         for block in self.blocks:
             hidden = block(hidden, adjacency)
@@ -456,7 +461,10 @@ class TriBertAudioEmbeddings(nn.Module):
 
     def forward(self, audio_spectrogram: torch.Tensor):
         ac = self.config
-        hidden = torch.log(audio_spectrogram + ac.log_eps) if ac.apply_log else audio_spectrogram
+        if ac.apply_log:  # in float32: float16 cannot hold log_eps (1e-10 would round to 0 and log(0) = -inf)
+            hidden = torch.log(audio_spectrogram.float() + ac.log_eps).to(audio_spectrogram.dtype)
+        else:
+            hidden = audio_spectrogram
         hidden = self.cnn(self.input_norm(hidden))
         feature = self.fc(hidden.mean(dim=(-2, -1)))  # (batch, feature_size): the global audio feature
         position_ids = torch.arange(ac.sequence_length, device=feature.device)
@@ -693,6 +701,59 @@ class TriBertPooler(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The standard switches of every model class: unknown keyword arguments, input dtypes, attention weights
+# ----------------------------------------------------------------------------------------------------------------
+
+# Fields of `TriBertModelOutput` that the heads pass on (LXMERT-style per-stream tuples), in dataclass order.
+ENCODER_OUTPUT_FIELDS = tuple(f"{s}_{kind}" for kind in ("hidden_states", "attentions", "cross_attentions") for s in STREAMS)
+
+
+def _reject_unknown_kwargs(model: nn.Module, kwargs: dict) -> None:
+    """Raise a `TypeError` naming every keyword argument `model.forward` does not take (with the closest name it
+    does take), instead of letting a misspelled input such as `pose_masks` go unused."""
+    if not kwargs:
+        return
+    accepted = [
+        name for name, p in inspect.signature(type(model).forward).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]  # fmt: skip
+    problems = []
+    for name in kwargs:
+        close = difflib.get_close_matches(name, accepted, n=1)
+        problems.append(f"`{name}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    raise TypeError(
+        f"{type(model).__name__}.forward() got unexpected keyword argument(s) {', '.join(problems)}. It takes: "
+        f"{', '.join(accepted)}."
+    )
+
+
+def _cast_floating(dtype: torch.dtype, *tensors):
+    """Floating tensors cast to the model's dtype (float64 inputs into a float32 model, the processor's float32
+    into a bfloat16 model); other tensors and None returned as they are."""
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
+
+
+def _resolve_output_attentions(model: PreTrainedModel, output_attentions: bool | None) -> bool:
+    """`output_attentions` (argument, else config); False with a warning, as transformers gives, where the attention
+    implementation returns no weights (only `"eager"` does)."""
+    output_attentions = output_attentions if output_attentions is not None else model.config.output_attentions
+    implementation = model.config._attn_implementation
+    if output_attentions and implementation != "eager":
+        logger.warning_once(
+            f"`{implementation}` attention does not support `output_attentions=True`: {type(model).__name__} returns "
+            "no attention weights. Please set your attention to `eager` if you want any of these features "
+            '(`from_pretrained(..., attn_implementation="eager")` or `model.set_attn_implementation("eager")`).'
+        )
+        return False
+    return bool(output_attentions)
+
+
+def _encoder_fields(outputs: "TriBertModelOutput") -> dict:
+    """The hidden states and attention fields of an encoder output, for a head's output dataclass."""
+    return {name: getattr(outputs, name) for name in ENCODER_OUTPUT_FIELDS if getattr(outputs, name) is not None}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -711,6 +772,8 @@ class TriBertPreTrainedModel(PreTrainedModel):
         "TriBertCoAttentionLayer",
     ]
     _supports_sdpa = True
+    # `forward(**kwargs)` only to name unknown arguments: no loss keyword arguments for `Trainer` to pass.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -747,19 +810,68 @@ class TriBertPreTrainedModel(PreTrainedModel):
             }
         return super().set_attn_implementation(attn_implementation, *args, **kwargs)
 
+    # Auto classes that a saved folder's `auto_map` names besides the class's own (`register_for_auto_class`, done on
+    # `import tribert_hf`), e.g. `AutoModel` -> the bare encoder in a pre-training folder.
+    _extra_auto_map: dict[str, str] = {}
+
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; the folder also loads without tribert_hf (`trust_remote_code=True`):
+        its `auto_map` names this class and `_extra_auto_map`, and the code files are copied next to the weights."""
+        config = self.config
         # The saved weights contain the backbone: a reloaded checkpoint must not fetch the backbone again.
-        vision_config = self.config.vision_config
+        vision_config = config.vision_config
         use_pretrained = vision_config.use_pretrained_backbone
         vision_config.use_pretrained_backbone = False
+        # Only this class's Auto classes: a head loaded from another head's folder must not keep that one's entries.
+        previous = getattr(config, "auto_map", None)
+        module = type(self).__module__.split(".")[-1]
+        config.auto_map = {auto: f"{module}.{name}" for auto, name in self._extra_auto_map.items()}
+        pipelines, previous_pipelines = self._custom_pipelines(), getattr(config, "custom_pipelines", None)
+        if pipelines or previous_pipelines is not None:  # e.g. an encoder loaded from a pre-training folder: none
+            config.custom_pipelines = pipelines
         try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            result = super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             vision_config.use_pretrained_backbone = use_pretrained
+            config.auto_map = previous
+            if previous_pipelines is not None:
+                config.custom_pipelines = previous_pipelines
+        if pipelines:
+            from transformers.dynamic_module_utils import custom_object_save
+
+            from .pipeline_tribert import TriBertSourceSeparationPipeline
+
+            custom_object_save(TriBertSourceSeparationPipeline, save_directory)  # copies pipeline_tribert.py
+        return result
+
+    # The Auto class under which a saved folder's `"audio-source-separation"` pipeline loads the model (the models
+    # with a separation U-Net), or None.
+    _pipeline_auto_class: str | None = None
+
+    def _custom_pipelines(self) -> dict:
+        """`custom_pipelines` of a saved folder's config: `pipeline("audio-source-separation", model=folder,
+        trust_remote_code=True)` runs the folder's own `pipeline_tribert.py`."""
+        if self._pipeline_auto_class is None:
+            return {}
+        impl = "pipeline_tribert.TriBertSourceSeparationPipeline"
+        return {"audio-source-separation": {"impl": impl, "pt": [self._pipeline_auto_class], "type": "multimodal"}}
 
 
 class TriBertModel(TriBertPreTrainedModel):
-    """The bare TriBERT encoder: three stream embeddings, the tri-modal co-attention encoder and `<SOS>` poolers."""
+    r"""The bare TriBERT encoder: three stream embeddings, the tri-modal co-attention encoder and `<SOS>` poolers.
+
+    Args:
+        config ([`TriBertConfig`]): the architecture; `from_pretrained` loads the weights.
+
+    Example:
+
+    ```python
+    >>> from tribert_hf import TriBertConfig, TriBertModel
+    >>> model = TriBertModel(TriBertConfig())  # or TriBertModel.from_pretrained(folder)
+    >>> outputs = model(pixel_values, pose_keypoints, audio_spectrogram, pose_mask=pose_mask)
+    >>> outputs.vision_last_hidden_state.shape  # (batch, 1 + 3 frames x 2 objects, 1024)
+    ```
+    """
 
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
@@ -810,27 +922,49 @@ class TriBertModel(TriBertPreTrainedModel):
         The input contract (checked here, see `docs/input_contract.md`): a batch of at least one clip, floating
         point inputs, finite values (an absent person's keypoints excepted), shapes matching the config.
 
-        pixel_values (`(batch, frames, 3, image_size, image_size)`): normalised RGB frames (see
-            `TriBertVideoProcessor`), `image_size` of `config.vision_config`.
-        pose_keypoints (`(batch, persons, num_pose_frames, joints, 3)`): x, y normalised by the frame size, and
-            confidence.
-        audio_spectrogram (`(batch, 1, 256, time)`): log-frequency STFT magnitude (non-negative), at least
-            2 ** (pooling layers of the audio CNN) time frames.
-        pose_mask (`(batch, persons)`, *optional*): 1 for a present person, 0 for an absent one (its tokens are
-            masked from every attention and its keypoints ignored, even NaN ones); no other value. Defaults to all
-            present.
-        bool_masked_pos (`(batch, frames * objects)`, *optional*): visual region tokens to mask. In training,
-            `config.vision_config.mask_probability` of them are masked at random when this is not given.
-        audio_repeats (`int`, defaults to 1): each `audio_spectrogram` row is shared by this many consecutive
-            examples (the N videos of one mixture): the audio embeddings are computed once and repeated, so
-            `audio_spectrogram` has `batch / audio_repeats` rows.
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, frames, 3, height, width)`):
+                normalised RGB frames (see [`TriBertVideoProcessor`]).
+            pose_keypoints (`torch.FloatTensor` of shape `(batch, persons, T, joints, 3)`):
+                x, y normalised by the frame size, and confidence.
+            audio_spectrogram (`torch.FloatTensor` of shape `(batch / audio_repeats, 1, 256, time)`):
+                log-frequency STFT magnitude (non-negative; see [`TriBertFeatureExtractor`]).
+            pose_mask (`torch.LongTensor` of shape `(batch, persons)`, *optional*):
+                1 for a present person, 0 for an absent one (its tokens are masked from every attention and its
+                keypoints ignored). Defaults to all present.
+            bool_masked_pos (`torch.BoolTensor` of shape `(batch, frames * objects)`, *optional*):
+                visual region tokens to mask. In training, `config.vision_config.mask_probability` of them are
+                masked at random when this is not given.
+            audio_repeats (`int`, defaults to 1):
+                each `audio_spectrogram` row is shared by this many consecutive examples (the N videos of one
+                mixture): the audio embeddings are computed once and repeated.
+            output_attentions (`bool`, *optional*):
+                return the self- and co-attention weights of every layer (eager attention only; other
+                implementations warn and return none). Defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, *optional*):
+                return every stream's hidden states. Defaults to `config.output_hidden_states`.
+            return_dict (`bool`, *optional*):
+                a [`TriBertModelOutput`] (True) or a plain tuple of its non-None fields. Defaults to
+                `config.return_dict`.
+
+        Floating inputs are cast to the model's dtype; an unknown keyword argument raises a `TypeError`.
+
+        Returns:
+            [`TriBertModelOutput`] or `tuple`: per stream, `*_last_hidden_state` `(batch, length, hidden)`,
+            `*_pooler_output` `(batch, hidden)`, `*_embeddings`, `*_attention_mask` `(batch, length)`; the
+            segmentation attention's `vision_class_scores` `(batch, frames, num_labels)`; and on request
+            `*_hidden_states`, `*_attentions`, `*_cross_attentions` (tuples, one entry per layer).
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        _reject_unknown_kwargs(self, kwargs)
+        output_attentions = _resolve_output_attentions(self, output_attentions)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _check_inputs(self.config, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, audio_repeats)
+        pixel_values, pose_keypoints, audio_spectrogram = _cast_floating(
+            self.dtype, pixel_values, pose_keypoints, audio_spectrogram
+        )
 
         vision, vision_mask, class_scores, object_classes, masked = self.vision_embeddings(pixel_values, bool_masked_pos)
         if not self.config.use_pose_input:  # the "without pose" ablation: nobody is seen
@@ -870,11 +1004,23 @@ class TriBertSeparationOutput(ModelOutput):
     loss (`()`): weighted per-pixel BCE (binary masks) or L1 (ratio masks) against `labels`, when given.
     logits (`(batch, num_videos, frequency_bins, frames)`): mask logits on the log-frequency grid, one per video.
     masks (`(batch, num_videos, frequency_bins, frames)`): the masks (sigmoid, or 2 * sigmoid for ratio masks).
+    vision_hidden_states ... audio_cross_attentions: the encoder's, as in [`TriBertModelOutput`], with
+        `output_hidden_states=True` / `output_attentions=True`; the encoder sees every (mixture, video) pair, so
+        their leading dimension is `batch * num_videos` (mixture-major).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     masks: torch.FloatTensor | None = None
+    vision_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    pose_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    vision_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
+    vision_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class TriBertAttentionGate(nn.Module):
@@ -1009,11 +1155,14 @@ def _check_video_inputs(pixel_values, pose_keypoints, pose_mask):
         raise ValueError(f"`pose_mask` must have shape (batch, videos, persons), got {tuple(pose_mask.shape)}.")
 
 
-def _encode_videos(tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None):
+def _encode_videos(
+    tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None,
+    output_attentions=False, output_hidden_states=False,
+):  # fmt: skip
     """Run the encoder for every (mixture, video) pair, each video with the mixture's spectrogram.
 
-    Returns the concatenated pooled `<SOS>` outputs of the three streams `(B, N, D)` and the encoder output (batch
-    flattened to B * N).
+    Returns the concatenated pooled `<SOS>` outputs of the three streams `(B, N, D)` and the encoder output (a
+    `TriBertModelOutput` whatever `config.return_dict` says, batch flattened to B * N).
     """
     batch, videos = pixel_values.shape[:2]
     outputs = tribert(
@@ -1023,6 +1172,9 @@ def _encode_videos(tribert, pixel_values, pose_keypoints, audio_spectrogram, pos
         audio_repeats=videos,  # the mixture's audio embeddings are computed once for its N videos
         pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
         bool_masked_pos=None if bool_masked_pos is None else bool_masked_pos.flatten(0, 1),
+        output_attentions=output_attentions,
+        output_hidden_states=output_hidden_states,
+        return_dict=True,
     )
     sos = torch.cat([outputs[f"{s}_pooler_output"] for s in STREAMS], dim=-1)
     return sos.view(batch, videos, -1), outputs
@@ -1047,11 +1199,29 @@ def _activate_masks(config, logits):
 
 
 class TriBertForSourceSeparation(TriBertPreTrainedModel):
-    """TriBERT + attention U-Net: separates a mixture of N videos' audio into one mask per video (mix-and-separate).
+    r"""TriBERT + attention U-Net: separates a mixture of N videos' audio into one mask per video (mix-and-separate).
 
     Each video is encoded by `TriBertModel` from its own frames and keypoints together with the mixture's
-    spectrogram; the concatenated pooled `<SOS>` outputs (dense + tanh) of the three streams condition the U-Net at its bottleneck.
+    spectrogram; the concatenated pooled `<SOS>` outputs (dense + tanh) of the three streams condition the U-Net at
+    its bottleneck.
+
+    Args:
+        config ([`TriBertConfig`]): the architecture (`separation_*` fields for the U-Net, `mask_type`).
+
+    Example:
+
+    ```python
+    >>> from tribert_hf import TriBertForSourceSeparation, TriBertProcessor
+    >>> model = TriBertForSourceSeparation.from_pretrained(folder)
+    >>> processor = TriBertProcessor.from_pretrained(folder)
+    >>> clips = processor([audio_a, audio_b], videos=[frames_a, frames_b], sampling_rate=11025, return_tensors="pt")
+    >>> inputs = processor.group_videos(clips, num_videos=2)  # (1 mixture, 2 videos, ...)
+    >>> masks = model(**inputs).masks  # (1, 2, 256, 256)
+    >>> waveforms = processor.post_process_source_separation(masks, mixture)  # (1, 2, samples)
+    ```
     """
+
+    _pipeline_auto_class = "AutoModel"  # a separation folder's AutoModel is this class (see `tribert_hf._register`)
 
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
@@ -1068,22 +1238,50 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
         labels: torch.Tensor | None = None,
         loss_weight: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TriBertSeparationOutput | tuple:
         r"""
-        pixel_values (`(batch, videos, frames, 3, H, W)`), pose_keypoints (`(batch, videos, persons, T, 68, 3)`),
-        pose_mask (`(batch, videos, persons)`): each video of the mixture.
-        audio_spectrogram (`(batch, 1, 256, frames)`): the mixture's log-frequency magnitude.
-        labels (`(batch, videos, 256, frames)`): mask targets (binary: the video's sources dominate; or ratios).
-        loss_weight (`(batch, 1, 256, frames)`, *optional*): per-pixel weight; defaults to log1p(mixture) in [1e-3, 10].
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, videos, frames, 3, height, width)`):
+                each video's frames ([`TriBertProcessor.group_videos`] groups the processor's clips).
+            pose_keypoints (`torch.FloatTensor` of shape `(batch, videos, persons, T, 68, 3)`):
+                each video's keypoints.
+            audio_spectrogram (`torch.FloatTensor` of shape `(batch, 1, 256, frames)`):
+                the mixture's log-frequency magnitude.
+            pose_mask (`torch.LongTensor` of shape `(batch, videos, persons)`, *optional*):
+                1 for a present person, 0 for an absent one. Defaults to all present.
+            labels (`torch.FloatTensor` of shape `(batch, videos, 256, frames)`, *optional*):
+                mask targets (binary: the video's sources dominate; or ratios).
+            loss_weight (`torch.FloatTensor` of shape `(batch, 1, 256, frames)`, *optional*):
+                per-pixel weight of the loss; defaults to log1p(mixture) clamped to [1e-3, 10].
+            bool_masked_pos (`torch.BoolTensor` of shape `(batch, videos, frames * objects)`, *optional*):
+                visual region tokens to mask.
+            class_labels (*optional*): ignored; taken so that one mix-and-separate batch fits every head.
+            output_attentions, output_hidden_states, return_dict (`bool`, *optional*):
+                as in [`TriBertModel.forward`]; default to the config's.
+
+        Returns:
+            [`TriBertSeparationOutput`] or `tuple`: `loss` (with `labels`), `logits` and `masks`
+            `(batch, videos, 256, frames)`, and on request the encoder's hidden states and attentions.
         """
+        _reject_unknown_kwargs(self, kwargs)
+        output_attentions = _resolve_output_attentions(self, output_attentions)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _check_video_inputs(pixel_values, pose_keypoints, pose_mask)
-        conditions, _ = _encode_videos(self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos)
+        (audio_spectrogram,) = _cast_floating(self.dtype, audio_spectrogram)  # the U-Net's input too
+        conditions, outputs = _encode_videos(
+            self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos,
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
         logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps)
         loss = None if labels is None else _mask_loss(self.config, logits, labels, audio_spectrogram, loss_weight)
-        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=_activate_masks(self.config, logits))
+        output = TriBertSeparationOutput(
+            loss=loss, logits=logits, masks=_activate_masks(self.config, logits), **_encoder_fields(outputs)
+        )
         return output if return_dict else output.to_tuple()
 
     @torch.no_grad()
@@ -1301,6 +1499,8 @@ class TriBertForPreTrainingOutput(ModelOutput):
     separation_loss: weighted per-pixel mask loss.
     vision_scores / pose_scores (`(batch, videos, num_labels)`): WSDDN clip scores in (0, 1).
     audio_logits (`(batch, videos, num_labels)`), mask_logits (`(batch, videos, 256, frames)`).
+    vision_hidden_states ... audio_cross_attentions: the encoder's, as in [`TriBertSeparationOutput`] (leading
+        dimension `batch * videos`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -1313,6 +1513,15 @@ class TriBertForPreTrainingOutput(ModelOutput):
     pose_scores: torch.FloatTensor | None = None
     audio_logits: torch.FloatTensor | None = None
     mask_logits: torch.FloatTensor | None = None
+    vision_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    pose_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    vision_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
+    vision_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class TriBertWeaklySupervisedHead(nn.Module):
@@ -1333,8 +1542,24 @@ class TriBertWeaklySupervisedHead(nn.Module):
 
 
 class TriBertForPreTraining(TriBertPreTrainedModel):
-    """TriBERT with the paper's joint pre-training objective: weakly supervised vision and pose classification,
-    audio classification, the segmentation attention's class scores and mix-and-separate mask prediction."""
+    _extra_auto_map = {"AutoModel": "TriBertModel"}
+    _pipeline_auto_class = "AutoModelForPreTraining"
+
+    r"""TriBERT with the paper's joint pre-training objective: weakly supervised vision and pose classification,
+    audio classification, the segmentation attention's class scores and mix-and-separate mask prediction.
+
+    Args:
+        config ([`TriBertConfig`]): the architecture; `*_loss_weight` fields weight the terms of the loss.
+
+    Example:
+
+    ```python
+    >>> from tribert_hf import TriBertForPreTraining
+    >>> model = TriBertForPreTraining.from_pretrained(folder)
+    >>> outputs = model(**batch)  # a MixAndSeparateCollator batch: class_labels and labels give every loss term
+    >>> outputs.loss.backward()
+    ```
+    """
 
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
@@ -1355,17 +1580,37 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         labels: torch.Tensor | None = None,
         loss_weight: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TriBertForPreTrainingOutput | tuple:
         r"""
-        Inputs as [`TriBertForSourceSeparation`]; `class_labels` (`(batch, videos, num_labels)`) are the multi-hot
-        instrument labels of each video, `labels` the mask targets.
+        Args:
+            pixel_values, pose_keypoints, audio_spectrogram, pose_mask, labels, loss_weight, bool_masked_pos:
+                as in [`TriBertForSourceSeparation.forward`] (`(batch, videos, ...)` video inputs, one mixture
+                spectrogram `(batch, 1, 256, frames)` per example).
+            class_labels (`torch.FloatTensor` of shape `(batch, videos, num_labels)`, *optional*):
+                multi-hot instrument labels of each video; give the classification and segmentation terms.
+            output_attentions, output_hidden_states, return_dict (`bool`, *optional*):
+                as in [`TriBertModel.forward`]; default to the config's.
+
+        Returns:
+            [`TriBertForPreTrainingOutput`] or `tuple`: `loss` (the weighted sum of the terms that could be
+            computed) and each term, `vision_scores` / `pose_scores` / `audio_logits` `(batch, videos,
+            num_labels)`, `mask_logits` `(batch, videos, 256, frames)`, and on request the encoder's hidden states
+            and attentions.
         """
+        _reject_unknown_kwargs(self, kwargs)
+        output_attentions = _resolve_output_attentions(self, output_attentions)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _check_video_inputs(pixel_values, pose_keypoints, pose_mask)
+        (audio_spectrogram,) = _cast_floating(self.dtype, audio_spectrogram)  # the U-Net's input too
         batch, videos = pixel_values.shape[:2]
-        sos, outputs = _encode_videos(self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos)
+        sos, outputs = _encode_videos(
+            self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos,
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
         shape = (batch, videos, -1)
         vision_scores = self.vision_classifier(outputs.vision_last_hidden_state, outputs.vision_attention_mask).view(shape)
         pose_scores = self.pose_classifier(outputs.pose_last_hidden_state, outputs.pose_attention_mask).view(shape)
@@ -1404,7 +1649,7 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         loss = sum(weights[name] * value for name, value in terms.items()) if terms else None
         output = TriBertForPreTrainingOutput(
             loss=loss, vision_scores=vision_scores, pose_scores=pose_scores, audio_logits=audio_logits,
-            mask_logits=mask_logits, **terms,
+            mask_logits=mask_logits, **terms, **_encoder_fields(outputs),
         )  # fmt: skip
         return output if return_dict else output.to_tuple()
 
@@ -1460,19 +1705,44 @@ class TriBertRetrievalOutput(ModelOutput):
     r"""
     loss (`()`): cross entropy of the n-way choice, when `labels` are given.
     logits (`(batch, n)`): one score per (query, candidate) pair.
+    vision_hidden_states ... audio_cross_attentions: the encoder's, as in [`TriBertModelOutput`], with
+        `output_hidden_states=True` / `output_attentions=True`; leading dimension `batch * n` (query-major).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    vision_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    pose_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    audio_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    vision_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_attentions: tuple[torch.FloatTensor, ...] | None = None
+    vision_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class TriBertForRetrieval(TriBertPreTrainedModel):
+    _extra_auto_map = {"AutoModel": "TriBertModel"}
+
     """Cross-modal retrieval as n-way multiple choice (paper Sec. 4.2): the query's and the candidate's embeddings
     are projected to `retrieval_hidden_size`, multiplied element-wise and scored by an MLP; softmax over the n.
 
     `config.retrieval_variant` picks the query and candidate streams; `config.retrieval_embeddings` picks the
     transformer's hidden states (`"transformer"`) or the stream embeddings before it (`"pre_transformer"`, the
     paper's baseline). Each stream's embedding is its token sequence flattened (masked tokens zeroed).
+
+    Args:
+        config ([`TriBertConfig`]): the architecture; `retrieval_variant`, `retrieval_embeddings` and
+            `retrieval_hidden_size` define the head.
+
+    Example:
+
+    ```python
+    >>> from tribert_hf import TriBertForRetrieval, compose_retrieval_pairs
+    >>> model = TriBertForRetrieval.from_pretrained(folder, retrieval_variant="audio_to_vision")
+    >>> scores = model.score_pool(query, pool)  # (pool size,): one clip's inputs against every clip of a pool
+    ```
     """
 
     def __init__(self, config: TriBertConfig):
@@ -1494,13 +1764,62 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
         self.candidate_projection = nn.Linear(candidate_size, size)
         self.scorer = nn.Sequential(nn.Linear(size, size), nn.GELU(), nn.LayerNorm(size), nn.Linear(size, 1))
         self.post_init()
+        self._freeze_unreachable()
+
+    def unreachable_parameter_names(self) -> list[str]:
+        """Encoder parameters that cannot change the score of this variant, so they never get a gradient.
+
+        The head reads only some outputs of `TriBertModel`: never the `<SOS>` poolers; with `"pre_transformer"`
+        embeddings nothing of the transformer layers, nor the embeddings of the stream the variant leaves blank;
+        with `"transformer"` embeddings, the last hidden states of the query and candidate streams only, so the
+        blank stream's part of the last co-attention layer (its queries, output and feed-forward: its keys and
+        values are read by the others) and its self-attention layers after it count for nothing.
+        """
+        config, read = self.config, set(self.query_streams) | {self.candidate_stream}
+        unread = [s for s in STREAMS if s not in read]
+        prefixes = ["tribert.poolers."]
+        if config.retrieval_embeddings == "pre_transformer":
+            prefixes += ["tribert.encoder."] + [f"tribert.{s}_embeddings." for s in unread]
+        else:
+            last = len(self.tribert.encoder.co_attention_layers) - 1
+            for stream in unread:
+                if last < 0:  # no co-attention: the stream never meets the others
+                    prefixes += [f"tribert.{stream}_embeddings.", f"tribert.encoder.layers.{stream}."]
+                    continue
+                prefixes += [
+                    f"tribert.encoder.co_attention_layers.{last}.{part}.{stream}."
+                    for part in ("query", "attention_output", "feed_forward")
+                ]
+                after = config.streams[stream].co_attention_ids[last]
+                prefixes += [
+                    f"tribert.encoder.layers.{stream}.{i}." for i in range(after, len(self.tribert.encoder.layers[stream]))
+                ]
+        return [name for name, _ in self.named_parameters() if name.startswith(tuple(prefixes))]
+
+    def _freeze_unreachable(self) -> None:
+        """No gradient for `unreachable_parameter_names()`: optimisers skip them and DistributedDataParallel needs
+        no `find_unused_parameters` (they keep the values they were loaded with)."""
+        unreachable = set(self.unreachable_parameter_names())
+        for name, parameter in self.named_parameters():
+            if name in unreachable:
+                parameter.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        # loading gives the parameters new tensors with requires_grad=True
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._freeze_unreachable()
+        return loaded
 
     def freeze_encoder(self, freeze: bool = True) -> None:
         """Keep the pre-trained `TriBertModel` fixed (train only the retrieval head): no gradients, and the encoder
-        stays in eval mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too)."""
+        stays in eval mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too).
+        `freeze_encoder(False)` makes the encoder trainable again, except `unreachable_parameter_names()`."""
         self._encoder_frozen = freeze
         for parameter in self.tribert.parameters():
             parameter.requires_grad_(not freeze)
+        self._freeze_unreachable()
         self.train(self.training)
 
     def train(self, mode: bool = True):
@@ -1524,13 +1843,29 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
         audio_spectrogram: torch.FloatTensor,
         pose_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> TriBertRetrievalOutput | tuple:
         r"""
-        Inputs with a leading `(batch, n)`: pair j of example b holds the query's streams and candidate j's stream
-        (see `compose_retrieval_pairs`). `labels` (`(batch,)`): the index of the right candidate.
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, n, frames, 3, height, width)`),
+            pose_keypoints (`torch.FloatTensor` of shape `(batch, n, persons, T, 68, 3)`),
+            audio_spectrogram (`torch.FloatTensor` of shape `(batch, n, 1, 256, frames)`),
+            pose_mask (`torch.LongTensor` of shape `(batch, n, persons)`, *optional*):
+                pair j of example b holds the query's streams and candidate j's stream (see
+                [`compose_retrieval_pairs`]).
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*): the index of the right candidate.
+            output_attentions, output_hidden_states, return_dict (`bool`, *optional*):
+                as in [`TriBertModel.forward`]; default to the config's.
+
+        Returns:
+            [`TriBertRetrievalOutput`] or `tuple`: `loss` (with `labels`), `logits` `(batch, n)`, and on request
+            the encoder's hidden states and attentions.
         """
+        _reject_unknown_kwargs(self, kwargs)
+        output_attentions = _resolve_output_attentions(self, output_attentions)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if pixel_values.ndim != 6:
             raise ValueError(
@@ -1543,12 +1878,15 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
             pose_keypoints=pose_keypoints.flatten(0, 1),
             audio_spectrogram=audio_spectrogram.flatten(0, 1),
             pose_mask=None if pose_mask is None else pose_mask.flatten(0, 1),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         query = self.query_projection(self._embedding(outputs, self.query_streams))
         candidate = self.candidate_projection(self._embedding(outputs, (self.candidate_stream,)))
         logits = self.scorer(query * candidate).view(batch, n)
         loss = None if labels is None else F.cross_entropy(logits, labels)
-        output = TriBertRetrievalOutput(loss=loss, logits=logits)
+        output = TriBertRetrievalOutput(loss=loss, logits=logits, **_encoder_fields(outputs))
         return output if return_dict else output.to_tuple()
 
     @torch.no_grad()

@@ -39,7 +39,7 @@ class TriBertProcessor(ProcessorMixin):
         seed: int | None = None,
         resample: bool = False,
         return_waveform: bool = False,
-        return_tensors: str | None = "pt",
+        return_tensors: str | None = None,
         channel_axis: int | None = None,
     ) -> BatchFeature:
         """Prepare a clip or a batch of clips (lists, one entry per clip). The full input contract (shapes, dtypes,
@@ -61,7 +61,8 @@ class TriBertProcessor(ProcessorMixin):
                 reproducible (clip i uses `seed + i`).
             return_waveform: also return the audio crop itself, `waveform` `(B, 1, num_samples)` (what
                 mix-and-separate sums into mixtures).
-            return_tensors: `"pt"` (default) or `"np"`.
+            return_tensors: `"pt"` for torch tensors (what the models take), `"np"` or None (the default, as in
+                transformers' processors) for numpy arrays.
 
         Returns:
             `BatchFeature` with `audio_spectrogram` `(B, 1, 256, 256)`, `pixel_values` `(B, 3, 3, 224, 224)`,
@@ -110,62 +111,162 @@ class TriBertProcessor(ProcessorMixin):
         window_length = fe.num_samples / fe.sampling_rate
 
         if videos is not None:
-            picked = []
-            for i, frames in enumerate(videos):
-                if frames is None or not hasattr(frames, "__getitem__") or np.ndim(frames) != 4:
-                    raise ValueError(
-                        f"videos[{i}] must be (frames, height, width, 3) (an array or LazyFrames), got "
-                        f"{getattr(frames, 'shape', type(frames).__name__)}."
-                    )
-                if len(frames) == 0:
-                    raise ValueError(f"videos[{i}] has no frames (shape {tuple(np.shape(frames))}): give at least one.")
-                if video_fps[i]:
-                    centre = int(round((float(window_start[i]) + window_length / 2) * video_fps[i]))
-                    span = (self.video_processor.num_frames - 1) * self.video_processor.frame_stride + 1
-                    first = min(max(centre - span // 2, 0), max(len(frames) - span, 0))
-                    indices = np.minimum(first + self.video_processor.frame_stride * np.arange(
-                        self.video_processor.num_frames), len(frames) - 1)  # fmt: skip
-                else:
-                    indices = self.video_processor.frame_indices(
-                        len(frames), frame_sampling="random" if crop == "random" else "center",
-                        seed=None if seed is None else seed + i,
-                    )  # fmt: skip
-                picked.append(np.asarray(frames[indices]))
+            picked = [
+                self._pick_frames(frames, i, float(window_start[i]), window_length, video_fps[i], crop, seed)
+                for i, frames in enumerate(videos)
+            ]
             data["pixel_values"] = self.video_processor(
                 picked, do_sample_frames=False, return_tensors="pt"
             )["pixel_values"]
 
         if pose_keypoints is not None:
-            from .pose_keypoints import resample_keypoints
+            windows = [
+                self._pose_window(pose, i, pose_fps[i], float(window_start[i]), window_length)
+                for i, pose in enumerate(pose_keypoints)
+            ]
+            data["pose_keypoints"] = torch.from_numpy(np.stack([w for w, _ in windows]))
+            data["pose_mask"] = torch.from_numpy(np.stack([m for _, m in windows])).long()
 
-            poses, masks = [], []
-            for i, pose in enumerate(pose_keypoints):
-                if pose is None:
-                    poses.append(np.zeros((self.num_persons, self.num_pose_frames, 68, 3), dtype=np.float32))
-                    masks.append(np.zeros(self.num_persons, dtype=np.int64))
-                    continue
-                if not pose_fps[i]:
-                    raise ValueError(f"pose_keypoints[{i}] needs its frame rate: pass `pose_fps=`.")
-                pose = np.asarray(pose, dtype=np.float32)
-                if pose.ndim != 4 or pose.shape[0] != self.num_persons or pose.shape[-1] != 3:
-                    raise ValueError(
-                        f"pose_keypoints[{i}] must be ({self.num_persons} persons, frames, joints, 3), got {pose.shape}."
-                    )
-                _check_pose(pose, f"pose_keypoints[{i}]")
-                window, mask = resample_keypoints(
-                    pose, pose_fps[i], float(window_start[i]), window_length,
-                    num_output_frames=self.num_pose_frames, min_presence=self.min_person_presence,
-                )  # fmt: skip
-                poses.append(window)
-                masks.append(mask)
-            data["pose_keypoints"] = torch.from_numpy(np.stack(poses))
-            data["pose_mask"] = torch.from_numpy(np.stack(masks)).long()
-
-        if return_tensors == "np":
+        if return_tensors in (None, "np"):
             data = {k: v.numpy() for k, v in data.items()}
-        elif return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}.")
+        elif return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
         return BatchFeature(data=data)
+
+    def _pick_frames(self, frames, index, window_start, window_length, fps, crop="center", seed=None) -> np.ndarray:
+        """The `num_frames` frames of clip `index` around the centre of its time window (seconds) at `fps`;
+        without `fps`, around the clip's centre (or at random)."""
+        vp = self.video_processor
+        if frames is None or not hasattr(frames, "__getitem__") or np.ndim(frames) != 4:
+            raise ValueError(
+                f"videos[{index}] must be (frames, height, width, 3) (an array or LazyFrames), got "
+                f"{getattr(frames, 'shape', type(frames).__name__)}."
+            )
+        if len(frames) == 0:
+            raise ValueError(f"videos[{index}] has no frames (shape {tuple(np.shape(frames))}): give at least one.")
+        if fps:
+            centre = int(round((window_start + window_length / 2) * fps))
+            span = (vp.num_frames - 1) * vp.frame_stride + 1
+            first = min(max(centre - span // 2, 0), max(len(frames) - span, 0))
+            indices = np.minimum(first + vp.frame_stride * np.arange(vp.num_frames), len(frames) - 1)
+        else:
+            indices = vp.frame_indices(
+                len(frames), frame_sampling="random" if crop == "random" else "center",
+                seed=None if seed is None else seed + index,
+            )  # fmt: skip
+        return np.asarray(frames[indices])
+
+    def _pose_window(self, pose, index, fps, window_start, window_length) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints of clip `index` cut to its time window and resampled to `num_pose_frames`, and its pose_mask
+        (zeros for a clip without keypoints)."""
+        if pose is None:
+            return (
+                np.zeros((self.num_persons, self.num_pose_frames, 68, 3), dtype=np.float32),
+                np.zeros(self.num_persons, dtype=np.int64),
+            )
+        if not fps:
+            raise ValueError(f"pose_keypoints[{index}] needs its frame rate: pass `pose_fps=`.")
+        pose = np.asarray(pose, dtype=np.float32)
+        if pose.ndim != 4 or pose.shape[0] != self.num_persons or pose.shape[-1] != 3:
+            raise ValueError(
+                f"pose_keypoints[{index}] must be ({self.num_persons} persons, frames, joints, 3), got {pose.shape}."
+            )
+        _check_pose(pose, f"pose_keypoints[{index}]")
+        from .pose_keypoints import resample_keypoints
+
+        return resample_keypoints(
+            pose, fps, window_start, window_length, num_output_frames=self.num_pose_frames,
+            min_presence=self.min_person_presence,
+        )  # fmt: skip
+
+    def window_inputs(self, videos, window_start: float, video_fps=None, pose_keypoints=None, pose_fps=None) -> BatchFeature:
+        """The conditioning of one time window (one audio crop, `feature_extractor.num_samples` long, from
+        `window_start` seconds) for each of the N videos of a mixture, e.g. one segment of a long recording.
+
+        Args:
+            videos: N clips of frames `(frames, H, W, 3)` uint8 at `video_fps` frames per second.
+            pose_keypoints: N entries `(persons, frames, 68, 3)` at `pose_fps`, or None (for all, or per clip).
+        Returns:
+            `BatchFeature` of tensors: `pixel_values` `(N, 3, 3, 224, 224)`, `pose_keypoints` `(N, 2, 256, 68, 3)`,
+            `pose_mask` `(N, 2)`: one video of `TriBertForSourceSeparation`'s `(batch, videos, ...)` inputs.
+        """
+        videos = list(videos)
+        window_length = self.feature_extractor.num_samples / self.feature_extractor.sampling_rate
+        video_fps = self._per_clip(video_fps, len(videos), "video_fps")
+        poses = self._as_list(pose_keypoints, False, len(videos), "pose_keypoints") or [None] * len(videos)
+        pose_fps = self._per_clip(pose_fps, len(videos), "pose_fps")
+        picked = [self._pick_frames(f, i, window_start, window_length, video_fps[i]) for i, f in enumerate(videos)]
+        windows = [self._pose_window(pose, i, pose_fps[i], window_start, window_length) for i, pose in enumerate(poses)]
+        return BatchFeature(
+            data={
+                "pixel_values": self.video_processor(picked, do_sample_frames=False, return_tensors="pt")["pixel_values"],
+                "pose_keypoints": torch.from_numpy(np.stack([w for w, _ in windows])),
+                "pose_mask": torch.from_numpy(np.stack([m for _, m in windows])).long(),
+            }
+        )
+
+    @staticmethod
+    def group_videos(clips, num_videos: int) -> BatchFeature:
+        """Per-clip rows (what `__call__` returns) -> the `(batch, videos, ...)` inputs of the separation and
+        pre-training heads: rows `b * num_videos ... (b + 1) * num_videos - 1` are the videos of example b.
+
+        Give every clip of an example the same audio, the mixture (`processor([mix, mix], videos=[a, b], ...)`):
+        each example keeps the spectrogram of its first clip. Returns `pixel_values` `(B, N, 3, 3, 224, 224)`,
+        `pose_keypoints` `(B, N, 2, 256, 68, 3)`, `pose_mask` `(B, N, 2)` and `audio_spectrogram`
+        `(B, 1, 256, 256)` (those present), torch tensors or numpy arrays as given.
+        """
+        rows = len(clips["audio_spectrogram"])
+        if num_videos < 1 or rows % num_videos:
+            raise ValueError(f"Got {rows} clips: not a multiple of num_videos={num_videos}.")
+        grouped = {}
+        for key in ("pixel_values", "pose_keypoints", "pose_mask"):
+            if key in clips:
+                grouped[key] = clips[key].reshape(rows // num_videos, num_videos, *clips[key].shape[1:])
+        spectrograms = clips["audio_spectrogram"].reshape(rows // num_videos, num_videos, *clips["audio_spectrogram"].shape[1:])
+        if not all((spectrograms[:, k] == spectrograms[:, 0]).all() for k in range(1, num_videos)):
+            raise ValueError(
+                "The clips of an example must share one audio, the mixture: pass the mixture once per video "
+                "(processor([mix, mix], videos=[video_a, video_b], ...))."
+            )
+        grouped["audio_spectrogram"] = spectrograms[:, 0]
+        return BatchFeature(data=grouped)
+
+    def post_process_source_separation(self, masks, mixture, mask_threshold: float | None = None) -> torch.Tensor:
+        """Masks of `TriBertForSourceSeparation` -> one waveform per video.
+
+        Args:
+            masks: `(batch, videos, 256, frames)` (`outputs.masks`), or `(videos, 256, frames)` for one mixture.
+            mixture: the audio the spectrogram was computed from, at `feature_extractor.sampling_rate`: `(batch,
+                samples)` (or `(samples,)`); for the processor's crop, `processor(..., return_waveform=True)
+                ["waveform"]`. For audio of any length, `TriBertForSourceSeparation.separate` (or the
+                `"audio-source-separation"` pipeline) separates segment by segment.
+            mask_threshold: binarise the masks at this value (Sound-of-Pixels uses 0.5); None keeps them soft.
+        Returns:
+            `(batch, videos, samples)` (or `(videos, samples)`): mask x mixture magnitude with the mixture phase,
+            inverse STFT.
+        """
+        fe = self.feature_extractor
+        masks = torch.as_tensor(masks).float()
+        mixture = torch.as_tensor(mixture).float().to(masks.device)
+        single = masks.ndim == 3
+        masks = masks[None] if single else masks
+        mixture = mixture.reshape(-1, mixture.shape[-1])
+        if mixture.shape[0] != masks.shape[0]:
+            raise ValueError(f"Got {mixture.shape[0]} mixtures for masks of {masks.shape[0]}.")
+        stft = fe.stft(mixture)
+        if stft.shape[-1] != masks.shape[-1]:
+            raise ValueError(
+                f"The masks have {masks.shape[-1]} frames but the mixture gives {stft.shape[-1]}: pass the audio the "
+                "spectrogram was computed from (processor(..., return_waveform=True)['waveform'])."
+            )
+        if mask_threshold is not None:
+            masks = (masks > mask_threshold).float()
+        waveforms = fe.masks_to_waveforms(masks, stft, mixture.shape[-1])
+        return waveforms[0] if single else waveforms
+
+    def batch_decode(self, masks, mixture, **kwargs) -> torch.Tensor:
+        """Same as `post_process_source_separation` (this processor has no tokenizer to decode with)."""
+        return self.post_process_source_separation(masks, mixture, **kwargs)
 
     @staticmethod
     def _as_list(value, single, batch, name):
