@@ -46,6 +46,7 @@ class Arguments:
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up (onecycle: rising to the peak)"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "cosine (linear warm-up, cosine decay), onecycle (torch's OneCycleLR: cosine rise to --learning_rate over warmup_ratio, cosine decay) or any transformers scheduler name"})
     mask_type: str | None = field(default=None, metadata={"help": "binary (sigmoid masks, weighted BCE: the paper) or ratio (masks in [0, 2], weighted L1); default: the config's"})
+    separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
@@ -282,6 +283,8 @@ def main(argv=None):
     else:
         if args.mask_type is not None:
             config.mask_type = args.mask_type
+        if args.separation_class_conditioning and isinstance(config, TriBertConfig):
+            config.separation_class_conditioning = True
         model = model_class(args.model)(config)
     if args.mask_type is not None and config.mask_type != args.mask_type:
         raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")

@@ -340,3 +340,27 @@ def test_retrieval_parameters_without_gradients_are_exactly_the_unreachable_ones
     model(**{k: v.view(2, 2, *v.shape[1:]) for k, v in clips.items()}, labels=torch.tensor([0, 1])).loss.backward()
     without = {name for name, p in model.named_parameters() if p.grad is None}
     assert without == unreachable
+
+
+def test_class_conditioning_feeds_the_segmentation_class_scores_to_the_unet():
+    """separation_class_conditioning: the U-Net's condition is the <SOS> outputs plus the frames' mean class scores
+    of the segmentation attention; the separation loss then trains that attention too, and the masks follow it."""
+    from tribert_hf.modeling_tribert import _encode_videos
+
+    torch.manual_seed(0)
+    plain = TriBertForPreTraining(head_config(separation_film=True)).eval()
+    torch.manual_seed(0)
+    config = head_config(separation_film=True, separation_class_conditioning=True)
+    model = TriBertForPreTraining(config).eval()
+    inputs = mixture_inputs(config)
+    conditions, outputs = _encode_videos(model.tribert, **inputs)
+    sos, _ = _encode_videos(plain.tribert, **inputs)
+    assert conditions.shape[-1] == sos.shape[-1] + config.num_labels
+    torch.testing.assert_close(conditions[..., -config.num_labels :], outputs.vision_class_scores.mean(1).view(2, 2, -1))
+    model.train()
+    labels = torch.rand(2, 2, *inputs["audio_spectrogram"].shape[-2:]).round()
+    model(**inputs, labels=labels).loss.backward()  # separation loss alone: reaches the segmentation attention
+    attention = model.tribert.vision_embeddings.segmentation
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in attention.parameters())
+    for film in model.separation.films:  # FiLM layers take the wider condition
+        assert film.in_features == conditions.shape[-1]

@@ -291,6 +291,10 @@ class TriBertConfig(PreTrainedConfig):
         separation_film (`bool`, defaults to False): also scale and shift every decoder level's channels by the
             fused `<SOS>` vector (FiLM; zero-initialised, so training starts from the paper's bottleneck-only
             conditioning). Not in the paper: it makes the conditioning learn much faster (see docs/training.md).
+        separation_class_conditioning (`bool`, defaults to False): also condition the U-Net on each video's class
+            scores from the vision stream's segmentation attention (`vision_class_scores` averaged over the frames,
+            `num_labels` values in (0, 1) next to the `<SOS>` outputs): which instrument the frames show, learned
+            from the videos' labels by the segmentation term of pre-training. Not in the paper (docs/training.md).
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
         *_loss_weight (`float`): weights of the pre-training loss terms (vision, pose, audio classification, the
@@ -328,6 +332,7 @@ class TriBertConfig(PreTrainedConfig):
     separation_num_downs: int = 7
     separation_fusion_heads: int = 8
     separation_film: bool = False
+    separation_class_conditioning: bool = False
     use_pose_input: bool = True
     mask_type: str = "binary"
     vision_classification_loss_weight: float | int = 1.0

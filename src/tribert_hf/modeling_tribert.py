@@ -1088,6 +1088,8 @@ class TriBertSeparationHead(nn.Module):
             in_channels = out_channels
         self.downs = nn.ModuleList(downs)
         condition_size = sum(config.streams[s].hidden_size for s in STREAMS)
+        if getattr(config, "separation_class_conditioning", False):
+            condition_size += config.num_labels  # the segmentation attention's class scores (`_encode_videos`)
         self.fusion = TriBertBottleneckFusion(condition_size, channels[-1], config.separation_fusion_heads)
         ups, gates = [], []
         for k in reversed(range(depth)):
@@ -1161,8 +1163,9 @@ def _encode_videos(
 ):  # fmt: skip
     """Run the encoder for every (mixture, video) pair, each video with the mixture's spectrogram.
 
-    Returns the concatenated pooled `<SOS>` outputs of the three streams `(B, N, D)` and the encoder output (a
-    `TriBertModelOutput` whatever `config.return_dict` says, batch flattened to B * N).
+    Returns the condition of the separation U-Net, the concatenated pooled `<SOS>` outputs of the three streams
+    (and, with `config.separation_class_conditioning`, the frames' mean class scores) `(B, N, D)`, and the encoder
+    output (a `TriBertModelOutput` whatever `config.return_dict` says, batch flattened to B * N).
     """
     batch, videos = pixel_values.shape[:2]
     outputs = tribert(
@@ -1176,8 +1179,10 @@ def _encode_videos(
         output_hidden_states=output_hidden_states,
         return_dict=True,
     )
-    sos = torch.cat([outputs[f"{s}_pooler_output"] for s in STREAMS], dim=-1)
-    return sos.view(batch, videos, -1), outputs
+    parts = [outputs[f"{s}_pooler_output"] for s in STREAMS]
+    if tribert.config.separation_class_conditioning:
+        parts.append(outputs.vision_class_scores.mean(dim=1).to(parts[0].dtype))
+    return torch.cat(parts, dim=-1).view(batch, videos, -1), outputs
 
 
 def _mask_loss(config, logits, labels, mixture_magnitude, loss_weight):
