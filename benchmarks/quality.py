@@ -309,10 +309,10 @@ def markdown_table(report: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def cell(value):
+    def cell(value, plain=False):
         if not value or value["n"] == 0:
             return "-"
-        return f"{value['mean']:.2f}" if value["n"] < 2 else f"{value['mean']:.2f} ± {value['std']:.2f}"
+        return f"{value['mean']:.2f}" if value["n"] < 2 or plain else f"{value['mean']:.2f} ± {value['std']:.2f}"
 
     def percent(row):
         value = row.get("sdr_threshold_percent_of_ideal", row.get("sdr_percent_of_ideal"))
@@ -321,10 +321,10 @@ def markdown_table(report: dict) -> str:
     for method in rows:
         row = summary[method]
         ideal_or_floor = method in ideal_rows or method == "mixture"
-        cells = [
-            cell(row["sdr"]), "-" if ideal_or_floor else cell(row.get("sdr_threshold")),
-            "-" if ideal_or_floor else percent(row), cell(row["sir"]),
-            "-" if method == "mixture" else cell(row["sar"]), cell(row.get("sdr_swapped")),
+        cells = [  # the ceilings and the floor: the same mixtures in every run (no spread)
+            cell(row["sdr"], ideal_or_floor), "-" if ideal_or_floor else cell(row.get("sdr_threshold")),
+            "-" if ideal_or_floor else percent(row), cell(row["sir"], ideal_or_floor),
+            "-" if method == "mixture" else cell(row["sar"], ideal_or_floor), cell(row.get("sdr_swapped")),
         ]  # fmt: skip
         lines.append(f"| {ROW_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     lines += [
@@ -350,8 +350,9 @@ def markdown_table(report: dict) -> str:
         for method in rows:
             threshold = summary[method].get("by_pair_threshold", {})
             cells = []
+            plain = method in ideal_rows or method == "mixture"
             for kind in PAIR_KINDS:
-                cells += [cell(by_pair[method].get(kind)), cell(threshold.get(kind))]
+                cells += [cell(by_pair[method].get(kind), plain), cell(threshold.get(kind))]
             lines.append(f"| {ROW_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
         lines += [
             "",

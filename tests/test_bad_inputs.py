@@ -105,7 +105,7 @@ def test_other_sample_formats_give_the_float_result(fe, processor, case, entry):
     if entry == "processor":
         if case == "list of numbers":
             audio = [audio]  # the processor's lists are batches
-        got = processor(audio, sampling_rate=SR, **kwargs)["audio_spectrogram"]
+        got = processor(audio, sampling_rate=SR, return_tensors="pt", **kwargs)["audio_spectrogram"]
     else:
         got = spectrogram(fe, audio, **kwargs)
     torch.testing.assert_close(got, spectrogram(fe, expected), atol=1e-6, rtol=1e-5)

@@ -36,6 +36,7 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     assert tribert["n"] == 2 and abs(tribert["mean"] - sum(sdrs) / 2) < 1e-9
     table = (tmp_path / "quality.md").read_text()
     assert "| Audio only (PIT, best permutation) |" in table and "| Mixture (floor) |" in table and " ± " in table
+    assert "| Ideal binary mask (ceiling) |" in table and "masks > 0.5" in table
     assert "conditioning swapped" in table and "sdr_swapped" in data["summary"]["tribert"]
     assert "sdr_swapped" not in data["summary"]["audio_only"]
     assert "### By pair kind" in table and "SDR (dB), shared class (" in table
