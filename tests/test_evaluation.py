@@ -74,3 +74,6 @@ def test_thresholding_and_model_free_ceilings(batches):
     with pytest.raises(ValueError, match="Unknown scoring"):
         scoring_masks("oracle", loader[0], fe, None)
     assert evaluate_separation_model(IdealMaskModel(), loader, fe, max_mixtures=1)["num_mixtures"] == 1
+    ratio = torch.full((1, 2, 4, 4), 0.3)  # ratio masks are scored as they are (Sound-of-Pixels' evaluation)
+    assert scoring_masks("threshold", loader[0], fe, ratio, mask_type="ratio") is ratio
+    assert not scoring_masks("threshold", loader[0], fe, ratio).any()

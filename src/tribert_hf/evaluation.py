@@ -3,8 +3,9 @@
 One loop scores a separation model (TriBERT or a baseline) under several *scorings* of the same mixtures:
 
 * `soft`: the predicted masks as they are;
-* `threshold`: the predicted masks thresholded at 0.5 (binary masks): the Sound-of-Pixels protocol, which the
-  paper's Table 1 and the authors' evaluation use: the scoring comparable with the paper;
+* `threshold`: binary masks thresholded at 0.5: the Sound-of-Pixels protocol, which the paper's Table 1 and the
+  authors' evaluation use: the scoring comparable with the paper (ratio masks are used as they are, as
+  Sound-of-Pixels' evaluation does);
 * `ideal_binary`: the ideal binary mask (1 where the source is the loudest in a bin of the log-frequency grid),
   the ceiling of binary-mask separation through this audio chain;
 * `ideal_ratio`: the ideal ratio mask (source over mixture magnitude, clamped as the feature extractor does).
@@ -24,7 +25,7 @@ from .modeling_tribert import _activate_masks, reorder_sources
 MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")
 SCORINGS = {
     "soft": "predicted masks as they are",
-    "threshold": "predicted masks thresholded at 0.5 (Sound-of-Pixels protocol, comparable with the paper)",
+    "threshold": "binary masks thresholded at 0.5 (Sound-of-Pixels protocol, comparable with the paper)",
     "ideal_binary": "ideal binary mask (the source is the loudest in the bin)",
     "ideal_ratio": "ideal ratio mask (source / mixture magnitude)",
 }
@@ -41,12 +42,16 @@ def predicted_masks(model, outputs) -> torch.Tensor:
     return masks
 
 
-def scoring_masks(scoring: str, batch: dict, feature_extractor, predicted: torch.Tensor | None, threshold: float = 0.5):
-    """The masks `(B, N, 256, frames)` that `scoring` (a key of `SCORINGS`) applies to the batch's mixtures."""
+def scoring_masks(
+    scoring: str, batch: dict, feature_extractor, predicted: torch.Tensor | None, threshold: float = 0.5,
+    mask_type: str = "binary",
+):  # fmt: skip
+    """The masks `(B, N, 256, frames)` that `scoring` (a key of `SCORINGS`) applies to the batch's mixtures
+    (`predicted`: the model's masks, of `mask_type`; ratio masks are not thresholded)."""
     if scoring == "soft":
         return predicted
     if scoring == "threshold":
-        return (predicted > threshold).to(predicted.dtype)
+        return predicted if mask_type == "ratio" else (predicted > threshold).to(predicted.dtype)
     if scoring in IDEAL_SCORINGS:
         fe = feature_extractor
         sources = fe.log_frequency_magnitude(batch["source_waveforms"].float())  # (B, N, 256, frames)
@@ -97,15 +102,16 @@ def evaluate_separation_model(
         model.eval()
     seen = 0
     for batch in loader:
-        predicted = None
+        predicted, mask_type = None, "binary"
         if any(name not in IDEAL_SCORINGS for name in scorings):
             outputs = model(**{k: batch[k] for k in MODEL_INPUTS})  # labels: the PIT baseline's best permutation
             unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
             predicted = predicted_masks(unwrapped, outputs)
+            mask_type = getattr(getattr(unwrapped, "config", None), "mask_type", "binary")
         length = batch["mixture_waveform"].shape[-1]
         results = {}
         for name in scorings:
-            masks = scoring_masks(name, batch, feature_extractor, predicted, threshold)
+            masks = scoring_masks(name, batch, feature_extractor, predicted, threshold, mask_type)
             estimates = feature_extractor.masks_to_waveforms(masks, batch["mixture_stft"], length)
             mixture = batch["mixture_waveform"][:, None].expand_as(estimates)
             references = batch["source_waveforms"]

@@ -974,7 +974,8 @@ def evaluate_checkpoint(
         estimates = fe.masks_to_waveforms(masks, batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
         result = metrics.update(batch["source_waveforms"], estimates, batch["mixture_waveform"])
         for name, tracker in extra.items():  # the same mixtures, thresholded and ideal masks
-            other = fe.masks_to_waveforms(scoring_masks(name, batch, fe, masks), batch["mixture_stft"], estimates.shape[-1])
+            chosen = scoring_masks(name, batch, fe, masks, mask_type=model.config.mask_type)
+            other = fe.masks_to_waveforms(chosen, batch["mixture_stft"], estimates.shape[-1])
             tracker.update(batch["source_waveforms"], other, batch["mixture_waveform"])
         for j, m in enumerate(mixtures):
             group = clip_rows[j * num_mix : (j + 1) * num_mix]
