@@ -7,14 +7,18 @@ import sys
 
 import pytest
 import torch
+from conftest import load_script
 from torch import nn
+
+from tribert_hf.training import model_config
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "speed.py")
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-
-from speed import count_flops  # noqa: E402
+for _sibling in ("common", "model_size", "bss_eval", "feature_extraction", "train_step"):  # what speed.py imports
+    load_script(f"benchmarks/{_sibling}.py")
+count_flops = load_script("benchmarks/speed.py").count_flops
+random_batch = load_script("benchmarks/train_step.py").random_batch
 
 SECTIONS = ["preprocessing", "bss_eval", "matmul_peak", "training", "separation"]
 
@@ -85,9 +89,6 @@ def _encoder_hand_count(config, shapes: dict) -> dict:
 def test_tiny_tribert_encoder_forward_matches_layer_shapes(mode):
     """The suite's counter on the tiny config's TriBertForPreTraining forward: every encoder layer's FLOPs equal the
     hand count from the shapes it saw (eval: CPU's fused attention kernel; train: attention dropout, the math path)."""
-    from run_separation import model_config
-    from train_step import random_batch
-
     from tribert_hf import TriBertForPreTraining
 
     torch.manual_seed(0)
@@ -120,9 +121,6 @@ def test_tiny_tribert_encoder_forward_matches_layer_shapes(mode):
 
 
 def test_tiny_tribert_forward_backward_is_about_three_forwards():
-    from run_separation import model_config
-    from train_step import random_batch
-
     from tribert_hf import TriBertForPreTraining
 
     torch.manual_seed(0)
