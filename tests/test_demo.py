@@ -22,6 +22,7 @@ def demo(tmp_path_factory):
     return output, summary
 
 
+@pytest.mark.slow
 def test_demo_writes_every_output(demo, capsys):
     output, summary = demo
     for path in ("model/config.json", "model/model.safetensors", "model/README.md", "model/best/config.json",
@@ -36,6 +37,7 @@ def test_demo_writes_every_output(demo, capsys):
     assert "| model |" in table and "| mixture (floor) |" in table
 
 
+@pytest.mark.slow
 def test_demo_resumes_instead_of_retraining(demo, capsys):
     output, _ = demo
     run_demo = load_demo()

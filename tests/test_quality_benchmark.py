@@ -3,9 +3,11 @@ style Markdown and the figure, and skips finished runs when run again."""
 
 import json
 
+import pytest
 from conftest import load_script
 
 
+@pytest.mark.slow
 def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     quality = load_script("benchmarks/quality.py")
     argv = ["--budget", "tiny", "--methods", "tribert,audio_only", "--seeds", "0,1", "--output_dir", str(tmp_path)]

@@ -147,6 +147,7 @@ def run_suite(*args, timeout=600):
     )
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_every_section_targets_and_markdown(tmp_path):
     output = tmp_path / "speed.json"
     result = run_suite("--quick", "--profile", "--output", str(output))
@@ -208,6 +209,7 @@ def test_quick_suite_writes_every_section_targets_and_markdown(tmp_path):
         assert row.endswith("| yes |" if target["met"] else "| **no** |")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_cuda_without_a_gpu_is_refused_cleanly(tmp_path):
     result = run_suite("--quick", "--device", "cuda", "--output", str(tmp_path / "speed.json"), timeout=300)
