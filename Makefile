@@ -1,4 +1,5 @@
-# The two README commands: `make demo` and `make test`. Both create (or reuse) the virtual environment.
+# The two README commands: `make demo` and `make test` (the fast test tier; `make test-all`: both tiers, as CI).
+# All create (or reuse) the virtual environment.
 #   VENV   where the environment lives (default: .venv in this checkout)
 #   PYTHON the interpreter that creates it (default: python3.11, else python3)
 SHELL := /bin/bash
@@ -10,7 +11,7 @@ DEPS_HASH := $(shell cat setup.py | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.tribert-deps-$(DEPS_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-deps clean-venv
+.PHONY: demo test test-all install system-deps clean-venv
 
 $(STAMP): setup.py
 	@if ! $(PY) -c "import sys; assert sys.version_info >= (3, 10)" 2>/dev/null; then \
@@ -49,8 +50,13 @@ system-deps:
 		fi; \
 	fi
 
+# Two tiers: `make test` runs the fast one (unit tests, a few minutes on 2 cores); `make test-all` adds the slow one
+# (tests marked `slow`: end to end, trainings in subprocesses, the demo, benchmark runs), as `.ci/run` does.
 test: install system-deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-all: install system-deps
+	RUN_SLOW=1 $(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

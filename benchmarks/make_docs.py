@@ -9,7 +9,6 @@ Reads `quality/quality.json` (benchmarks/quality.py), `speed.json` + `speed.md` 
 import argparse
 import json
 import os
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,8 +32,7 @@ def quality_sections(results: str, docs_dir: str) -> list[str]:
 
 
 def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
-    sys.path.insert(0, HERE)
-    from quality import markdown_table
+    from quality import markdown_table  # benchmarks/quality.py: a script's own folder is importable
 
     report = _load(os.path.join(results, folder, "quality.json"))
     title = "Separation quality" if folder == "quality" else f"Separation quality, `{folder}`"

@@ -13,17 +13,15 @@ import json
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
 
 import psutil
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import example_inputs  # noqa: E402
+from common import example_inputs  # benchmarks/common.py: a script's own folder is importable
 
-from tribert_hf import TriBertConfig, TriBertModel  # noqa: E402
+from tribert_hf import TriBertConfig, TriBertModel
 
 
 class PeakRSS:

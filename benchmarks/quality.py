@@ -24,6 +24,7 @@ continues), unless --fresh.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -33,7 +34,21 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+RECIPE = os.path.join(HERE, "..", "examples", "run_separation.py")
+
+
+def load_recipe():
+    """examples/run_separation.py, the training recipe every method runs (its `main` and `evaluate`), loaded by
+    path: examples/ is a folder of scripts, not a package. Loaded once (registered as `run_separation`)."""
+    module = sys.modules.get("run_separation")
+    if module is not None and os.path.realpath(getattr(module, "__file__", "") or "") == os.path.realpath(RECIPE):
+        return module
+    spec = importlib.util.spec_from_file_location("run_separation", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 METHODS = {
     "tribert": "TriBERT (vision + pose + audio, co-attention)",
@@ -82,11 +97,12 @@ def test_metrics(
     import torch
     from accelerate import Accelerator
 
-    import run_separation as rs
     from tribert_hf import TriBertFeatureExtractor, TriBertProcessor
     from tribert_hf.data import MixAndSeparateCollator
+    from tribert_hf.training import featurize, load_data, model_class
 
-    model = rs.model_class(method).from_pretrained(run_dir).eval()
+    rs = load_recipe()
+    model = model_class(method).from_pretrained(run_dir).eval()
     processor = TriBertProcessor.from_pretrained(run_dir)
     fe = processor.feature_extractor
     assert isinstance(fe, TriBertFeatureExtractor)
@@ -96,10 +112,10 @@ def test_metrics(
 
     args = Args()
     args.dataset, args.cache_dir = dataset, cache_dir
-    root, data = rs.load_data(args)
+    root, data = load_data(args)
     label2id = getattr(model.config, "label2id", None) if method.startswith("tribert") else None
     label2id = label2id or rs.TriBertConfig().label2id
-    test = rs.featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
+    test = featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
     mix_collate = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
 
     def swapped_collate(examples):
@@ -195,7 +211,7 @@ def score(run_dir: str, method: str, budget: dict, args) -> dict:
 
 
 def train_and_score(method, seed, budget, args) -> dict:
-    import run_separation as rs
+    rs = load_recipe()
 
     run_dir = os.path.join(args.output_dir, "runs", f"{method}-seed{seed}")
     done = os.path.join(run_dir, "result.json")

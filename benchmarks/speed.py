@@ -46,17 +46,18 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-from bss_eval import make_mixtures  # noqa: E402
-from common import example_inputs  # noqa: E402
-from feature_extraction import reference_features, timed  # noqa: E402
-from model_size import PeakRSS, measure  # noqa: E402
-from run_separation import model_config  # noqa: E402
-from train_step import random_batch  # noqa: E402
+# the other benchmark scripts (a script's own folder is importable)
+from bss_eval import make_mixtures
+from common import example_inputs
+from feature_extraction import reference_features, timed
+from model_size import PeakRSS, measure
+from train_step import random_batch
 
-from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation  # noqa: E402
+from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation
+from tribert_hf.training import model_config
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 aten = torch.ops.aten
 

@@ -15,17 +15,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-from model_size import measure  # noqa: E402
-from run_separation import model_config  # noqa: E402
+from model_size import measure  # benchmarks/model_size.py: a script's own folder is importable
 
-from tribert_hf import TriBertForPreTraining  # noqa: E402
+from tribert_hf import TriBertForPreTraining
+from tribert_hf.training import model_config
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def random_batch(config, mixtures: int, num_mix: int = 2, seed: int = 0) -> dict:

@@ -20,11 +20,7 @@ Outputs (under --output_dir):
 import argparse
 import json
 import os
-import sys
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def plot_training(model_dir: str, path: str) -> str:
@@ -96,7 +92,7 @@ def main(argv=None):
 
     import torch
 
-    import run_separation
+    import run_separation  # examples/run_separation.py: a script's own folder is importable
     from tribert_hf.data import load_synthetic_music
     from tribert_hf.inference import evaluate_checkpoint, load_checkpoint
 

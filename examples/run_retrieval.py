@@ -31,10 +31,7 @@ from transformers import HfArgumentParser, PretrainedConfig, get_scheduler
 
 from tribert_hf import TriBertFeatureExtractor, TriBertForRetrieval, TriBertProcessor, TriBertVideoProcessor, compose_retrieval_pairs, retrieval_top_k
 from tribert_hf.configuration_tribert import RETRIEVAL_VARIANTS
-
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_separation import featurize as featurize_clips, load_data, model_config  # noqa: E402  (the same data and model sizes as pre-training)
+from tribert_hf.training import featurize as featurize_clips, load_data, model_config  # the same data and model sizes as pre-training
 
 
 EMBEDDINGS = ("transformer", "pre_transformer")

@@ -23,12 +23,13 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
-from transformers import HfArgumentParser, ResNetConfig, get_scheduler
+from transformers import HfArgumentParser, get_scheduler
 
-from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForPreTraining, TriBertProcessor, TriBertVideoProcessor
-from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer, load_prepared, load_synthetic_music
+from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertProcessor, TriBertVideoProcessor
+from tribert_hf.data import MixAndSeparateCollator
 from tribert_hf.evaluation import MODEL_INPUTS, evaluate_separation_model
 from tribert_hf.hub import push_folder, resolve_hub_model_id, write_model_card
+from tribert_hf.training import atomic_save_state, build_config, featurize, latest_checkpoint, load_data, model_class
 
 
 @dataclass
@@ -69,109 +70,6 @@ class Arguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "hub repository id; default: output_dir's name"})
     hub_token: str | None = field(default=None, metadata={"help": "hub token (default: the logged-in one)"})
     hub_private_repo: bool = field(default=False)
-
-
-def model_config(size: str) -> tuple[TriBertConfig, dict]:
-    """A TriBERT config and the matching processor settings for `size`."""
-    if size == "paper":
-        return TriBertConfig(), {}
-    tiny = size == "tiny"
-    width = 32 if tiny else 64
-    stream = {"hidden_size": width, "num_hidden_layers": 1 if tiny else 2, "num_attention_heads": 4, "intermediate_size": 2 * width, "co_attention_ids": [0] if tiny else [0, 1]}
-    backbone = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32] if tiny else [32, 64, 128], depths=[1, 1] if tiny else [1, 1, 1], layer_type="basic", out_features=["stage2" if tiny else "stage3"])
-    config = TriBertConfig(
-        vision_config={**stream, "backbone_config": backbone, "image_size": 64 if tiny else 112, "feature_size": width},
-        pose_config={**stream, "num_pose_frames": 32, "gcn_channels": [16, 32] if tiny else [32, 32, 64, 64], "gcn_strides": [1, 2] if tiny else [1, 2, 1, 2], "temporal_kernel_size": 3},
-        audio_config={**stream, "hidden_size": width // 2 if tiny else width, "cnn_layers": [16, "M", 32, "M"] if tiny else [32, "M", 64, "M", 128, "M"], "feature_size": width * 2},
-        co_attention_hidden_size=width // 2 if tiny else width, co_attention_num_heads=4, co_attention_intermediate_size=2 * width,
-        separation_base_channels=8 if tiny else 16, separation_num_downs=5 if tiny else 7, separation_fusion_heads=4, separation_film=not tiny,
-    )  # fmt: skip
-    image = config.vision_config.image_size
-    processor = {"video": {"size": {"shortest_edge": image}, "crop_size": {"height": image, "width": image}}, "num_pose_frames": config.pose_config.num_pose_frames}
-    return config, processor
-
-
-MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "audio_only", "sop")
-
-
-def build_config(model: str, size: str):
-    """The config of `model` (see `Arguments.model`) at `size`, and the processor settings. Baselines share the
-    TriBERT config's U-Net (and frame size), so that every method separates with the same U-Net budget."""
-    from tribert_hf import AudioOnlySeparationConfig, SoundOfPixelsConfig
-
-    if model not in MODELS:
-        raise ValueError(f"Unknown --model {model!r}; use one of {', '.join(MODELS)}.")
-    config, processor = model_config(size)
-    unet = {k: getattr(config, k) for k in ("separation_base_channels", "separation_num_downs", "mask_type")}
-    if model == "tribert_no_pose":
-        config.use_pose_input = False
-    elif model == "tribert_self_attention":
-        streams = {}
-        for name in ("vision_config", "pose_config", "audio_config"):
-            sub = getattr(config, name).to_dict()
-            sub["num_hidden_layers"] += len(sub["co_attention_ids"])  # same depth: every co layer becomes a self layer
-            sub["co_attention_ids"] = []
-            streams[name] = sub
-        config = TriBertConfig(**{**config.to_dict(), **streams})
-    elif model == "audio_only":
-        config = AudioOnlySeparationConfig(**unet, separation_film=config.separation_film, separation_fusion_heads=config.separation_fusion_heads)
-    elif model == "sop":
-        encoder = None
-        if size != "paper":  # a ResNet-18 layout scaled like the TriBERT config's backbone
-            widths = [16, 32, 64, 128] if size == "tiny" else [32, 64, 128, 256]
-            encoder = {"model_type": "resnet", "embedding_size": widths[0], "hidden_sizes": widths, "depths": [1, 1, 1, 1] if size == "tiny" else [2, 2, 2, 2], "layer_type": "basic"}
-        config = SoundOfPixelsConfig(**unet, frame_encoder_config=encoder, num_feature_channels=8 if size == "tiny" else 32)
-    return config, processor
-
-
-def model_class(model: str):
-    from tribert_hf import AudioOnlyForSourceSeparation, SoundOfPixelsForSourceSeparation
-
-    return {"audio_only": AudioOnlyForSourceSeparation, "sop": SoundOfPixelsForSourceSeparation}.get(model, TriBertForPreTraining)
-
-
-def load_data(args):
-    if args.dataset.startswith("synthetic:"):
-        return load_synthetic_music(args.dataset.split(":", 1)[1], cache_dir=getattr(args, "cache_dir", None))
-    return args.dataset, load_prepared(args.dataset)
-
-
-def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=True, columns=None):
-    """Model inputs of every clip (`repeats` random crops each: row r is clip r % len(split)), torch-formatted."""
-    featurizer = PreparedClipFeaturizer(root, processor, crop=crop, seed=seed, return_waveform=return_waveform, label2id=label2id)
-    if repeats > 1:
-        from datasets import concatenate_datasets
-
-        split = concatenate_datasets([split] * repeats)  # crop i of a clip uses seed + its row index: all differ
-    features = split.map(
-        featurizer, batched=True, batch_size=8, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
-        remove_columns=split.column_names, features=featurizer.features, desc=f"features ({crop} crops)",
-    )  # fmt: skip
-    features.set_format("torch", columns=columns)
-    return features
-
-
-def atomic_save_state(accelerator, output_dir, step, limit):
-    checkpoints = os.path.join(output_dir, "checkpoints")
-    final, tmp = os.path.join(checkpoints, f"step-{step}"), os.path.join(checkpoints, f".tmp-step-{step}")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)  # a checkpoint appears under its final name only once complete
-        steps = sorted(int(n.split("-")[1]) for n in os.listdir(checkpoints) if n.startswith("step-"))
-        for old in steps[:-limit]:
-            shutil.rmtree(os.path.join(checkpoints, f"step-{old}"), ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def latest_checkpoint(output_dir):
-    checkpoints = os.path.join(output_dir, "checkpoints")
-    steps = sorted(int(n.split("-")[1]) for n in os.listdir(checkpoints) if n.startswith("step-")) if os.path.isdir(checkpoints) else []
-    return (os.path.join(checkpoints, f"step-{steps[-1]}"), steps[-1]) if steps else (None, 0)
 
 
 RUN_ARGS_FILE = "run_args.json"

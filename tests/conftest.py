@@ -1,6 +1,8 @@
 """Shared fixtures: tiny TriBERT configs and inputs (CPU, seconds)."""
 
+import importlib.util
 import os
+import sys
 
 import pytest
 import torch
@@ -9,6 +11,30 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(path: str):
+    """A script of examples/ or benchmarks/ (`path` relative to the repository root), loaded by path as the module
+    named after its file, e.g. `run_separation`, and registered under that name: a script loaded later that imports
+    it by name (as it does when run, its own folder being importable) gets this one. Load a script's siblings
+    first. Loaded once per path."""
+    file = os.path.realpath(os.path.join(ROOT, path))
+    name = os.path.splitext(os.path.basename(file))[0]
+    module = sys.modules.get(name)
+    if module is not None and os.path.realpath(getattr(module, "__file__", "") or "") == file:
+        return module
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def tiny_config_kwargs(**overrides):

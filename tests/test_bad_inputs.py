@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import make_inputs, make_tiny_config
+from conftest import load_script, make_inputs, make_tiny_config
 
 from tribert_hf import (
     TriBertFeatureExtractor,
@@ -511,13 +511,7 @@ def test_ctrl_c_in_prepare_says_how_to_continue(tmp_path, capsys, monkeypatch):
 
 @pytest.fixture(scope="module")
 def recipe():
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-    try:
-        import run_separation
-
-        yield run_separation
-    finally:
-        sys.path.remove(os.path.join(ROOT, "examples"))
+    return load_script("examples/run_separation.py")
 
 
 def old_run(folder, max_steps=8, with_args=True):

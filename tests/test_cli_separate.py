@@ -364,6 +364,7 @@ def test_media_and_keypoint_errors(checkpoint_dir, media, tmp_path, capsys):
     assert "not valid JSON" in err
 
 
+@pytest.mark.slow
 @needs_video
 def test_console_script_exit_code(checkpoint_dir, tmp_path):
     """The real command line (a fresh interpreter): exit code 2 and one line, no traceback."""

@@ -3,26 +3,26 @@ demo, see docs/training.md; here: every output is written and loadable)."""
 
 import json
 import os
-import sys
 
 import pytest
+from conftest import load_script
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
+
+def load_demo():
+    load_script("examples/run_separation.py")  # the recipe run_demo.py imports
+    return load_script("examples/run_demo.py")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import run_demo
-    finally:
-        sys.path.remove(EXAMPLES)
+    run_demo = load_demo()
     output = tmp_path_factory.mktemp("demo")
     argv = ["--output_dir", str(output), "--preset", "tiny", "--model_size", "tiny", "--max_steps", "4", "--eval_steps", "2", "--report_to", "none"]
     summary = run_demo.main(argv)
     return output, summary
 
 
+@pytest.mark.slow
 def test_demo_writes_every_output(demo, capsys):
     output, summary = demo
     for path in ("model/config.json", "model/model.safetensors", "model/README.md", "model/best/config.json",
@@ -37,13 +37,10 @@ def test_demo_writes_every_output(demo, capsys):
     assert "| model |" in table and "| mixture (floor) |" in table
 
 
+@pytest.mark.slow
 def test_demo_resumes_instead_of_retraining(demo, capsys):
     output, _ = demo
-    sys.path.insert(0, EXAMPLES)
-    try:
-        import run_demo
-    finally:
-        sys.path.remove(EXAMPLES)
+    run_demo = load_demo()
     before = os.path.getmtime(output / "model" / "checkpoints" / "step-4")
     run_demo.main(["--output_dir", str(output), "--preset", "tiny", "--model_size", "tiny", "--max_steps", "4", "--eval_steps", "2", "--report_to", "none"])
     assert os.path.getmtime(output / "model" / "checkpoints" / "step-4") == before  # nothing retrained

@@ -323,6 +323,7 @@ def test_pretrained_backbone_from_a_local_folder(tmp_path, tiny_inputs):
         torch.testing.assert_close(reloaded(**tiny_inputs).vision_pooler_output, model(**tiny_inputs).vision_pooler_output)
 
 
+@pytest.mark.slow
 def test_trust_remote_code_load_without_tribert_hf(tmp_path, tiny_config, tiny_inputs):
     model = _model(tiny_config)
     model.save_pretrained(tmp_path / "model")

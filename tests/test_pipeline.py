@@ -102,6 +102,7 @@ def test_pipeline_from_a_separation_folder_and_the_registry(checkpoint_dir, tmp_
         np.testing.assert_allclose(np.stack([p["waveform"] for p in separator(inputs)]), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pipeline_runs_as_remote_code_without_tribert_hf(checkpoint_dir, tmp_path):  # noqa: F811
     audio = np.random.default_rng(5).standard_normal(2 * SEGMENT).astype(np.float32) * 0.1
     videos, poses = players(seed=6)

@@ -131,6 +131,7 @@ def test_unknown_class_folders_are_refused(tmp_path):
         find_videos(str(tmp_path / "missing"), PrepareOptions().classes)
 
 
+@pytest.mark.slow
 def test_command_line(videos, tmp_path):
     video_dir, keypoints_dir = videos
     command = [sys.executable, "-m", "tribert_hf.cli", "prepare", video_dir, str(tmp_path / "out"), "--keypoints-dir", keypoints_dir, "--quiet"]

@@ -2,18 +2,14 @@
 style Markdown and the figure, and skips finished runs when run again."""
 
 import json
-import os
-import sys
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks")
+import pytest
+from conftest import load_script
 
 
+@pytest.mark.slow
 def test_quality_benchmark_tiny_budget(tmp_path, capsys):
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import quality
-    finally:
-        sys.path.remove(BENCHMARKS)
+    quality = load_script("benchmarks/quality.py")
     argv = ["--budget", "tiny", "--methods", "tribert,audio_only", "--seeds", "0,1", "--output_dir", str(tmp_path)]
     report = quality.main(argv)
     data = json.loads((tmp_path / "quality.json").read_text())
@@ -51,11 +47,7 @@ def test_pair_breakdown_groups_mixtures_by_shared_class():
     """Pairs are 'shared_class' when their clips' label sets intersect; skipped (NaN) mixtures are left out."""
     import numpy as np
 
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import quality
-    finally:
-        sys.path.remove(BENCHMARKS)
+    quality = load_script("benchmarks/quality.py")
     pairs = [(0, 1), (0, 2), (1, 2), (2, 3)]
     labels = [{"trumpet"}, {"trumpet", "cello"}, {"flute"}, {"drum"}]
     per_mixture = [  # batches as run_separation.evaluate returns them
@@ -69,11 +61,8 @@ def test_pair_breakdown_groups_mixtures_by_shared_class():
 
 def test_benchmark_docs_are_generated_from_the_json(tmp_path):
     """docs/benchmarks.md comes from the result files: a section per benchmark, 'not run yet' when one is missing."""
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import make_docs
-    finally:
-        sys.path.remove(BENCHMARKS)
+    load_script("benchmarks/quality.py")  # make_docs.py imports it
+    make_docs = load_script("benchmarks/make_docs.py")
     results = tmp_path / "results"
     results.mkdir()
     step = {"device": "cpu", "cpu": "x86_64", "cpu_threads": 2, "torch": "2.11", "repeats": 3, "configs": {

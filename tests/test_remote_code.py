@@ -58,6 +58,7 @@ MODELS = {
 FIELD = {TriBertModel: "vision_pooler_output", TriBertForPreTraining: "mask_logits"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_class", list(MODELS), ids=lambda c: c.__name__)
 def test_every_model_folder_loads_as_remote_code(tmp_path, model_class):
     model = build(model_class, common_config())
@@ -113,6 +114,7 @@ def test_a_head_saved_from_another_heads_folder_names_only_its_own_classes(tmp_p
             assert not pipelines, pipelines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["audio_only", "sound_of_pixels"])
 def test_baseline_folders_load_as_remote_code(tmp_path, name):
     model = (audio_only_model() if name == "audio_only" else sop_model()).eval()
@@ -136,6 +138,7 @@ def test_baseline_folders_load_as_remote_code(tmp_path, name):
     )
 
 
+@pytest.mark.slow
 def test_processor_feature_extractor_and_video_processor_load_as_remote_code(tmp_path):
     processor = TriBertProcessor(TriBertFeatureExtractor(), TriBertVideoProcessor(), num_pose_frames=64)
     for name, obj in (("processor", processor), ("feature_extractor", processor.feature_extractor), ("video_processor", processor.video_processor)):

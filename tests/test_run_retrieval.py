@@ -52,6 +52,7 @@ def run(recipe, checkpoint, tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_results_json_table_and_saved_models(run, checkpoint):
     out, returned = run
     results = json.load(open(out / "retrieval_results.json", encoding="utf-8"))
@@ -95,6 +96,7 @@ def test_results_json_table_and_saved_models(run, checkpoint):
                 assert torch.equal(model.tribert.state_dict()[name], value), (variant, embeddings, name)
 
 
+@pytest.mark.slow
 def test_training_loss_decreases_and_is_recorded(run):
     out, _ = run
     results = json.load(open(out / "retrieval_results.json", encoding="utf-8"))
@@ -133,6 +135,7 @@ def test_without_a_checkpoint_a_random_model_of_model_size(recipe, tmp_path):
     assert "randomly initialised `tiny` model" in open(out / "retrieval_table.md", encoding="utf-8").read()
 
 
+@pytest.mark.slow
 def test_clear_errors(recipe, tmp_path):
     out = ["--output_dir", str(tmp_path / "out")]
     with pytest.raises(ValueError, match=r"Unknown retrieval variant\(s\) \['audio_to_smell'\].*audio_to_vision"):

@@ -30,6 +30,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.mark.slow
 def test_training_evaluates_checkpoints_and_saves(tmp_path, cache):
     out = tmp_path / "run"
     log = run(COMMON + ["--eval_steps", "2", "--output_dir", str(out)], cache)
@@ -48,6 +49,7 @@ def test_training_evaluates_checkpoints_and_saves(tmp_path, cache):
     assert "| 4 |" in card and "synthetic:tiny" in card
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     run(COMMON + ["--eval_steps", "100", "--output_dir", str(straight)], cache)
@@ -61,6 +63,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
     assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6
 
 
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch(tmp_path, cache):
     out = tmp_path / "ddp"
     # accelerate 1.15's `launch --cpu --num_processes 2` starts one process (its multi-CPU mode goes through MPI);
@@ -76,6 +79,7 @@ def test_two_processes_with_accelerate_launch(tmp_path, cache):
     assert (out / "checkpoints" / "step-3").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tribert_no_pose", "tribert_self_attention", "audio_only", "sop"])
 def test_every_method_trains_evaluates_and_loads(tmp_path, cache, model):
     """The ablations and baselines go through the same recipe (`--model`), evaluation and `from_pretrained`."""

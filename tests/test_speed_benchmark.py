@@ -7,14 +7,18 @@ import sys
 
 import pytest
 import torch
+from conftest import load_script
 from torch import nn
+
+from tribert_hf.training import model_config
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "speed.py")
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-
-from speed import count_flops  # noqa: E402
+for _sibling in ("common", "model_size", "bss_eval", "feature_extraction", "train_step"):  # what speed.py imports
+    load_script(f"benchmarks/{_sibling}.py")
+count_flops = load_script("benchmarks/speed.py").count_flops
+random_batch = load_script("benchmarks/train_step.py").random_batch
 
 SECTIONS = ["preprocessing", "bss_eval", "matmul_peak", "training", "separation"]
 
@@ -85,9 +89,6 @@ def _encoder_hand_count(config, shapes: dict) -> dict:
 def test_tiny_tribert_encoder_forward_matches_layer_shapes(mode):
     """The suite's counter on the tiny config's TriBertForPreTraining forward: every encoder layer's FLOPs equal the
     hand count from the shapes it saw (eval: CPU's fused attention kernel; train: attention dropout, the math path)."""
-    from run_separation import model_config
-    from train_step import random_batch
-
     from tribert_hf import TriBertForPreTraining
 
     torch.manual_seed(0)
@@ -120,9 +121,6 @@ def test_tiny_tribert_encoder_forward_matches_layer_shapes(mode):
 
 
 def test_tiny_tribert_forward_backward_is_about_three_forwards():
-    from run_separation import model_config
-    from train_step import random_batch
-
     from tribert_hf import TriBertForPreTraining
 
     torch.manual_seed(0)
@@ -149,6 +147,7 @@ def run_suite(*args, timeout=600):
     )
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_every_section_targets_and_markdown(tmp_path):
     output = tmp_path / "speed.json"
     result = run_suite("--quick", "--profile", "--output", str(output))
@@ -210,6 +209,7 @@ def test_quick_suite_writes_every_section_targets_and_markdown(tmp_path):
         assert row.endswith("| yes |" if target["met"] else "| **no** |")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_cuda_without_a_gpu_is_refused_cleanly(tmp_path):
     result = run_suite("--quick", "--device", "cuda", "--output", str(tmp_path / "speed.json"), timeout=300)

@@ -157,14 +157,14 @@ def test_load_synthetic_music_caches(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a complete cached dataset must not be regenerated")
 
-    monkeypatch.setattr(synthetic, "generate_synthetic_music", must_not_run)
+    monkeypatch.setattr(synthetic.dataset, "generate_synthetic_music", must_not_run)
     again, dataset_again = load_synthetic_music("tiny", cache_dir=str(tmp_path))
     assert again == root and os.stat(marker).st_mtime_ns == stamp
     assert dataset_again["test"][:] == dataset["test"][:]
 
     os.remove(marker)  # as if interrupted before the end: generated again
     calls = []
-    monkeypatch.setattr(synthetic, "generate_synthetic_music", lambda root, **kw: calls.append(root) or {})
+    monkeypatch.setattr(synthetic.dataset, "generate_synthetic_music", lambda root, **kw: calls.append(root) or {})
     assert load_synthetic_music("tiny", cache_dir=str(tmp_path))[0] == root and calls == [root]
 
     # Without cache_dir: $XDG_CACHE_HOME/tribert_hf/synthetic when set.
@@ -401,7 +401,7 @@ def test_sounds_dir_generation_is_deterministic(sounds_dir, sound_generated, tmp
 
 def test_sounds_dir_cache_key(sounds_dir, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(synthetic, "generate_synthetic_music", lambda root, **kw: calls.append((root, kw)) or {})
+    monkeypatch.setattr(synthetic.dataset, "generate_synthetic_music", lambda root, **kw: calls.append((root, kw)) or {})
     cache = str(tmp_path / "cache")
     with pytest.warns(UserWarning):
         root, _ = load_synthetic_music("tiny", cache_dir=cache, sounds_dir=sounds_dir)
