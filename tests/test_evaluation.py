@@ -42,7 +42,7 @@ class IdealMaskModel(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def batches():
-    fe = TriBertFeatureExtractor()
+    fe = TriBertFeatureExtractor(num_samples=16383)  # 1.5-s clips: 64 frames, the same 256-bin chain
     collate = MixAndSeparateCollator(fe, num_mix=2, mask_type="binary")
     clips = _tone_clips(fe)
     return fe, [collate(clips[:2]), collate(clips[2:])]
