@@ -30,6 +30,8 @@ from .modeling_baselines import (
     reorder_sources,
 )
 from .modeling_tribert import (
+    TriBertContrastiveOutput,
+    TriBertForContrastiveRetrieval,
     TriBertForPreTraining,
     TriBertForPreTrainingOutput,
     TriBertForRetrieval,
@@ -40,6 +42,8 @@ from .modeling_tribert import (
     TriBertRetrievalOutput,
     TriBertSeparationOutput,
     compose_retrieval_pairs,
+    contrastive_embedding_query,
+    contrastive_loss,
     retrieval_top_k,
 )
 from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
@@ -92,7 +96,9 @@ __all__ = [
     "MUSIC_LABELS",
     "TriBertAudioConfig",
     "TriBertConfig",
+    "TriBertContrastiveOutput",
     "TriBertFeatureExtractor",
+    "TriBertForContrastiveRetrieval",
     "TriBertForPreTraining",
     "TriBertForPreTrainingOutput",
     "TriBertForRetrieval",
@@ -108,5 +114,7 @@ __all__ = [
     "TriBertVideoProcessor",
     "TriBertVisionConfig",
     "compose_retrieval_pairs",
+    "contrastive_embedding_query",
+    "contrastive_loss",
     "retrieval_top_k",
 ]
