@@ -382,10 +382,10 @@ def build_index(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def embed_query_files(model, processor, audio: str | None = None, video: str | None = None, keypoints: str | None = None) -> dict[str, np.ndarray]:
-    """Normalised embeddings `{modality: (dim,)}` of a query given as files: `audio` (a WAV / audio file, or a
-    video's audio track), `video` (its frames; its audio track fixes the time window when there is no `audio`),
-    `keypoints` (AlphaPose / COCO-WholeBody JSON of `video`). The centre crop, as in the index."""
+def query_inputs_from_files(processor, audio: str | None = None, video: str | None = None, keypoints: str | None = None):
+    """Model inputs (batch of one, centre crop as in the index) of a query given as files, and the modalities it
+    has: `audio` (a WAV / audio file, or a video's audio track), `video` (its frames; its audio track fixes the time
+    window when there is no `audio`), `keypoints` (AlphaPose / COCO-WholeBody JSON of `video`)."""
     from .inference import VisualClip, load_audio, load_clip_keypoints
 
     if not (audio or video):
@@ -413,9 +413,38 @@ def embed_query_files(model, processor, audio: str | None = None, video: str | N
         pose = load_clip_keypoints(keypoints, clip)
         kwargs.update(pose_keypoints=[pose], pose_fps=clip.fps if pose is not None else None)
     inputs = processor([waveform], sampling_rate=rate, crop="center", return_tensors="pt", **kwargs)
-    modalities = (["audio"] if audio else []) + (["vision"] if video else []) + (["pose"] if keypoints else [])
-    embeds = embed_clips(model, dict(inputs), modalities=modalities)
+    modalities = (["vision"] if video else []) + (["audio"] if audio else []) + (["pose"] if keypoints else [])
+    return dict(inputs), modalities
+
+
+def embed_query_files(model, processor, audio: str | None = None, video: str | None = None, keypoints: str | None = None) -> dict[str, np.ndarray]:
+    """Normalised embeddings `{modality: (dim,)}` of a query given as files (see `query_inputs_from_files`)."""
+    inputs, modalities = query_inputs_from_files(processor, audio, video, keypoints)
+    embeds = embed_clips(model, inputs, modalities=modalities)
     return {m: e[0] for m, e in embeds.items()}
+
+
+def indexed_clip_inputs(index: EmbeddingIndex, ids, processor) -> dict:
+    """Model inputs (centre crops, leading dimension `len(ids)`) of indexed clips, read again from the dataset the
+    index was built from (e.g. to re-rank a top-k with the joint encoder)."""
+    dataset = index.info.get("dataset")
+    if not dataset:
+        raise ValueError("The index does not record its dataset: its clips cannot be read again.")
+    root, data = _load_dataset(dataset)
+    wanted, parts = list(ids), {}
+    for split in index.info.get("splits") or list(data):
+        rows = data[split]
+        positions = {clip_id: i for i, clip_id in enumerate(rows["video_id"])}
+        picked = [(clip_id, positions[clip_id]) for clip_id in wanted if clip_id in positions]
+        if not picked:
+            continue
+        features = featurize_split(root, rows.select([i for _, i in picked]), processor, None)[:]
+        for j, (clip_id, _) in enumerate(picked):
+            parts[clip_id] = {k: v[j] for k, v in features.items()}
+    missing = [clip_id for clip_id in wanted if clip_id not in parts]
+    if missing:
+        raise ValueError(f"Clips {missing[:3]} are not in {dataset} any more: rebuild the index.")
+    return {k: torch.stack([parts[clip_id][k] for clip_id in wanted]) for k in parts[wanted[0]]}
 
 
 @torch.no_grad()
@@ -497,10 +526,12 @@ __all__ = [
     "expected_ranks",
     "faiss_available",
     "featurize_split",
+    "indexed_clip_inputs",
     "load_contrastive_model",
     "load_index",
     "make_index",
     "multiple_choice_metrics",
     "query_embedding",
+    "query_inputs_from_files",
     "rerank",
 ]
