@@ -16,6 +16,14 @@ any TriBERT checkpoint) and is kept frozen by default; without a checkpoint a ra
 
 Writes `output_dir/retrieval_results.json`, `output_dir/retrieval_table.md` and one folder per trained model,
 `output_dir/<variant>-<embeddings>/` (`save_pretrained` + the processor).
+
+`--method embedding` trains instead one `TriBertForContrastiveRetrieval` per kind of embedding: an embedding per
+clip and modality (the other streams blank), projected into a shared space and trained with InfoNCE over batches of
+clips on the frozen encoder's cached features (plus, with `--hard_negative_weight`, the paper's n-way choice
+against the nearest negatives of the batch). It reports both protocols for the five variants: full-collection
+recall@1/5/10 and median rank, and n-way multiple choice (top-1/5/10, n = `--eval_num_choices`) with random and
+with nearest-neighbour (hard) distractors. The model goes to `output_dir/embedding-<embeddings>/`, ready for
+`tribert index build`.
 """
 
 import copy
