@@ -177,7 +177,10 @@ def _index_search(args) -> int:
         from .modeling_tribert import TriBertForRetrieval
         from .configuration_tribert import RETRIEVAL_VARIANTS
 
-        joint = TriBertForRetrieval.from_pretrained(args.rerank).eval()
+        from .inference import _quiet_transformers
+
+        with _quiet_transformers():
+            joint = TriBertForRetrieval.from_pretrained(args.rerank).eval()
         query_streams, candidate_stream, _ = RETRIEVAL_VARIANTS[joint.config.retrieval_variant]
         if set(query_streams) != set(modalities) or candidate_stream != target:
             raise ValueError(

@@ -303,7 +303,10 @@ def load_contrastive_model(path: str, device: str | None = None):
             "embeddings would go through untrained projections. Train one with `examples/run_retrieval.py --method "
             "embedding --model_name_or_path <encoder>`."
         )
-    model = TriBertForContrastiveRetrieval.from_pretrained(path).eval()
+    from .inference import _quiet_transformers
+
+    with _quiet_transformers():
+        model = TriBertForContrastiveRetrieval.from_pretrained(path).eval()
     if device:
         model.to(device)
     if not os.path.isfile(os.path.join(path, "processor_config.json")):
