@@ -3,6 +3,7 @@
 checkpoint, and clear errors. Tiny configs, CPU, seconds."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -165,3 +166,27 @@ def test_clear_errors():
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         model.get_audio_features(bad)
+
+
+def test_saved_folder_loads_with_remote_code(tmp_path):
+    """The folder carries its code: `AutoModel` with `trust_remote_code=True` loads the contrastive model in a
+    process that cannot import tribert_hf, and gives the same audio features."""
+    from test_remote_code import run_without_tribert_hf
+
+    model = build()
+    model.save_pretrained(tmp_path / "folder")
+    assert os.path.isfile(tmp_path / "folder" / "modeling_tribert.py")
+    inputs = make_inputs(model.config, batch_size=2)
+    torch.save(inputs["audio_spectrogram"], tmp_path / "audio.pt")
+    with torch.no_grad():
+        expected = model.get_audio_features(inputs["audio_spectrogram"]).pooler_output
+    torch.save(expected, tmp_path / "expected.pt")
+    run_without_tribert_hf(tmp_path, f"""
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(tmp_path / "folder")!r}, trust_remote_code=True).eval()
+        assert type(model).__name__ == "TriBertForContrastiveRetrieval", type(model)
+        with torch.no_grad():
+            out = model.get_audio_features(torch.load({str(tmp_path / "audio.pt")!r})).pooler_output
+        torch.testing.assert_close(out, torch.load({str(tmp_path / "expected.pt")!r}))
+    """)

@@ -74,6 +74,7 @@ def _register() -> None:
     TriBertForPreTraining.register_for_auto_class("AutoModelForPreTraining")
     TriBertForRetrieval.register_for_auto_class("AutoModelForMultipleChoice")
     TriBertForSourceSeparation.register_for_auto_class("AutoModel")
+    TriBertForContrastiveRetrieval.register_for_auto_class("AutoModel")  # as CLIPModel: the folder's AutoModel
     AudioOnlyForSourceSeparation.register_for_auto_class("AutoModel")
     SoundOfPixelsForSourceSeparation.register_for_auto_class("AutoModel")
     TriBertFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -2018,9 +2018,10 @@ class TriBertForContrastiveRetrieval(TriBertPreTrainedModel):
     >>> vision = model.get_vision_features(pixel_values=frames).pooler_output
     >>> scores = F.normalize(audio, dim=-1) @ F.normalize(vision, dim=-1).T  # audio -> vision
     ```
-    """
 
-    _extra_auto_map = {"AutoModel": "TriBertModel"}
+    A saved folder's `AutoModel` (with `trust_remote_code=True`, where tribert_hf is not installed) is this class,
+    as CLIP's folder's `AutoModel` is `CLIPModel`.
+    """
 
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
