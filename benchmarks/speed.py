@@ -618,6 +618,14 @@ def markdown(result: dict) -> str:
         row(f"featurizer datasets.map num_proc=1 ({d['rows']} rows)", f"{d['num_proc_1']['rows_per_s']:.1f} rows/s")
         row("featurizer datasets.map num_proc=2", f"{d['num_proc_2']['rows_per_s']:.1f} rows/s")
         row("datasets.map scaling num_proc 2 / 1", f"{d['scaling_2_over_1']:.2f}x")
+    if "retrieval" in s and "error" not in s["retrieval"]:
+        r = s["retrieval"]
+        row(f"retrieval [{r['config']}]: clips embedded per second (vision + pose + audio)", f"{r['clips_per_s']:.1f}")
+        row(f"retrieval: queries per second, {r['index_clips']}-clip index, exact NumPy (one at a time / 100 at once)",
+            f"{r['numpy_queries_per_s_one_at_a_time']:.0f} / {r['numpy_queries_per_s_batched_100']:.0f}")  # fmt: skip
+        if "faiss_queries_per_s_one_at_a_time" in r:
+            row("retrieval: queries per second, FAISS IndexFlatIP (one at a time)", f"{r['faiss_queries_per_s_one_at_a_time']:.0f}")
+        row("retrieval: joint encoder pairs per second (seconds per query over the index)", f"{r['joint_pairs_per_s']:.1f} ({r['joint_seconds_per_query_over_index']:.0f} s)")
     errors = [name for name, sec in s.items() if isinstance(sec, dict) and "error" in sec]
     if errors:
         lines += ["", "Sections that failed: " + ", ".join(errors) + " (see the JSON)."]
