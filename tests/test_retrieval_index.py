@@ -279,3 +279,29 @@ def test_recipe_embedding_method(tmp_path):
     assert load_index(str(tmp_path / "idx")).ids == [f"synth-val-{i:04d}" for i in range(4)]
     with pytest.raises(ValueError, match="--method must be joint or embedding"):
         recipe.main(["--method", "index", "--output_dir", str(tmp_path)])
+
+
+def test_exact_top_k_in_chunks_and_hard_sets_of_a_larger_pool():
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((300, 5)).astype(np.float32)
+    queries = rng.standard_normal((70, 5)).astype(np.float32)
+    whole = exact_top_k(matrix, queries, 7)
+    chunked = exact_top_k(matrix, queries, 7, chunk=16)
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    candidates = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    hard = choice_sets(candidates, 5, "hard")
+    similarity = candidates @ candidates.T
+    np.fill_diagonal(similarity, -np.inf)
+    np.testing.assert_array_equal(np.sort(hard[:, 1:], axis=1), np.sort(np.argsort(-similarity, axis=1)[:, :4], axis=1))
+
+
+def test_build_in_chunks_gives_the_same_index(built_index, contrastive_checkpoint, tmp_path):
+    from tribert_hf.retrieval_index import build_index
+
+    chunked = build_index("synthetic:tiny", contrastive_checkpoint, str(tmp_path / "idx"), splits=["test", "val"], chunk_size=3, log=lambda *_: None)
+    whole = load_index(built_index, use_faiss=False)
+    assert chunked.ids == [f"synth-test-{i:04d}" for i in range(4)] + [f"synth-val-{i:04d}" for i in range(4)]
+    rows = [whole.ids.index(i) for i in chunked.ids]
+    for m in ("vision", "pose", "audio"):
+        np.testing.assert_allclose(chunked.matrices[m], whole.matrices[m][rows], rtol=1e-4, atol=1e-5)

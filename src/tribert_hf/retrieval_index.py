@@ -101,7 +101,7 @@ def default_target(query_modalities) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """The `k` rows of `matrix` `(n, dim)` with the largest inner product with each query `(q, dim)`: `(scores,
     indices)`, each `(q, min(k, n))`, best first; equal scores in row order. Brute force, exact."""
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
@@ -110,6 +110,9 @@ def exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nda
     k = min(int(k), matrix.shape[0])
     if k < 1:
         raise ValueError(f"k must be at least 1 (and the index non-empty), got k={k} for {matrix.shape[0]} clips.")
+    if len(queries) > chunk:  # a (chunk, n) score matrix at a time
+        parts = [exact_top_k(matrix, queries[i : i + chunk], k, chunk) for i in range(0, len(queries), chunk)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     scores = queries @ matrix.T  # (q, n)
     if k < matrix.shape[0]:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -324,7 +327,7 @@ def _load_dataset(dataset: str):
     return dataset, load_prepared(dataset)
 
 
-def featurize_split(root: str, split, processor, label2id: dict | None, num_proc: int = 1):
+def featurize_split(root: str, split, processor, label2id: dict | None, num_proc: int = 1, keep_in_memory: bool = False):
     """Centre-crop model inputs of every row of a prepared split (torch-formatted `datasets.Dataset`)."""
     from .data import PreparedClipFeaturizer
 
@@ -334,6 +337,7 @@ def featurize_split(root: str, split, processor, label2id: dict | None, num_proc
     features = split.map(
         featurizer, batched=True, batch_size=8, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
         remove_columns=split.column_names, features=featurizer.features, desc="features (centre crops)",
+        keep_in_memory=keep_in_memory,
     )  # fmt: skip
     features.set_format("torch", columns=["pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram"])
     return features
@@ -341,10 +345,11 @@ def featurize_split(root: str, split, processor, label2id: dict | None, num_proc
 
 def build_index(
     dataset: str, checkpoint: str, output: str, splits=None, batch_size: int = 32, num_proc: int = 1,
-    use_faiss: bool | None = None, device: str | None = None, log=print,
+    use_faiss: bool | None = None, device: str | None = None, log=print, chunk_size: int = 256,
 ) -> EmbeddingIndex:  # fmt: skip
     """Embed every clip of `dataset` (`synthetic:<preset>` or a prepared folder; `splits`, default all) with a
-    trained `TriBertForContrastiveRetrieval` and write the index folder `output`."""
+    trained `TriBertForContrastiveRetrieval` and write the index folder `output`. The clips are featurized and
+    embedded `chunk_size` at a time, in memory."""
     model, processor = load_contrastive_model(checkpoint, device)
     root, data = _load_dataset(dataset)
     splits = list(data) if not splits else list(splits)
@@ -355,10 +360,13 @@ def build_index(
     start = time.perf_counter()
     for split in splits:
         rows = data[split]
-        features = featurize_split(root, rows, processor, model.config.label2id, num_proc)
-        embeds = embed_clips(model, features[:], batch_size)
-        for m in MODALITIES:
-            parts[m].append(embeds[m])
+        # chunk by chunk, in memory: a large collection's inputs never sit on disk or in memory all at once
+        for chunk in range(0, len(rows), chunk_size):
+            features = featurize_split(root, rows.select(range(chunk, min(chunk + chunk_size, len(rows)))), processor,
+                                       model.config.label2id, num_proc, keep_in_memory=True)  # fmt: skip
+            embeds = embed_clips(model, features[:], batch_size)
+            for m in MODALITIES:
+                parts[m].append(embeds[m])
         ids += list(rows["video_id"])
         split_names += [split] * len(rows)
         labels += [list(x) for x in rows["labels"]]
@@ -498,9 +506,8 @@ def choice_sets(candidates: np.ndarray, num_choices: int, distractors: str = "ra
         others = np.stack([rng.choice(size - 1, num_choices - 1, replace=False) for _ in range(size)])
         others = others + (others >= np.arange(size)[:, None])  # skip clip i itself
     elif distractors == "hard":
-        similarity = candidates @ candidates.T
-        np.fill_diagonal(similarity, -np.inf)
-        others = np.argsort(-similarity, axis=1, kind="stable")[:, : num_choices - 1]
+        _, nearest = exact_top_k(candidates, candidates, num_choices)  # chunk the rows for a large pool
+        others = np.stack([[j for j in row if j != i][: num_choices - 1] for i, row in enumerate(nearest)])
     else:
         raise ValueError(f"distractors must be 'random' or 'hard', got {distractors!r}.")
     return np.concatenate([np.arange(size)[:, None], others], axis=1)
