@@ -510,6 +510,8 @@ def train_contrastive(args, accelerator, config, embeddings, train, num_clips, p
         scheduler.step()
         optimizer.zero_grad()
         losses.append(loss.item())
+        if args.report_to != "none":
+            accelerator.log({f"embedding-{embeddings}/loss": losses[-1], f"embedding-{embeddings}/logit_scale": model.logit_scale.item()}, step=step + 1)
     train_seconds = time.perf_counter() - start
     model.eval()
     start = time.perf_counter()
@@ -566,6 +568,9 @@ def run_embedding_method(args, accelerator, config, processor, variants, embeddi
     for kind in embeddings:
         model, report, losses, pool_embeds, timings = train_contrastive(args, accelerator, config, kind, train, num_clips, pool)
         rows = embedding_tables(pool_embeds, variants, args)
+        if args.report_to != "none":
+            accelerator.log({f"embedding-{kind}/{v}/{protocol}_{metric}": value for v, row in rows.items() for protocol in ("collection", "choice_random", "choice_hard")
+                             for metric, value in row[protocol].items()}, step=len(losses))  # fmt: skip
         folder = os.path.join(args.output_dir, f"embedding-{kind}")
         tmp = os.path.join(args.output_dir, f".tmp-embedding-{kind}")
         shutil.rmtree(tmp, ignore_errors=True)
