@@ -305,3 +305,20 @@ def test_build_in_chunks_gives_the_same_index(built_index, contrastive_checkpoin
     rows = [whole.ids.index(i) for i in chunked.ids]
     for m in ("vision", "pose", "audio"):
         np.testing.assert_allclose(chunked.matrices[m], whole.matrices[m][rows], rtol=1e-4, atol=1e-5)
+
+
+def test_search_with_a_still_image_as_the_video(built_index, capsys):
+    """--video also takes an image (a still clip, no audio track): vision -> audio, and with --audio, vision + audio
+    -> pose."""
+    from tribert_hf.data import load_synthetic_music
+
+    root, data = load_synthetic_music("tiny", progress=False)
+    media = os.path.join(root, os.path.dirname(data["test"][0]["audio_path"]))
+    frame = os.path.join(media, "frames", sorted(os.listdir(os.path.join(media, "frames")))[0])
+    assert cli(["index", "search", built_index, "--video", frame, "-k", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["query"] == ["vision"] and result["target"] == "audio" and len(result["hits"]) == 2
+    assert cli(["index", "search", built_index, "--video", frame, "--audio", os.path.join(root, data["test"][0]["audio_path"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == "pose"
+    assert cli(["index", "search", built_index, "--keypoints", frame]) == 2
+    assert "--keypoints needs --video" in capsys.readouterr().err

@@ -399,10 +399,10 @@ def query_inputs_from_files(processor, audio: str | None = None, video: str | No
     window when there is no `audio`), `keypoints` (AlphaPose / COCO-WholeBody JSON of `video`)."""
     from .inference import VisualClip, load_audio, load_clip_keypoints
 
-    if not (audio or video):
-        raise ValueError("A query needs --audio, --video (with --keypoints for pose) or --id.")
     if keypoints and not video:
         raise ValueError("--keypoints needs --video (the keypoint file's frame size and frame rate come from the video).")
+    if not (audio or video):
+        raise ValueError("A query needs --audio, --video (with --keypoints for pose) or --id.")
     rate = processor.feature_extractor.sampling_rate
     clip = VisualClip(video) if video else None
     if audio:
