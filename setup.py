@@ -35,6 +35,8 @@ EXTRAS = {
     # Video decoding (torchcodec's PyPI wheel needs a system FFmpeg and the CUDA NPP libraries).
     "video": ["torchcodec>=0.11,<0.12", "nvidia-npp>=13,<14"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "librosa>=0.10"],
+    # `tribert index`: FAISS inner-product indexes next to the embeddings (without it: exact NumPy search, same top-k)
+    "faiss": ["faiss-cpu>=1.8,<2"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 

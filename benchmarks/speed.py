@@ -22,6 +22,9 @@ Sections (each prints a one-line summary; a final line counts the targets met):
 - separation: real-time factor (seconds of audio separated per second) of `TriBertForSourceSeparation.separate`
   with random weights (speed does not depend on training), 2 videos, for the small (demo) and paper-size configs,
   on a 6-s mixture (one crop) and a 3-minute one (overlapping segments, batched 8 at a time).
+- retrieval (opt-in, `--sections retrieval`): clips embedded per second by `TriBertForContrastiveRetrieval` (small
+  config, one embedding per modality) and queries per second over a 10,000-clip index (exact NumPy; FAISS if
+  installed).
 - profile (--profile): torch.profiler over one paper-size training step (forward, backward, AdamW) and one small
   separation of the 6-s mixture; the top-15 ops by self CPU time (where time goes when a target is missed).
 
@@ -450,6 +453,60 @@ def section_separation(args, settings, device, profiles: dict) -> dict:
     return result
 
 
+def section_retrieval(args, settings, device) -> dict:
+    """Embedding retrieval (opt-in: `--sections retrieval`): clips embedded per second (vision, pose and audio of
+    each clip, `TriBertForContrastiveRetrieval` of the small config, random weights) and queries per second over an
+    index of 10,000 clips (random normalised embeddings: search speed does not depend on their values), exact NumPy
+    one query at a time and 100 at once, and FAISS (exact inner product) when installed."""
+    from tribert_hf import TriBertForContrastiveRetrieval
+    from tribert_hf.retrieval_index import embed_clips, exact_top_k, faiss_available
+
+    size, clips, dim = ("tiny", 8, 64) if args.quick else ("small", 32, 256)
+    pool, k = (1000 if args.quick else 10000), 10
+    config, _ = model_config(size)
+    config.retrieval_hidden_size = dim
+    torch.manual_seed(0)
+    model = TriBertForContrastiveRetrieval(config).to(device).eval()
+    inputs = {key: value.to(device) for key, value in example_inputs(config, batch_size=clips).items()}
+    embedding = timed_runs(lambda: embed_clips(model, inputs, batch_size=clips), args.repeats, device)
+    per_modality = {}
+    for modality in ("vision", "pose", "audio"):
+        stats = timed_runs(lambda: embed_clips(model, inputs, batch_size=clips, modalities=(modality,)), args.repeats, device)
+        per_modality[modality] = clips / stats["median_s"]
+    # the joint encoder (TriBertForRetrieval, audio -> vision) scores one (query, candidate) pair per forward pass
+    from tribert_hf import TriBertForRetrieval
+
+    torch.manual_seed(0)
+    joint = TriBertForRetrieval(config).to(device).eval()
+    query = {key: value[0] for key, value in inputs.items()}
+    pairs = timed_runs(lambda: joint.score_pool(query, inputs, batch_size=clips), args.repeats, device)
+    del joint
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((pool, dim)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    queries = matrix[rng.choice(pool, 100, replace=False)] + 0.01 * rng.standard_normal((100, dim)).astype(np.float32)
+    single = timed_runs(lambda: [exact_top_k(matrix, q[None], k) for q in queries], args.repeats, torch.device("cpu"))
+    batched = timed_runs(lambda: exact_top_k(matrix, queries, k), args.repeats, torch.device("cpu"))
+    result = {
+        "config": size, "embedding_dim": dim, "clips_per_batch": clips, "device": str(device), "torch_threads": torch.get_num_threads(),
+        "clips_per_s": clips / embedding["median_s"], "clips_per_s_by_modality": per_modality, "embedding": embedding,
+        "index_clips": pool, "k": k,
+        "numpy_queries_per_s_one_at_a_time": 100 / single["median_s"], "numpy_ms_per_query": 1e3 * single["median_s"] / 100,
+        "numpy_queries_per_s_batched_100": 100 / batched["median_s"],
+        "joint_pairs_per_s": clips / pairs["median_s"], "joint_seconds_per_query_over_index": pool * pairs["median_s"] / clips,
+    }  # fmt: skip
+    if faiss_available():
+        import faiss
+
+        index = faiss.IndexFlatIP(dim)
+        index.add(matrix)
+        faiss_single = timed_runs(lambda: [index.search(q[None], k) for q in queries], args.repeats, torch.device("cpu"))
+        result["faiss_queries_per_s_one_at_a_time"] = 100 / faiss_single["median_s"]
+        result["faiss_ms_per_query"] = 1e3 * faiss_single["median_s"] / 100
+        result["faiss_agrees_with_numpy"] = bool((index.search(queries, k)[1] == exact_top_k(matrix, queries, k)[1]).all())
+    return result
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Targets, report
 # ----------------------------------------------------------------------------------------------------------------
@@ -562,6 +619,14 @@ def markdown(result: dict) -> str:
         row(f"featurizer datasets.map num_proc=1 ({d['rows']} rows)", f"{d['num_proc_1']['rows_per_s']:.1f} rows/s")
         row("featurizer datasets.map num_proc=2", f"{d['num_proc_2']['rows_per_s']:.1f} rows/s")
         row("datasets.map scaling num_proc 2 / 1", f"{d['scaling_2_over_1']:.2f}x")
+    if "retrieval" in s and "error" not in s["retrieval"]:
+        r = s["retrieval"]
+        row(f"retrieval [{r['config']}]: clips embedded per second (vision + pose + audio)", f"{r['clips_per_s']:.1f}")
+        row(f"retrieval: queries per second, {r['index_clips']}-clip index, exact NumPy (one at a time / 100 at once)",
+            f"{r['numpy_queries_per_s_one_at_a_time']:.0f} / {r['numpy_queries_per_s_batched_100']:.0f}")  # fmt: skip
+        if "faiss_queries_per_s_one_at_a_time" in r:
+            row("retrieval: queries per second, FAISS IndexFlatIP (one at a time)", f"{r['faiss_queries_per_s_one_at_a_time']:.0f}")
+        row("retrieval: joint encoder pairs per second (seconds per query over the index)", f"{r['joint_pairs_per_s']:.1f} ({r['joint_seconds_per_query_over_index']:.0f} s)")
     errors = [name for name, sec in s.items() if isinstance(sec, dict) and "error" in sec]
     if errors:
         lines += ["", "Sections that failed: " + ", ".join(errors) + " (see the JSON)."]
@@ -631,6 +696,15 @@ def summary_line(name: str, sec: dict) -> str:
                     )
                 )  # fmt: skip
         return f"separation: {sec['device']}, {sec['dtype']}, 2 videos: " + "; ".join(parts)
+    if name == "retrieval":
+        faiss = f", FAISS {sec['faiss_queries_per_s_one_at_a_time']:.0f} queries/s" if "faiss_queries_per_s_one_at_a_time" in sec else ""
+        return (
+            f"retrieval: {sec['config']} config, {sec['torch_threads']} thread(s): {sec['clips_per_s']:.1f} clips/s embedded "
+            f"(vision + pose + audio); {sec['index_clips']}-clip index ({sec['embedding_dim']}-d), top-{sec['k']}: exact NumPy "
+            f"{sec['numpy_queries_per_s_one_at_a_time']:.0f} queries/s one at a time ({sec['numpy_ms_per_query']:.2f} ms each), "
+            f"{sec['numpy_queries_per_s_batched_100']:.0f} queries/s in batches of 100{faiss}; the joint encoder scores "
+            f"{sec['joint_pairs_per_s']:.1f} pairs/s: {sec['joint_seconds_per_query_over_index']:.0f} s per query over the same index"
+        )
     return name
 
 
@@ -644,7 +718,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 3; --quick 2)")
     parser.add_argument("--train-mixtures", type=int, default=None, help="mixtures (of 2 videos) per training step (default 1 on CPU, 12 on CUDA)")
     parser.add_argument("--matmul-size", type=int, default=None, help="n of the n x n peak matmul (default 4096 CPU, 8192 CUDA; --quick 512)")
-    parser.add_argument("--sections", default="preprocessing,bss_eval,matmul_peak,training,separation", help="comma list (matmul_peak is needed by training)")
+    parser.add_argument("--sections", default="preprocessing,bss_eval,matmul_peak,training,separation", help="comma list (matmul_peak is needed by training; retrieval, opt-in: embedding and index search speed)")
     parser.add_argument("--synthetic-cache-dir", default=None, help="where the synthetic dataset is (generated if absent)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "speed.json"))
     args = parser.parse_args(argv)
@@ -707,6 +781,8 @@ def main(argv=None) -> int:
                 sec = section_training(args, settings, device, peak, profiles)
             elif name == "separation":
                 sec = section_separation(args, settings, device, profiles)
+            elif name == "retrieval":
+                sec = section_retrieval(args, settings, device)
             else:
                 raise ValueError(f"unknown section {name!r}")
         except Exception:

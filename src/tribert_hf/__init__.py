@@ -30,6 +30,8 @@ from .modeling_baselines import (
     reorder_sources,
 )
 from .modeling_tribert import (
+    TriBertContrastiveOutput,
+    TriBertForContrastiveRetrieval,
     TriBertForPreTraining,
     TriBertForPreTrainingOutput,
     TriBertForRetrieval,
@@ -40,6 +42,8 @@ from .modeling_tribert import (
     TriBertRetrievalOutput,
     TriBertSeparationOutput,
     compose_retrieval_pairs,
+    contrastive_embedding_query,
+    contrastive_loss,
     retrieval_top_k,
 )
 from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
@@ -70,6 +74,7 @@ def _register() -> None:
     TriBertForPreTraining.register_for_auto_class("AutoModelForPreTraining")
     TriBertForRetrieval.register_for_auto_class("AutoModelForMultipleChoice")
     TriBertForSourceSeparation.register_for_auto_class("AutoModel")
+    TriBertForContrastiveRetrieval.register_for_auto_class("AutoModel")  # as CLIPModel: the folder's AutoModel
     AudioOnlyForSourceSeparation.register_for_auto_class("AutoModel")
     SoundOfPixelsForSourceSeparation.register_for_auto_class("AutoModel")
     TriBertFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
@@ -92,7 +97,9 @@ __all__ = [
     "MUSIC_LABELS",
     "TriBertAudioConfig",
     "TriBertConfig",
+    "TriBertContrastiveOutput",
     "TriBertFeatureExtractor",
+    "TriBertForContrastiveRetrieval",
     "TriBertForPreTraining",
     "TriBertForPreTrainingOutput",
     "TriBertForRetrieval",
@@ -108,5 +115,7 @@ __all__ = [
     "TriBertVideoProcessor",
     "TriBertVisionConfig",
     "compose_retrieval_pairs",
+    "contrastive_embedding_query",
+    "contrastive_loss",
     "retrieval_top_k",
 ]

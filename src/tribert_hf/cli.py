@@ -6,6 +6,8 @@
     tribert separate CHECKPOINT --mixture MIX --clips A B [...] -o OUT  one WAV per clip (mix-and-separate)
     tribert separate CHECKPOINT --video V [--keypoints V.json] -o OUT   one WAV per player (or for the video)
     tribert evaluate CHECKPOINT DATASET [--split val] [-o OUT]         SDR/SIR/SAR vs the mixture floor
+    tribert index build DATASET CHECKPOINT OUT [--splits test]         one embedding per clip and modality
+    tribert index search OUT --audio A.wav | --video V [...] [-k 10]   the nearest clips, with scores
 """
 
 import argparse
@@ -123,6 +125,93 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _index_build(args) -> int:
+    from .retrieval_index import build_index
+
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1.")
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    build_index(args.dataset, args.checkpoint, args.output, splits=splits, batch_size=args.batch_size,
+                num_proc=args.num_proc, use_faiss=False if args.no_faiss else None, device=args.device)  # fmt: skip
+    return 0
+
+
+def _index_search(args) -> int:
+    import json
+    import os
+    import time
+
+    import numpy as np
+
+    from .retrieval_index import (
+        default_target, embed_query_files, indexed_clip_inputs, load_contrastive_model, load_index, query_embedding,
+        query_inputs_from_files, rerank,
+    )  # fmt: skip
+
+    if args.k < 1:
+        raise ValueError("-k must be at least 1.")
+    index = load_index(args.index, use_faiss=False if args.no_faiss else None)
+    model = processor = None
+    start = time.perf_counter()
+    if args.id:
+        if args.audio or args.video or args.keypoints:
+            raise ValueError("--id takes the query from the index: give it without --audio/--video/--keypoints.")
+        modalities = [m.strip() for m in args.modality.split(",")] if args.modality else ["audio"]
+        try:
+            embeds = {m: index.embedding(args.id, m) for m in modalities}
+        except KeyError as error:
+            raise ValueError(error.args[0]) from error
+    else:
+        model, processor = load_contrastive_model(os.path.join(args.index, "model"), args.device)
+        embeds = embed_query_files(model, processor, args.audio, args.video, args.keypoints)
+        modalities = list(embeds)
+    target = args.target or default_target(modalities)
+    if target in modalities:
+        raise ValueError(f"--target {target} is a modality of the query ({', '.join(modalities)}): retrieve another one.")
+    embed_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    hits = index.search(query_embedding(embeds), target, args.k, exclude=args.id if args.id and args.exclude_query else None)
+    search_seconds = time.perf_counter() - start
+    rerank_scores = None
+    if args.rerank:
+        from .modeling_tribert import TriBertForRetrieval
+        from .configuration_tribert import RETRIEVAL_VARIANTS
+
+        from .inference import _quiet_transformers
+
+        with _quiet_transformers():
+            joint = TriBertForRetrieval.from_pretrained(args.rerank).eval()
+        query_streams, candidate_stream, _ = RETRIEVAL_VARIANTS[joint.config.retrieval_variant]
+        if set(query_streams) != set(modalities) or candidate_stream != target:
+            raise ValueError(
+                f"--rerank {args.rerank} scores {' + '.join(query_streams)} -> {candidate_stream}, the search is "
+                f"{' + '.join(modalities)} -> {target}."
+            )
+        if processor is None:
+            _, processor = load_contrastive_model(os.path.join(args.index, "model"))
+        if args.id:
+            query = {k: v[0] for k, v in indexed_clip_inputs(index, [args.id], processor).items()}
+        else:
+            query = {k: v[0] for k, v in query_inputs_from_files(processor, args.audio, args.video, args.keypoints)[0].items()}
+        candidates = indexed_clip_inputs(index, [h.id for h in hits], processor)
+        rerank_scores = rerank(joint, query, candidates)
+        order = np.argsort(-rerank_scores, kind="stable")
+        hits, rerank_scores = [hits[i] for i in order], rerank_scores[order]
+    rows = [{"rank": r + 1, "id": h.id, "score": round(h.score, 6), "split": h.split, "labels": h.labels,
+             **({"rerank_score": round(float(rerank_scores[r]), 6)} if rerank_scores is not None else {})}
+            for r, h in enumerate(hits)]  # fmt: skip
+    if args.json:
+        print(json.dumps({"query": modalities, "target": target, "embed_ms": round(1000 * embed_seconds, 2),
+                          "search_ms": round(1000 * search_seconds, 3), "hits": rows}, indent=2))  # fmt: skip
+        return 0
+    print(f"{' + '.join(modalities)} -> {target}: top {len(rows)} of {len(index)} clips "
+          f"(query ready in {1000 * embed_seconds:.1f} ms, model loading included; searched in {1000 * search_seconds:.2f} ms)")  # fmt: skip
+    for row in rows:
+        extra = f"  re-ranked {row['rerank_score']:+.4f}" if "rerank_score" in row else ""
+        print(f"{row['rank']:>4}  {row['score']:+.4f}{extra}  {row['id']}  [{row['split']}] {', '.join(row['labels'] or [])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tribert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +326,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-figure", action="store_true", help="do not draw example.png")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=_evaluate)
+
+    index = commands.add_parser(
+        "index",
+        help="an embedding index of a dataset for cross-modal retrieval: build it once, search it in milliseconds",
+        description="build: embeds every clip of a dataset (vision, pose and audio, one embedding each) with a "
+        "TriBertForContrastiveRetrieval checkpoint (examples/run_retrieval.py --method embedding) and writes the index "
+        "folder. search: the top-k clips of the index for a query (files, or an indexed clip's embedding).",
+    )
+    index_commands = index.add_subparsers(dest="index_command", required=True)
+    build = index_commands.add_parser("build", help="embed every clip of a dataset once")
+    build.add_argument("dataset", help="a `tribert prepare` folder, or synthetic:tiny / synthetic:small")
+    build.add_argument("checkpoint", help="a TriBertForContrastiveRetrieval folder (run_retrieval.py --method embedding)")
+    build.add_argument("output", help="the index folder to write")
+    build.add_argument("--splits", help="comma-separated splits to index (default: all)")
+    build.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default 32)")
+    build.add_argument("--num-proc", type=int, default=1, help="processes for feature extraction (default 1)")
+    build.add_argument("--no-faiss", action="store_true", help="write no FAISS files even when faiss-cpu is installed")
+    build.add_argument("--device", default=None, help="torch device (default cpu)")
+    build.set_defaults(func=_index_build)
+    search = index_commands.add_parser("search", help="the nearest clips of an index for a query")
+    search.add_argument("index", help="an index folder written by `tribert index build`")
+    search.add_argument("--audio", help="query sound: a WAV / audio file (or a video's audio track)")
+    search.add_argument("--video", help="query frames: a video file (or an image)")
+    search.add_argument("--keypoints", help="query pose: the AlphaPose / COCO-WholeBody JSON of --video")
+    search.add_argument("--id", help="query with an indexed clip's stored embedding(s) instead of files")
+    search.add_argument("--modality", help="with --id: the query modality or modalities, comma-separated (default audio)")
+    search.add_argument("--target", choices=("vision", "pose", "audio"), help="the modality retrieved (default: the paper's variant: audio -> vision, vision -> audio, pose -> audio, vision + audio -> pose)")
+    search.add_argument("-k", type=int, default=10, help="clips to return (default 10)")
+    search.add_argument("--exclude-query", action="store_true", help="with --id: leave the query's own clip out")
+    search.add_argument("--rerank", help="a TriBertForRetrieval folder of the same variant: re-score the top-k with the joint encoder")
+    search.add_argument("--no-faiss", action="store_true", help="exact NumPy search even when faiss-cpu is installed")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.add_argument("--device", default=None, help="torch device for embedding the query (default cpu)")
+    search.set_defaults(func=_index_search)
     return parser
 
 
