@@ -65,12 +65,12 @@ BUDGETS = {
 }  # fmt: skip
 # How every method is trained (recipe arguments of examples/run_separation.py on top of the budget's). "baseline":
 # the recipe's defaults (the paper's binary masks and weighted BCE, fixed crops, warm-up + cosine schedule).
-# "recommended": the levers of docs/training.md (ratio masks with weighted L1, per-clip gain jitter 0.5-1.5 as
+# "levers": every lever of docs/training.md at once (ratio masks with weighted L1, per-clip gain jitter 0.5-1.5 as
 # in the authors' code, 4x more crops per clip, one-cycle learning rate up to 2e-3; TriBERT models also condition
 # the U-Net on their segmentation attention's class scores).
 RECIPES = {
     "baseline": {},
-    "recommended": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3, "crops_per_clip_factor": 4, "separation_class_conditioning": True},
+    "levers": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3, "crops_per_clip_factor": 4, "separation_class_conditioning": True},
 }  # fmt: skip
 
 
