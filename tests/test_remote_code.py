@@ -169,3 +169,63 @@ def test_processor_feature_extractor_and_video_processor_load_as_remote_code(tmp
         assert vp(data["frames"], return_tensors="pt")["pixel_values"].shape == (1, 3, 3, 224, 224)
         """,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The code a folder carries: tribert_hf's sub-packages written flat (transformers cannot follow `.pkg.module`)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_write_flat_code_flattens_sub_packages(tmp_path, monkeypatch):
+    """A package with a sub-package: absolute and `..` imports become `from .<file> import`, optional imports
+    (in a `try` catching ImportError) stay, and transformers' loader resolves what is written."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    from tribert_hf.remote_code import write_flat_code
+
+    package = tmp_path / "src" / "fakepkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "top.py").write_text(
+        "from fakepkg.sub.leaf import VALUE  # absolute, across folders\n"
+        "from .helper import (\n    HELP,  # a comment\n)\n\n\n"
+        "def lazy():\n    from fakepkg.sub.other import OTHER\n    return OTHER\n\n\n"
+        "try:\n    from fakepkg.optional import NOT_SAVED\nexcept ImportError:\n    NOT_SAVED = None\n"
+    )
+    (package / "helper.py").write_text("HELP = 'é'\n")
+    (package / "sub" / "leaf.py").write_text("from ..helper import HELP\nfrom .other import OTHER\nVALUE = HELP + OTHER\n")
+    (package / "sub" / "other.py").write_text("OTHER = 'o'\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+
+    folder = tmp_path / "saved"
+    written = write_flat_code(folder, ["fakepkg.top"], package="fakepkg")
+    assert sorted(p.name for p in written) == ["helper.py", "leaf.py", "other.py", "top.py"]
+    top = (folder / "top.py").read_text()
+    assert "from .leaf import VALUE  # absolute, across folders" in top
+    assert "from .helper import HELP\n" in top and "    from .other import OTHER\n" in top
+    assert "from fakepkg.optional import NOT_SAVED" in top  # optional: left to the installed package
+    assert (folder / "leaf.py").read_text().startswith("from .helper import HELP\nfrom .other import OTHER\n")
+    assert sorted(os.path.basename(f) for f in get_relative_import_files(folder / "top.py")) == ["helper.py", "leaf.py", "other.py"]
+
+    (package / "sub" / "helper.py").write_text("")
+    (package / "sub" / "other.py").write_text("from .helper import X\nOTHER = 'o'\n")
+    with pytest.raises(ValueError, match="the same file name"):
+        write_flat_code(tmp_path / "again", ["fakepkg.top"], package="fakepkg")
+    (package / "sub" / "other.py").write_text("from . import helper\nOTHER = 'o'\n")
+    with pytest.raises(ValueError, match="not `from . import module`"):
+        write_flat_code(tmp_path / "again", ["fakepkg.top"], package="fakepkg")
+
+
+@pytest.mark.parametrize("model_class", list(MODELS), ids=lambda c: c.__name__)
+def test_saved_code_imports_only_files_of_the_folder(tmp_path, model_class):
+    """Every file a saved folder carries imports the others as `from .<file> import` (what transformers resolves)
+    and never tribert_hf itself, except in an optional `try` (the loader skips those too)."""
+    from transformers.dynamic_module_utils import get_imports, get_relative_imports
+
+    build(model_class, common_config()).save_pretrained(tmp_path)
+    code = [name for name in os.listdir(tmp_path) if name.endswith(".py")]
+    for name in code:
+        assert "tribert_hf" not in get_imports(tmp_path / name), name
+        for needed in get_relative_imports(tmp_path / name):
+            assert f"{needed}.py" in code, (name, needed)

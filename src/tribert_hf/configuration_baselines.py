@@ -16,6 +16,7 @@ from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from .configuration_tribert import _check_positive
+from .remote_code import RemoteCodeMixin
 
 
 # ResNet-18's layout (He et al., 2016): basic blocks, 2 per stage, 64 -> 512 channels (Sound of Pixels' frame net).
@@ -29,7 +30,7 @@ RESNET18_KWARGS = {
 }
 
 
-class _SeparationUNetConfig(PreTrainedConfig):
+class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
     """Fields and checks of the audio U-Net shared by the baselines (the U-Net of TriBERT's separation head)."""
 
     num_frequency_bins: int = 256

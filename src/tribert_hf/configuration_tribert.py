@@ -12,6 +12,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
+from .remote_code import RemoteCodeMixin
+
 
 # The 21 instrument classes of MUSIC21, in the order of the dataset's JSON lists (alphabetical).
 MUSIC21_LABELS = (
@@ -268,7 +270,7 @@ class TriBertAudioConfig(_TriBertStreamConfig):
 
 
 @strict
-class TriBertConfig(PreTrainedConfig):
+class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
     r"""Configuration of a TriBERT model (vision, pose and audio streams joined by tri-modal co-attention).
 
     Args:

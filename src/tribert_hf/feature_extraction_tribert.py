@@ -14,6 +14,8 @@ import torch
 from transformers import BatchFeature
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
+from .remote_code import RemoteCodeMixin
+
 
 def _interpolation_weights(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linear interpolation of a signal of `size` samples at fractional `positions` (clamped to the ends):
@@ -119,7 +121,7 @@ def _downmix(waveform: torch.Tensor, channel_axis: int, what: str) -> torch.Tens
     return pcm_to_float(waveform, what).mean(dim=channel_axis)
 
 
-class TriBertFeatureExtractor(SequenceFeatureExtractor):
+class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
     r"""Turns mono waveforms into TriBERT's `(1, 256, frames)` log-frequency STFT magnitudes.
 
     Args:

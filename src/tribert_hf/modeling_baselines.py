@@ -28,6 +28,7 @@ from transformers import initialization as init
 from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
+from .remote_code import RemoteCodeMixin
 from .modeling_tribert import (  # noqa: F401 (reorder_sources, separate_in_segments: re-exported)
     STREAMS,
     TriBertSeparationHead,
@@ -161,7 +162,7 @@ class AudioOnlySeparationOutput(TriBertSeparationOutput):
     permutation: torch.LongTensor | None = None
 
 
-class AudioOnlyPreTrainedModel(PreTrainedModel):
+class AudioOnlyPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     config: AudioOnlySeparationConfig
     config_class = AudioOnlySeparationConfig
     base_model_prefix = "audio_only"
@@ -271,7 +272,7 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class SoundOfPixelsPreTrainedModel(PreTrainedModel):
+class SoundOfPixelsPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     config: SoundOfPixelsConfig
     config_class = SoundOfPixelsConfig
     base_model_prefix = "sound_of_pixels"

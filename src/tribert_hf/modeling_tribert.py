@@ -35,6 +35,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_tribert import TriBertConfig
 from .pose_graph import spatial_partition_adjacency
+from .remote_code import RemoteCodeMixin
 
 
 logger = logging.get_logger(__name__)
@@ -758,7 +759,7 @@ def _encoder_fields(outputs: "TriBertModelOutput") -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class TriBertPreTrainedModel(PreTrainedModel):
+class TriBertPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     config: TriBertConfig
     base_model_prefix = "tribert"
     main_input_name = "pixel_values"
@@ -830,19 +831,20 @@ class TriBertPreTrainedModel(PreTrainedModel):
         if pipelines or previous_pipelines is not None:  # e.g. an encoder loaded from a pre-training folder: none
             config.custom_pipelines = pipelines
         try:
-            result = super().save_pretrained(save_directory, *args, **kwargs)
+            return super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             vision_config.use_pretrained_backbone = use_pretrained
             config.auto_map = previous
             if previous_pipelines is not None:
                 config.custom_pipelines = previous_pipelines
-        if pipelines:
-            from transformers.dynamic_module_utils import custom_object_save
 
-            from .pipeline_tribert import TriBertSourceSeparationPipeline
+    def _remote_code_classes(self) -> list[type]:
+        """The model's code, and the pipeline's where the folder names it (`custom_pipelines`)."""
+        if not self._custom_pipelines():
+            return [type(self)]
+        from .pipeline_tribert import TriBertSourceSeparationPipeline
 
-            custom_object_save(TriBertSourceSeparationPipeline, save_directory)  # copies pipeline_tribert.py
-        return result
+        return [type(self), TriBertSourceSeparationPipeline]
 
     # The Auto class under which a saved folder's `"audio-source-separation"` pipeline loads the model (the models
     # with a separation U-Net), or None.

@@ -9,8 +9,10 @@ import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .remote_code import RemoteCodeMixin
 
-class TriBertProcessor(ProcessorMixin):
+
+class TriBertProcessor(RemoteCodeMixin, ProcessorMixin):
     r"""Combines [`TriBertFeatureExtractor`] (audio), [`TriBertVideoProcessor`] (frames) and keypoint resampling.
 
     Args:
@@ -26,6 +28,9 @@ class TriBertProcessor(ProcessorMixin):
         self.num_persons = num_persons
         self.min_person_presence = min_person_presence
         super().__init__(feature_extractor, video_processor)
+
+    def _remote_code_classes(self) -> list[type]:
+        return [type(self), type(self.feature_extractor), type(self.video_processor)]
 
     def __call__(
         self,

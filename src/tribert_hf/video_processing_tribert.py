@@ -7,6 +7,8 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
+from .remote_code import RemoteCodeMixin
+
 
 class TriBertVideoProcessorKwargs(VideosKwargs, total=False):
     """Frame selection: `frame_sampling` ("center" for evaluation, "random" for training), `frame_stride` (frames
@@ -17,7 +19,7 @@ class TriBertVideoProcessorKwargs(VideosKwargs, total=False):
     seed: int | None
 
 
-class TriBertVideoProcessor(BaseVideoProcessor):
+class TriBertVideoProcessor(RemoteCodeMixin, BaseVideoProcessor):
     r"""Video processor of TriBERT.
 
     Takes one clip or a batch of clips, each `(frames, height, width, 3)` uint8 (or `(frames, 3, H, W)`; float frames
