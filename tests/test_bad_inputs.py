@@ -229,7 +229,7 @@ BAD_KEYPOINT_FILES = {
 
 @pytest.mark.parametrize("case", list(BAD_KEYPOINT_FILES))
 def test_bad_keypoint_files_are_refused(tmp_path, case):
-    from tribert_hf.pose_keypoints import load_keypoints
+    from tribert_hf.pose.keypoints import load_keypoints
 
     text, kwargs, message = BAD_KEYPOINT_FILES[case]
     with pytest.raises(ValueError, match=message):
@@ -237,7 +237,7 @@ def test_bad_keypoint_files_are_refused(tmp_path, case):
 
 
 def test_nan_in_a_keypoint_file_is_a_missing_joint(tmp_path):
-    from tribert_hf.pose_keypoints import load_keypoints
+    from tribert_hf.pose.keypoints import load_keypoints
 
     values = [50.0, 50.0, 0.9] * 26
     values[3] = float("nan")  # x of joint 1, confidence 0.9
@@ -247,7 +247,7 @@ def test_nan_in_a_keypoint_file_is_a_missing_joint(tmp_path):
 
 
 def test_a_far_detection_with_num_frames_is_ignored(tmp_path):
-    from tribert_hf.pose_keypoints import load_keypoints
+    from tribert_hf.pose.keypoints import load_keypoints
 
     path = alphapose(tmp_path, json.dumps([detection("5000000.jpg"), detection("3.jpg")]))
     pose = load_keypoints(path, frame_size=(100, 100), num_frames=10)

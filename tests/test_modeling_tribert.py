@@ -328,7 +328,7 @@ def test_trust_remote_code_load_without_tribert_hf(tmp_path, tiny_config, tiny_i
     model = _model(tiny_config)
     model.save_pretrained(tmp_path / "model")
     saved = os.listdir(tmp_path / "model")
-    assert {"configuration_tribert.py", "modeling_tribert.py", "pose_graph.py"} <= set(saved)
+    assert {"configuration_tribert.py", "modeling_tribert.py", "graph.py"} <= set(saved)
     auto_map = json.load(open(tmp_path / "model" / "config.json"))["auto_map"]
     assert auto_map == {"AutoConfig": "configuration_tribert.TriBertConfig", "AutoModel": "modeling_tribert.TriBertModel"}
     torch.save(tiny_inputs, tmp_path / "inputs.pt")

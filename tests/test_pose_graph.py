@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tribert_hf.pose_graph import (
+from tribert_hf.pose.graph import (
     GRAPH_LAYOUTS,
     HALPE68_EDGES,
     HALPE68_JOINT_NAMES,

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from tribert_hf.pose_graph import HALPE26_JOINT_NAMES
-from tribert_hf.pose_keypoints import LAYOUTS, load_keypoints, map_to_halpe68, resample_keypoints
+from tribert_hf.pose.graph import HALPE26_JOINT_NAMES
+from tribert_hf.pose.keypoints import LAYOUTS, load_keypoints, map_to_halpe68, resample_keypoints
 
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")

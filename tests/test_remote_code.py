@@ -65,7 +65,7 @@ def test_every_model_folder_loads_as_remote_code(tmp_path, model_class):
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     files = set(os.listdir(folder))
-    assert {"configuration_tribert.py", "modeling_tribert.py", "pose_graph.py"} <= files, files
+    assert {"configuration_tribert.py", "modeling_tribert.py", "graph.py"} <= files, files
     auto_map = json.load(open(folder / "config.json"))["auto_map"]
     loads_head, loads_base = MODELS[model_class]
     expected = {"AutoConfig": "configuration_tribert.TriBertConfig"}

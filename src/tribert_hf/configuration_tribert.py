@@ -186,7 +186,7 @@ class TriBertPoseConfig(_TriBertStreamConfig):
         num_pose_frames (`int`, defaults to 256): keypoint frames per clip (T) the processor produces.
         num_segments (`int`, defaults to 3): temporal segments = tokens per person (aligned with the 3 frames).
         in_channels (`int`, defaults to 3): x, y, confidence.
-        graph_layout (`str`, defaults to `"halpe68"`): skeleton, see `tribert_hf.pose_graph`.
+        graph_layout (`str`, defaults to `"halpe68"`): skeleton, see `tribert_hf.pose.graph`.
         gcn_channels / gcn_strides: output channels and temporal stride of each ST-GCN block (ST-GCN's 10 blocks).
         temporal_kernel_size (`int`, defaults to 9): temporal convolution width of each block.
         gcn_dropout (`float`, defaults to 0.0): dropout inside the temporal convolutions.
@@ -221,7 +221,7 @@ class TriBertPoseConfig(_TriBertStreamConfig):
             raise ValueError("TriBertPoseConfig.gcn_channels and gcn_strides must be positive.")
         if self.temporal_kernel_size % 2 == 0:
             raise ValueError(f"TriBertPoseConfig.temporal_kernel_size must be odd, got {self.temporal_kernel_size}.")
-        from .pose_graph import GRAPH_LAYOUTS
+        from tribert_hf.pose.graph import GRAPH_LAYOUTS
 
         if self.graph_layout not in GRAPH_LAYOUTS:
             raise ValueError(f"TriBertPoseConfig.graph_layout must be one of {sorted(GRAPH_LAYOUTS)}, got {self.graph_layout!r}.")

@@ -376,7 +376,7 @@ def load_clip_keypoints(
     Raises `FileNotFoundError`, or `ValueError` when the file is unusable or does not match the clip: detections
     beyond the video's last frame, or keypoints outside its frame (another video or another resolution).
     """
-    from .pose_keypoints import _parse, _read_json, load_keypoints
+    from .pose.keypoints import _parse, _read_json, load_keypoints
 
     path = _require_file(path, "keypoint file")
     if clip.is_image:
@@ -487,7 +487,7 @@ class SegmentConditioner:
     def window(self, index: int, start: int, num_samples: int):
         """Inputs of source `index` for one window: pixel_values `(F, 3, H, W)`, pose `(P, T, 68, 3)`, mask `(P,)`,
         and the crop box (pixels) or None."""
-        from .pose_keypoints import resample_keypoints
+        from .pose.keypoints import resample_keypoints
 
         source, p = self.sources[index], self.processor
         t0, duration = start / self.sampling_rate, num_samples / self.sampling_rate

@@ -34,7 +34,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 from transformers.utils import ModelOutput, logging
 
 from .configuration_tribert import TriBertConfig
-from .pose_graph import spatial_partition_adjacency
+from tribert_hf.pose.graph import spatial_partition_adjacency
 from .remote_code import RemoteCodeMixin
 
 
@@ -139,7 +139,7 @@ def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spe
         raise ValueError(
             f"`pose_keypoints` must have {pc.num_pose_frames} frames (config.pose_config.num_pose_frames), got "
             f"{pose_keypoints.shape[2]}: resample the clip's keypoints with the checkpoint's TriBertProcessor (or "
-            "`tribert_hf.pose_keypoints.resample_keypoints`)."
+            "`tribert_hf.pose.keypoints.resample_keypoints`)."
         )
     if audio_spectrogram.shape[1] != 1 or audio_spectrogram.shape[2] != ac.num_frequency_bins:
         raise ValueError(

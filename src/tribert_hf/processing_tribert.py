@@ -177,7 +177,7 @@ class TriBertProcessor(RemoteCodeMixin, ProcessorMixin):
                 f"pose_keypoints[{index}] must be ({self.num_persons} persons, frames, joints, 3), got {pose.shape}."
             )
         _check_pose(pose, f"pose_keypoints[{index}]")
-        from .pose_keypoints import resample_keypoints
+        from tribert_hf.pose.keypoints import resample_keypoints
 
         return resample_keypoints(
             pose, fps, window_start, window_length, num_output_frames=self.num_pose_frames,

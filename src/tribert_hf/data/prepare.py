@@ -127,7 +127,7 @@ def _process_video(video: dict, output_dir: str, keypoints_dir: str | None, opti
     pose, pose_fps = None, 0.0
     keypoint_file = os.path.join(keypoints_dir, f"{video['video_id']}.json") if keypoints_dir else None
     if keypoint_file and os.path.isfile(keypoint_file):
-        from ..pose_keypoints import load_keypoints
+        from ..pose.keypoints import load_keypoints
 
         pose = load_keypoints(
             keypoint_file, frame_size=(info["width"], info["height"]), num_frames=max(info["num_frames"], 1)

@@ -7,7 +7,7 @@ A prepared dataset is a folder::
       media/<video_id>/audio.wav     mono float32 WAV at 11025 Hz
       media/<video_id>/frames/       000001.jpg, 000002.jpg, ... RGB frames at `fps` (8 by default)
       media/<video_id>/pose.npy      float32 (2 persons, pose frames, 68 joints, 3): x / width, y / height,
-                                     confidence (Halpe-68 order, see tribert_hf.pose_graph); absent = 0
+                                     confidence (Halpe-68 order, see tribert_hf.pose.graph); absent = 0
       report.json                    (prepare only) what was skipped and why
 
 Columns (`PREPARED_FEATURES`); paths are relative to ROOT:

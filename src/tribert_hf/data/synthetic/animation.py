@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...pose_graph import NUM_HAND_JOINTS
+from ...pose.graph import NUM_HAND_JOINTS
 from .audio import TIMBRES, Melody
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...pose_graph import HALPE26_EDGES, HAND21_EDGES, LEFT_HAND_OFFSET, RIGHT_HAND_OFFSET
+from ...pose.graph import HALPE26_EDGES, HAND21_EDGES, LEFT_HAND_OFFSET, RIGHT_HAND_OFFSET
 from .animation import LOOKS, _axes, _Player
 
 

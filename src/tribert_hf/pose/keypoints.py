@@ -2,7 +2,7 @@
 
 `load_keypoints` turns a pose estimator's JSON into a float32 array of shape
 `(max_persons, num_frames, 68, 3)`: for each person slot and video frame, the 68 joints of
-`tribert_hf.pose_graph` (26 Halpe body joints, 21 left-hand, 21 right-hand joints) as
+`tribert_hf.pose.graph` (26 Halpe body joints, 21 left-hand, 21 right-hand joints) as
 `(x / width, y / height, confidence)`, coordinates clipped to `[0, 1]`, confidences to `[0, 1]`;
 an absent person, frame or joint is all zeros. That is what a prepared video stores as `pose.npy`
 (see `tribert_hf.data.prepared`). `resample_keypoints` cuts a time window out of such an array
@@ -82,7 +82,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .pose_graph import LEFT_HAND_OFFSET, NUM_BODY_JOINTS, NUM_HAND_JOINTS, RIGHT_HAND_OFFSET
+from .graph import LEFT_HAND_OFFSET, NUM_BODY_JOINTS, NUM_HAND_JOINTS, RIGHT_HAND_OFFSET
 
 
 NUM_JOINTS = 68
@@ -405,7 +405,7 @@ def load_keypoints(
 
     Returns:
         `(max_persons, num_frames, 68, 3)` float32: x / width, y / height, confidence in `[0, 1]`, joints in
-        the Halpe-68 order of `tribert_hf.pose_graph`; slot 0 is the leftmost person; absent = 0.
+        the Halpe-68 order of `tribert_hf.pose.graph`; slot 0 is the leftmost person; absent = 0.
 
     Raises:
         FileNotFoundError: `path` does not exist (unless `allow_missing`).
