@@ -19,7 +19,8 @@ from tribert_hf.modeling_baselines import (
     reorder_sources,
     separate_in_segments,
 )
-from tribert_hf.modeling_tribert import TriBertSeparationOutput, _mask_loss
+from tribert_hf.modeling_tribert import TriBertSeparationOutput
+from tribert_hf.separation.losses import mask_loss
 
 
 BINS, FRAMES = 32, 24
@@ -128,14 +129,14 @@ def test_pit_loss_is_the_minimum_over_permutations(mask_type):
     per_mixture = []
     for b in range(3):
         row = slice(b, b + 1)
-        identity = _mask_loss(model.config, out.logits[row], labels[row], spectrogram[row], weight[row])
-        crossed = _mask_loss(model.config, out.logits[row, [1, 0]], labels[row], spectrogram[row], weight[row])
+        identity = mask_loss(out.logits[row], labels[row], spectrogram[row], weight[row], mask_type=model.config.mask_type)
+        crossed = mask_loss(out.logits[row, [1, 0]], labels[row], spectrogram[row], weight[row], mask_type=model.config.mask_type)
         per_mixture.append(torch.minimum(identity, crossed))
         assert out.permutation[b].tolist() == ([0, 1] if identity <= crossed else [1, 0])
     torch.testing.assert_close(out.loss, torch.stack(per_mixture).mean())
     # ... which is TriBERT's loss of the outputs put in the best order.
     aligned = reorder_sources(out.logits, out.permutation)
-    torch.testing.assert_close(out.loss, _mask_loss(model.config, aligned, labels, spectrogram, weight))
+    torch.testing.assert_close(out.loss, mask_loss(aligned, labels, spectrogram, weight, mask_type=model.config.mask_type))
 
 
 def test_pit_loss_with_three_sources_matches_brute_force():
@@ -150,7 +151,7 @@ def test_pit_loss_with_three_sources_matches_brute_force():
     best = []
     for b in range(4):
         costs = {
-            order: float(_mask_loss(config, logits[b : b + 1, list(order)], labels[b : b + 1], mixture[b : b + 1], None))
+            order: float(mask_loss(logits[b : b + 1, list(order)], labels[b : b + 1], mixture[b : b + 1], None, mask_type=config.mask_type))
             for order in itertools.permutations(range(3))
         }
         order = min(costs, key=costs.get)
@@ -181,7 +182,7 @@ def test_sop_shapes_and_errors(videos):
     assert isinstance(out, TriBertSeparationOutput)
     assert out.logits.shape == out.masks.shape == (2, videos, BINS, FRAMES)
     assert ((out.masks >= 0) & (out.masks <= 1)).all() and torch.isfinite(out.loss) and out.loss > 0
-    expected = _mask_loss(model.config, out.logits, batch["labels"], batch["audio_spectrogram"], batch["loss_weight"])
+    expected = mask_loss(out.logits, batch["labels"], batch["audio_spectrogram"], batch["loss_weight"], mask_type=model.config.mask_type)
     torch.testing.assert_close(out.loss, expected)
     # TriBERT's positional order: pixel_values, pose_keypoints, audio_spectrogram
     positional = model(batch["pixel_values"], batch["pose_keypoints"], batch["audio_spectrogram"])

@@ -26,7 +26,6 @@ from .modeling_baselines import (
     AudioOnlyForSourceSeparation,
     AudioOnlySeparationOutput,
     SoundOfPixelsForSourceSeparation,
-    permutation_invariant_mask_loss,
     reorder_sources,
 )
 from .modeling_tribert import (
@@ -46,6 +45,7 @@ from .modeling_tribert import (
     contrastive_loss,
     retrieval_top_k,
 )
+from .separation.losses import permutation_invariant_mask_loss
 from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
 from .processing_tribert import TriBertProcessor
 from .video_processing_tribert import TriBertVideoProcessor

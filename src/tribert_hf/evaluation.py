@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 
 from .metrics import SeparationMetrics
-from .modeling_tribert import _activate_masks, reorder_sources
+from .modeling_tribert import reorder_sources
+from .separation.losses import activate_masks
 
 
 MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")
@@ -36,7 +37,7 @@ def predicted_masks(model, outputs) -> torch.Tensor:
     """Masks in the targets' order: the model's masks, or the PIT baseline's outputs in their best permutation."""
     masks = outputs.get("masks")
     if masks is None:
-        masks = _activate_masks(model.config, outputs["mask_logits"])
+        masks = activate_masks(outputs["mask_logits"], model.config.mask_type)
     if outputs.get("permutation") is not None:
         masks = reorder_sources(masks, outputs["permutation"])
     return masks

@@ -15,6 +15,7 @@ from transformers import BatchFeature
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
 from .remote_code import RemoteCodeMixin
+from tribert_hf.separation.losses import LOSS_WEIGHT_RANGE, mask_loss_weight
 
 
 def _interpolation_weights(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,8 +132,12 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
         n_fft (`int`, defaults to 1022): STFT size and Hann window length (512 frequency bins).
         hop_length (`int`, defaults to 256): STFT hop in samples (65535 samples -> 256 frames).
         num_frequency_bins (`int`, defaults to 256): log-frequency rows of the output.
-        mask_ratio_max (`float`, defaults to 5.0): ratio-mask targets are clamped to [0, mask_ratio_max].
-        loss_weight_range (`tuple`, defaults to (1e-3, 10)): clamp of the log1p(mixture magnitude) loss weight.
+        mask_ratio_max (`float`, defaults to 5.0): ratio-mask targets are clamped to [0, mask_ratio_max] (the
+            ideal ratio mask of evaluation is built from them). A loss counts them up to 2 only, the most a ratio
+            mask can output (`tribert_hf.separation.losses.ratio_mask_target`).
+        loss_weight_range (`tuple`, defaults to `LOSS_WEIGHT_RANGE` (1e-3, 10)): clamp of the log1p(mixture
+            magnitude) loss weight (`tribert_hf.separation.losses.mask_loss_weight`, which the models use with the
+            default range when given no `loss_weight`).
     """
 
     model_input_names = ["audio_spectrogram"]
@@ -145,7 +150,7 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
         hop_length: int = 256,
         num_frequency_bins: int = 256,
         mask_ratio_max: float = 5.0,
-        loss_weight_range: tuple[float, float] = (1e-3, 10.0),
+        loss_weight_range: tuple[float, float] = LOSS_WEIGHT_RANGE,
         padding_value: float = 0.0,
         **kwargs,
     ):
@@ -474,6 +479,7 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
             kind: `"binary"`: 1 where the source dominates the mixture (it is the loudest source in that bin;
                 ties go to the first), so the N masks sum to exactly 1 in every bin. `"ratio"`:
                 `source / mixture`, clamped to [0, mask_ratio_max] (sums to 1 where the sources add in phase).
+                A loss clamps them further to [0, 2], the range of a ratio mask (`ratio_mask_target`).
         """
         if source_magnitudes.shape[1:] != mixture_magnitude.shape:
             raise ValueError(
@@ -489,9 +495,9 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
         raise ValueError(f"kind must be 'binary' or 'ratio', got {kind!r}.")
 
     def loss_weight(self, mixture_magnitude: torch.Tensor) -> torch.Tensor:
-        """Per-pixel BCE weight `log1p(mixture magnitude)` clamped to `loss_weight_range` (Sound-of-Pixels)."""
-        low, high = self.loss_weight_range
-        return torch.log1p(mixture_magnitude).clamp(low, high)
+        """Per-pixel loss weight `log1p(mixture magnitude)` clamped to `loss_weight_range` (Sound-of-Pixels): the
+        models' default weight (`mask_loss_weight`) with this feature extractor's range."""
+        return mask_loss_weight(mixture_magnitude, self.loss_weight_range)
 
     def masks_to_waveforms(self, masks: torch.Tensor, mixture_stft: torch.Tensor, length: int) -> torch.Tensor:
         """Predicted log-frequency masks -> waveforms.

@@ -29,13 +29,12 @@ from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
 from .remote_code import RemoteCodeMixin
+from tribert_hf.separation.losses import activate_masks, mask_loss, permutation_invariant_mask_loss  # noqa: F401 (re-exported)
 from .modeling_tribert import (  # noqa: F401 (reorder_sources, separate_in_segments: re-exported)
     STREAMS,
     TriBertSeparationHead,
     TriBertSeparationOutput,
-    _activate_masks,
     _check_tensor,
-    _mask_loss,
     reorder_sources,
     separate_in_segments,
 )
@@ -95,53 +94,6 @@ class SoundOfPixelsAudioUNet(TriBertSeparationHead):
             if index < len(self.gates):
                 hidden = torch.cat([hidden, self.gates[index](hidden, skips[-2 - index])], dim=1)
         return hidden
-
-
-def _elementwise_mask_loss(mask_type: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Unreduced per-pixel loss of `_mask_loss` (BCE for binary masks, L1 of 2 * sigmoid for ratio masks)."""
-    labels = labels.to(logits.dtype)
-    if mask_type == "binary":
-        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    return (2 * torch.sigmoid(logits) - labels.clamp(0, 2)).abs()
-
-
-def permutation_invariant_mask_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    mixture_magnitude: torch.Tensor,
-    loss_weight: torch.Tensor | None = None,
-    mask_type: str = "binary",
-) -> tuple[torch.Tensor, torch.LongTensor]:
-    """Permutation-invariant (PIT) version of TriBERT's weighted mask loss.
-
-    For each mixture, the loss of every assignment of outputs to targets (`itertools.permutations`, N! of them) is
-    the weighted per-pixel loss of `_mask_loss` averaged over the N pairs; the mixture's loss is the smallest, and
-    the batch loss their mean (so it equals `_mask_loss` of the outputs reordered by the best permutation).
-
-    Args:
-        logits: `(batch, N, frequency_bins, frames)` mask logits.
-        labels: `(batch, N, frequency_bins, frames)` mask targets.
-        mixture_magnitude: `(batch, 1, frequency_bins, frames)`: the default weight is its `log1p`, in [1e-3, 10].
-        loss_weight: `(batch, 1, frequency_bins, frames)` per-pixel weight, or `(batch, N, ...)` one per target (it
-            follows the target whatever output is assigned to it).
-        mask_type: `"binary"` (weighted BCE) or `"ratio"` (weighted L1).
-    Returns:
-        The loss `()` and `permutation` `(batch, N)`: `permutation[b, j]` is the output assigned to target `j`.
-    """
-    if labels.shape != logits.shape:
-        raise ValueError(f"`labels` (mask targets) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
-    batch, sources = logits.shape[:2]
-    if loss_weight is None:  # as `_mask_loss`
-        loss_weight = torch.log1p(mixture_magnitude).clamp(1e-3, 10.0)
-    weight = loss_weight.expand_as(labels)
-    # pair_loss[b, i, j]: output i against target j, (batch, N outputs, N targets).
-    outputs, targets = torch.broadcast_tensors(logits[:, :, None], labels[:, None])
-    pixels = _elementwise_mask_loss(mask_type, outputs, targets) * weight[:, None]
-    pair_loss = pixels.mean(dim=(-2, -1))
-    permutations = torch.tensor(list(itertools.permutations(range(sources))), device=logits.device)  # (P, N)
-    costs = pair_loss[:, permutations, torch.arange(sources, device=logits.device)].mean(dim=-1)  # (batch, P)
-    best_cost, best = costs.min(dim=1)
-    return best_cost.mean(), permutations[best]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -226,7 +178,7 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
                 logits, labels, audio_spectrogram, loss_weight, self.config.mask_type
             )
         output = AudioOnlySeparationOutput(
-            loss=loss, logits=logits, masks=_activate_masks(self.config, logits), permutation=permutation
+            loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), permutation=permutation
         )
         return output if return_dict else output.to_tuple()
 
@@ -357,8 +309,8 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         vectors = self.encode_frames(pixel_values)  # (batch, videos, K)
         feature_maps = self.encode_audio(audio_spectrogram)  # (batch, K, F, T)
         logits = torch.einsum("bvk,bkft->bvft", vectors * self.feature_scale, feature_maps) + self.mask_bias
-        loss = None if labels is None else _mask_loss(self.config, logits, labels, audio_spectrogram, loss_weight)
-        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=_activate_masks(self.config, logits))
+        loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
+        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type))
         return output if return_dict else output.to_tuple()
 
     @torch.no_grad()

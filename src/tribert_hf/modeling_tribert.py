@@ -35,6 +35,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_tribert import TriBertConfig
 from tribert_hf.pose.graph import spatial_partition_adjacency
+from tribert_hf.separation.losses import activate_masks, mask_loss
 from .remote_code import RemoteCodeMixin
 
 
@@ -1187,24 +1188,6 @@ def _encode_videos(
     return torch.cat(parts, dim=-1).view(batch, videos, -1), outputs
 
 
-def _mask_loss(config, logits, labels, mixture_magnitude, loss_weight):
-    """Weighted per-pixel loss of the masks (SoP: weight log1p(mixture magnitude) clamped to [1e-3, 10])."""
-    if labels.shape != logits.shape:
-        raise ValueError(f"`labels` (mask targets) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
-    if loss_weight is None:
-        loss_weight = torch.log1p(mixture_magnitude).clamp(1e-3, 10.0)
-    weight = loss_weight.expand_as(logits) if loss_weight.shape != logits.shape else loss_weight
-    if config.mask_type == "binary":
-        loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")
-    else:
-        loss = (2 * torch.sigmoid(logits) - labels.to(logits.dtype).clamp(0, 2)).abs()
-    return (loss * weight).mean()
-
-
-def _activate_masks(config, logits):
-    return torch.sigmoid(logits) if config.mask_type == "binary" else 2 * torch.sigmoid(logits)
-
-
 class TriBertForSourceSeparation(TriBertPreTrainedModel):
     r"""TriBERT + attention U-Net: separates a mixture of N videos' audio into one mask per video (mix-and-separate).
 
@@ -1285,9 +1268,9 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
             output_attentions, output_hidden_states,
         )  # fmt: skip
         logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps)
-        loss = None if labels is None else _mask_loss(self.config, logits, labels, audio_spectrogram, loss_weight)
+        loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
         output = TriBertSeparationOutput(
-            loss=loss, logits=logits, masks=_activate_masks(self.config, logits), **_encoder_fields(outputs)
+            loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), **_encoder_fields(outputs)
         )
         return output if return_dict else output.to_tuple()
 
@@ -1645,7 +1628,7 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
             terms["audio_classification_loss"] = F.binary_cross_entropy_with_logits(audio_logits, heard)
             terms["segmentation_loss"] = F.binary_cross_entropy(segmentation_scores, targets)
         if labels is not None:
-            terms["separation_loss"] = _mask_loss(self.config, mask_logits, labels, audio_spectrogram, loss_weight)
+            terms["separation_loss"] = mask_loss(mask_logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
         weights = {
             "vision_classification_loss": self.config.vision_classification_loss_weight,
             "pose_classification_loss": self.config.pose_classification_loss_weight,

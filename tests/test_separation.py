@@ -1,0 +1,97 @@
+"""The separation package on its own: one loss-weight rule and one ratio-target rule for every model's loss, the
+attention U-Net built from explicit sizes, and segment-wise separation by `separation.apply` (the models take no
+feature extractor)."""
+
+import pytest
+import torch
+from test_baselines import audio_only_model, mixture_batch, sop_model
+from test_heads import head_config, mixture_inputs
+
+from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation
+from tribert_hf.separation.losses import (
+    LOSS_WEIGHT_RANGE,
+    RATIO_MASK_MAX,
+    activate_masks,
+    mask_loss,
+    mask_loss_weight,
+    permutation_invariant_mask_loss,
+    ratio_mask_target,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses: one loss weight, one ratio-target clamp
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_the_feature_extractor_weighs_the_loss_with_the_one_rule():
+    mixture = torch.tensor([0.0, 1e-4, 1.0, 50.0, 1e9])
+    fe = TriBertFeatureExtractor()
+    assert fe.loss_weight_range == LOSS_WEIGHT_RANGE == (1e-3, 10.0)
+    torch.testing.assert_close(fe.loss_weight(mixture), mask_loss_weight(mixture), rtol=0, atol=0)
+    torch.testing.assert_close(mask_loss_weight(mixture), torch.log1p(mixture).clamp(1e-3, 10.0), rtol=0, atol=0)
+    other = TriBertFeatureExtractor(loss_weight_range=(0.5, 2.0))
+    torch.testing.assert_close(other.loss_weight(mixture), torch.tensor([0.5, 0.5, float(torch.log1p(torch.tensor(1.0))), 2.0, 2.0]))
+    assert TriBertFeatureExtractor.from_dict(other.to_dict()).loss_weight_range == (0.5, 2.0)
+
+
+def _models():
+    config = head_config()
+    torch.manual_seed(0)
+    tribert_inputs = mixture_inputs(config)
+    baseline_inputs = {k: v for k, v in mixture_batch().items() if k in ("pixel_values", "audio_spectrogram")}
+    return {
+        "tribert": (TriBertForSourceSeparation(config).eval(), tribert_inputs, "loss"),
+        "pretraining": (TriBertForPreTraining(config).eval(), tribert_inputs, "separation_loss"),
+        "audio_only": (audio_only_model().eval(), baseline_inputs, "loss"),
+        "sop": (sop_model().eval(), baseline_inputs, "loss"),
+    }
+
+
+@pytest.mark.parametrize("name", ["tribert", "pretraining", "audio_only", "sop"])
+def test_every_model_defaults_to_the_feature_extractors_loss_weight(name):
+    model, inputs, field = _models()[name]
+    mixture = inputs["audio_spectrogram"] * 30  # magnitudes past both ends of the clamp
+    inputs = {**inputs, "audio_spectrogram": mixture}
+    labels = (torch.rand(2, 2, *mixture.shape[-2:], generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    with torch.no_grad():
+        default = model(**inputs, labels=labels)[field]
+        explicit = model(**inputs, labels=labels, loss_weight=TriBertFeatureExtractor().loss_weight(mixture))[field]
+        other = model(**inputs, labels=labels, loss_weight=torch.ones_like(mixture))[field]
+    torch.testing.assert_close(default, explicit, rtol=0, atol=0)
+    assert not torch.allclose(default, other)
+
+
+@pytest.mark.parametrize("name", ["tribert", "pretraining", "audio_only", "sop"])
+def test_every_model_counts_ratio_targets_up_to_the_ratio_mask_range(name):
+    """The feature extractor's ratio targets go up to `mask_ratio_max` (5); every loss counts them up to 2, the most
+    a ratio mask (2 * sigmoid) outputs: targets of 2 and of 5 cost the same, targets below 2 do not."""
+    model, inputs, field = _models()[name]
+    model.config.mask_type = "ratio"
+    fe = TriBertFeatureExtractor()
+    shape = (2, 2, *inputs["audio_spectrogram"].shape[-2:])
+    ratios = torch.rand(shape, generator=torch.Generator().manual_seed(2)) * 2 * fe.mask_ratio_max
+    with torch.no_grad():
+        output = model(**inputs, labels=ratios.clamp(0, fe.mask_ratio_max))
+        as_counted = model(**inputs, labels=ratio_mask_target(ratios))
+        lower = model(**inputs, labels=ratios.clamp(0, 1.5))
+    masks = output.masks if "masks" in output else activate_masks(output.mask_logits, "ratio")
+    assert float(masks.min()) >= 0 and float(masks.max()) <= RATIO_MASK_MAX == 2.0
+    torch.testing.assert_close(output[field], as_counted[field], rtol=0, atol=0)
+    assert not torch.allclose(output[field], lower[field])
+
+
+def test_mask_loss_and_its_permutation_invariant_version_agree():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 8, 8, generator=generator)
+    labels = torch.rand(3, 2, 8, 8, generator=generator) * 4
+    mixture = torch.rand(3, 1, 8, 8, generator=generator) * 20
+    for mask_type in ("binary", "ratio"):
+        targets = (labels > 2).float() if mask_type == "binary" else labels
+        loss, permutation = permutation_invariant_mask_loss(logits, targets, mixture, mask_type=mask_type)
+        aligned = logits.gather(1, permutation[:, :, None, None].expand_as(logits))
+        torch.testing.assert_close(loss, mask_loss(aligned, targets, mixture, mask_type=mask_type))
+        assert float(loss) <= float(mask_loss(logits, targets, mixture, mask_type=mask_type)) + 1e-7
+    torch.testing.assert_close(activate_masks(logits, "ratio"), 2 * torch.sigmoid(logits), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="mask targets"):
+        mask_loss(logits, labels[:, :1], mixture)
