@@ -17,6 +17,7 @@ from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from .configuration_tribert import _check_positive
 from .remote_code import RemoteCodeMixin
+from tribert_hf.separation.unet import bottleneck_channels
 
 
 # ResNet-18's layout (He et al., 2016): basic blocks, 2 per stage, 64 -> 512 channels (Sound of Pixels' frame net).
@@ -47,7 +48,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
     @property
     def bottleneck_channels(self) -> int:
         """Channels of the U-Net's deepest level (doubling per level from `separation_base_channels`, at most 8x)."""
-        return min(self.separation_base_channels * 2 ** (self.separation_num_downs - 1), self.separation_base_channels * 8)
+        return bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
 
     def _check_architecture(self):
         """Raise a `ValueError` naming the field for values the model cannot be built with."""

@@ -13,6 +13,7 @@ from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from .remote_code import RemoteCodeMixin
+from tribert_hf.separation.unet import bottleneck_channels
 
 
 # The 21 instrument classes of MUSIC21, in the order of the dataset's JSON lists (alphabetical).
@@ -382,7 +383,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"co_attention_num_heads ({self.co_attention_num_heads})."
             )
         _check_positive(self, ("separation_base_channels", "separation_num_downs", "separation_fusion_heads", "retrieval_hidden_size"))
-        bottleneck = min(self.separation_base_channels * 2 ** (self.separation_num_downs - 1), self.separation_base_channels * 8)
+        bottleneck = bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
         if bottleneck % self.separation_fusion_heads != 0:
             raise ValueError(
                 f"The U-Net bottleneck width ({bottleneck}) is not divisible by separation_fusion_heads "

@@ -14,14 +14,11 @@ Both take the batches of `MixAndSeparateCollator` (`audio_spectrogram` `(batch, 
 """
 
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from transformers import ResNetModel
 from transformers import initialization as init
@@ -29,10 +26,9 @@ from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
 from .remote_code import RemoteCodeMixin
+from tribert_hf.separation.unet import TriBertSeparationHead
 from tribert_hf.separation.losses import activate_masks, mask_loss, permutation_invariant_mask_loss  # noqa: F401 (re-exported)
 from .modeling_tribert import (  # noqa: F401 (reorder_sources, separate_in_segments: re-exported)
-    STREAMS,
-    TriBertSeparationHead,
     TriBertSeparationOutput,
     _check_tensor,
     reorder_sources,
@@ -59,41 +55,6 @@ def _check_spectrogram(config, audio_spectrogram, batch: int | None = None) -> N
         )
     if not torch.compiler.is_compiling() and bool((audio_spectrogram < 0).any()):
         raise ValueError("`audio_spectrogram` must be a non-negative STFT magnitude (the U-Net takes its log).")
-
-
-def _unet_config(config, condition_size: int, fusion_heads: int = 1, film: bool = False) -> SimpleNamespace:
-    """The fields `TriBertSeparationHead` reads from a `TriBertConfig`, for a U-Net whose bottleneck is fused with a
-    condition vector of `condition_size` (it reads the condition size as the sum of the streams' hidden sizes)."""
-    sizes = [condition_size] + [0] * (len(STREAMS) - 1)
-    return SimpleNamespace(
-        separation_base_channels=config.separation_base_channels,
-        separation_num_downs=config.separation_num_downs,
-        separation_fusion_heads=fusion_heads,
-        separation_film=film,
-        streams={stream: SimpleNamespace(hidden_size=size) for stream, size in zip(STREAMS, sizes)},
-    )
-
-
-class SoundOfPixelsAudioUNet(TriBertSeparationHead):
-    """TriBERT's attention U-Net without the bottleneck fusion, ending in `num_feature_channels` maps instead of one
-    mask: SoP's sound network, `(B, 1, F, T)` magnitude -> `(B, K, F, T)` feature maps, once per mixture."""
-
-    def __init__(self, config: SoundOfPixelsConfig):
-        super().__init__(_unet_config(config, condition_size=1))
-        self.fusion = None  # no condition at the bottleneck: SoP conditions the output (the synthesizer)
-        last = self.ups[-1][-1]
-        if not (isinstance(last, nn.Conv2d) and last.out_channels == 1):
-            raise RuntimeError("TriBertSeparationHead changed: its last up-convolution is no longer a 1-channel Conv2d.")
-        self.ups[-1][-1] = nn.Conv2d(last.in_channels, config.num_feature_channels, 3, padding=1)
-
-    def forward(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
-        skips = self.encode(mixture_magnitude, log_eps)
-        hidden = skips[-1]
-        for index, up in enumerate(self.ups):
-            hidden = up(hidden)
-            if index < len(self.gates):
-                hidden = torch.cat([hidden, self.gates[index](hidden, skips[-2 - index])], dim=1)
-        return hidden
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,8 +108,9 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
         super().__init__(config)
         self.source_embeddings = nn.Parameter(torch.empty(config.num_sources, config.source_embedding_size))
         self.separation = TriBertSeparationHead(
-            _unet_config(config, config.source_embedding_size, config.separation_fusion_heads, config.separation_film)
-        )
+            config.source_embedding_size, config.separation_base_channels, config.separation_num_downs,
+            config.separation_fusion_heads, config.separation_film,
+        )  # fmt: skip
         self.post_init()
 
     def forward(
@@ -246,7 +208,7 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
     """Sound of Pixels: a video's K-channel vector weights the mixture's K U-Net feature maps into its mask.
 
     Frame net: `ResNetModel` over every frame -> spatial pooling -> pooling over the video's frames -> linear to K
-    -> `frame_activation`. Sound net: `SoundOfPixelsAudioUNet` (once per mixture). Synthesizer (SoP's linear one):
+    -> `frame_activation`. Sound net: the attention U-Net without conditioning, K output maps (once per mixture). Synthesizer (SoP's linear one):
     mask logits `sum_k w_k * s_k * U_k + b`, learned scales `s` and bias `b`. Loss: TriBERT's weighted BCE / L1.
     """
 
@@ -254,7 +216,10 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         super().__init__(config)
         self.frame_encoder = ResNetModel(config.frame_encoder_config)
         self.frame_projection = nn.Linear(config.frame_encoder_config.hidden_sizes[-1], config.num_feature_channels)
-        self.audio_unet = SoundOfPixelsAudioUNet(config)
+        # The U-Net without conditioning, ending in K feature maps: SoP's sound network, once per mixture.
+        self.audio_unet = TriBertSeparationHead(
+            None, config.separation_base_channels, config.separation_num_downs, out_channels=config.num_feature_channels
+        )
         self.feature_scale = nn.Parameter(torch.empty(config.num_feature_channels))
         self.mask_bias = nn.Parameter(torch.empty(()))
         self.post_init()
@@ -272,7 +237,7 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
 
     def encode_audio(self, audio_spectrogram: torch.Tensor) -> torch.Tensor:
         """`(batch, 1, 256, frames)` mixture magnitude -> K feature maps `(batch, K, 256, frames)`."""
-        return self.audio_unet(audio_spectrogram, self.config.log_eps)
+        return self.audio_unet(audio_spectrogram, log_eps=self.config.log_eps)
 
     def forward(
         self,
@@ -366,7 +331,6 @@ __all__ = [
     "AudioOnlyForSourceSeparation",
     "AudioOnlyPreTrainedModel",
     "AudioOnlySeparationOutput",
-    "SoundOfPixelsAudioUNet",
     "SoundOfPixelsForSourceSeparation",
     "SoundOfPixelsPreTrainedModel",
     "permutation_invariant_mask_loss",

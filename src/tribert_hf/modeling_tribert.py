@@ -36,6 +36,7 @@ from transformers.utils import ModelOutput, logging
 from .configuration_tribert import TriBertConfig
 from tribert_hf.pose.graph import spatial_partition_adjacency
 from tribert_hf.separation.losses import activate_masks, mask_loss
+from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead
 from .remote_code import RemoteCodeMixin
 
 
@@ -997,7 +998,7 @@ class TriBertModel(TriBertPreTrainedModel):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Separation: attention U-Net with a bottleneck fusion of the three streams' <SOS> outputs
+# Separation: the attention U-Net (`separation.unet`) conditioned at its bottleneck on the streams' <SOS> outputs
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -1026,123 +1027,16 @@ class TriBertSeparationOutput(ModelOutput):
     audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class TriBertAttentionGate(nn.Module):
-    """Additive attention gate (Oktay et al., Attention U-Net): the decoder signal `g` weights the skip features."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        inner = max(channels // 2, 1)
-        self.gate = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
-        self.skip = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
-        self.psi = nn.Sequential(nn.Conv2d(inner, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
-
-    def forward(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return x * self.psi(F.relu(self.gate(g) + self.skip(x)))
-
-
-class TriBertBottleneckFusion(nn.Module):
-    """Self-attention early fusion of the U-Net bottleneck with the fused `<SOS>` vector (paper Sec. 3.2).
-
-    The projected condition is added to every bottleneck position (tiled, as in the authors' code) and also kept
-    as one extra token; one post-norm transformer block (self-attention + MLP) mixes the tokens and the positions
-    go back to the decoder. The tiling gives every position a direct path to the condition: with the condition as a
-    lone extra token, training settled on masks that ignore it (identical masks for every video).
-    """
-
-    def __init__(self, condition_size: int, channels: int, num_heads: int):
-        super().__init__()
-        self.condition = nn.Linear(condition_size, channels)
-        self.attention = nn.MultiheadAttention(channels, num_heads, batch_first=True)
-        self.norm = nn.LayerNorm(channels)
-        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.GELU(), nn.Linear(2 * channels, channels))
-        self.mlp_norm = nn.LayerNorm(channels)
-
-    def forward(self, bottleneck: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = bottleneck.shape
-        condition = self.condition(condition)[:, None]
-        tokens = torch.cat([condition, bottleneck.flatten(2).transpose(1, 2) + condition], dim=1)
-        tokens = self.norm(tokens + self.attention(tokens, tokens, tokens, need_weights=False)[0])
-        tokens = self.mlp_norm(tokens + self.mlp(tokens))
-        return tokens[:, 1:].transpose(1, 2).reshape(n, c, h, w)
-
-
-class TriBertFiLM(nn.Linear):
-    """Condition -> per-channel (scale, shift) of a decoder level; zero-initialised (starts as the identity)."""
-
-
-class TriBertSeparationHead(nn.Module):
-    """Attention U-Net over the mixture's log-frequency magnitude (`separation_num_downs` 4x4/stride-2 down
-    convolutions and as many upsample + 3x3 up convolutions, skips through attention gates), conditioned at the
-    bottleneck on each video's fused `<SOS>` outputs; one mask (logits) per video."""
-
-    def __init__(self, config: TriBertConfig):
-        super().__init__()
-        base, depth = config.separation_base_channels, config.separation_num_downs
-        self.depth = depth
-        channels = [min(base * 2**k, base * 8) for k in range(depth)]
-        self.input_norm = nn.BatchNorm2d(1)
-        downs, in_channels = [], 1
-        for k, out_channels in enumerate(channels):
-            layers = [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1)]
-            if 0 < k < depth - 1:
-                layers.append(nn.BatchNorm2d(out_channels))
-            layers.append(nn.LeakyReLU(0.2, inplace=True) if k < depth - 1 else nn.ReLU(inplace=True))
-            downs.append(nn.Sequential(*layers))
-            in_channels = out_channels
-        self.downs = nn.ModuleList(downs)
-        condition_size = sum(config.streams[s].hidden_size for s in STREAMS)
-        if getattr(config, "separation_class_conditioning", False):
-            condition_size += config.num_labels  # the segmentation attention's class scores (`_encode_videos`)
-        self.fusion = TriBertBottleneckFusion(condition_size, channels[-1], config.separation_fusion_heads)
-        ups, gates = [], []
-        for k in reversed(range(depth)):
-            in_up = channels[k] if k == depth - 1 else 2 * channels[k]
-            out_up = channels[k - 1] if k > 0 else 1
-            layers = [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.Conv2d(in_up, out_up, 3, padding=1)]
-            if k > 0:
-                layers += [nn.BatchNorm2d(out_up), nn.ReLU(inplace=True)]
-                gates.append(TriBertAttentionGate(out_up))
-            ups.append(nn.Sequential(*layers))
-        self.ups = nn.ModuleList(ups)
-        self.gates = nn.ModuleList(gates)
-        # Optional FiLM (not in the paper): every decoder level's channels scaled and shifted by the condition.
-        self.films = None
-        if config.separation_film:
-            # zero-initialised in `_init_weights`: training starts from the paper's bottleneck-only conditioning
-            self.films = nn.ModuleList(TriBertFiLM(condition_size, 2 * gate.gate[0].in_channels) for gate in gates)
-
-    def encode(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> list[torch.Tensor]:
-        """The encoder path: the output of every down-convolution (the last one is the bottleneck)."""
-        size = 2**self.depth
-        if mixture_magnitude.shape[-2] % size or mixture_magnitude.shape[-1] % size:
-            raise ValueError(
-                f"The separation U-Net needs frequency bins and frames divisible by 2 ** separation_num_downs = "
-                f"{size}; got a spectrogram of shape {tuple(mixture_magnitude.shape)}."
-            )
-        hidden = self.input_norm(torch.log(mixture_magnitude + log_eps))
-        skips = []
-        for down in self.downs:
-            hidden = down(hidden)
-            skips.append(hidden)
-        return skips
-
-    def forward(self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor, log_eps: float = 1e-10) -> torch.Tensor:
-        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`."""
-        batch, videos = conditions.shape[:2]
-        skips = self.encode(mixture_magnitude, log_eps)
-        # The encoder runs once per mixture; the decoder once per video of the mixture.
-        conditions = conditions.flatten(0, 1)
-        hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions)
-        skips = [skip.repeat_interleave(videos, dim=0) for skip in skips[:-1]]
-        for index, up in enumerate(self.ups):
-            hidden = up(hidden)
-            if self.films is not None and index < len(self.films):
-                scale, shift = self.films[index](conditions)[:, :, None, None].chunk(2, dim=1)
-                hidden = hidden * (1 + scale) + shift
-            if index < len(self.gates):
-                skip = skips[-1 - index]
-                hidden = torch.cat([hidden, self.gates[index](hidden, skip)], dim=1)
-        return hidden.view(batch, videos, *hidden.shape[-2:])
+def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
+    """The attention U-Net of `config`, conditioned on each video's fused `<SOS>` outputs (and, with
+    `separation_class_conditioning`, the segmentation attention's class scores: see `_encode_videos`)."""
+    condition_size = sum(config.streams[s].hidden_size for s in STREAMS)
+    if config.separation_class_conditioning:
+        condition_size += config.num_labels
+    return TriBertSeparationHead(
+        condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
+        config.separation_film,
+    )  # fmt: skip
 
 
 def _check_video_inputs(pixel_values, pose_keypoints, pose_mask):
@@ -1216,7 +1110,7 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
         self.tribert = TriBertModel(config)
-        self.separation = TriBertSeparationHead(config)
+        self.separation = _separation_head(config)
         self.post_init()
 
     def forward(
@@ -1557,7 +1451,7 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         self.vision_classifier = TriBertWeaklySupervisedHead(config.vision_config.hidden_size, config.num_labels)
         self.pose_classifier = TriBertWeaklySupervisedHead(config.pose_config.hidden_size, config.num_labels)
         self.audio_classifier = nn.Linear(config.audio_config.hidden_size, config.num_labels)
-        self.separation = TriBertSeparationHead(config)
+        self.separation = _separation_head(config)
         self.post_init()
 
     def forward(

@@ -1,0 +1,182 @@
+"""The attention U-Net of mask-based separation (TriBERT's separation head; the baselines' sound network).
+
+The mixture's log-frequency magnitude goes through `num_downs` 4x4 / stride-2 down-convolutions and as many
+upsample + 3x3 up-convolutions, with skips through additive attention gates (Oktay et al., Attention U-Net). A
+condition vector per output (TriBERT: a video's fused `<SOS>` outputs; the audio-only baseline: a learned source
+embedding) is fused with the bottleneck by self-attention (`TriBertBottleneckFusion`) and, optionally, scales and
+shifts every decoder level (FiLM); the encoder runs once per mixture, the decoder once per condition. Without a
+condition (`condition_size=None`, Sound of Pixels' sound network) the decoder runs once and gives `out_channels`
+maps. Built from explicit sizes; the models map their configs onto them.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def unet_channels(base_channels: int, num_downs: int) -> list[int]:
+    """Channels of each level of the U-Net: doubling from `base_channels`, at most 8x; the last is the bottleneck."""
+    return [min(base_channels * 2**k, base_channels * 8) for k in range(num_downs)]
+
+
+def bottleneck_channels(base_channels: int, num_downs: int) -> int:
+    """Channels of the U-Net's deepest level (the width of the bottleneck fusion)."""
+    return unet_channels(base_channels, num_downs)[-1]
+
+
+class TriBertAttentionGate(nn.Module):
+    """Additive attention gate (Oktay et al., Attention U-Net): the decoder signal `g` weights the skip features."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        inner = max(channels // 2, 1)
+        self.gate = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
+        self.skip = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
+        self.psi = nn.Sequential(nn.Conv2d(inner, 1, 1), nn.BatchNorm2d(1), nn.Sigmoid())
+
+    def forward(self, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x * self.psi(F.relu(self.gate(g) + self.skip(x)))
+
+
+class TriBertBottleneckFusion(nn.Module):
+    """Self-attention early fusion of the U-Net bottleneck with a condition vector (paper Sec. 3.2).
+
+    The projected condition is added to every bottleneck position (tiled, as in the authors' code) and also kept
+    as one extra token; one post-norm transformer block (self-attention + MLP) mixes the tokens and the positions
+    go back to the decoder. The tiling gives every position a direct path to the condition: with the condition as a
+    lone extra token, training settled on masks that ignore it (identical masks for every video).
+    """
+
+    def __init__(self, condition_size: int, channels: int, num_heads: int):
+        super().__init__()
+        self.condition = nn.Linear(condition_size, channels)
+        self.attention = nn.MultiheadAttention(channels, num_heads, batch_first=True)
+        self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.GELU(), nn.Linear(2 * channels, channels))
+        self.mlp_norm = nn.LayerNorm(channels)
+
+    def forward(self, bottleneck: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = bottleneck.shape
+        condition = self.condition(condition)[:, None]
+        tokens = torch.cat([condition, bottleneck.flatten(2).transpose(1, 2) + condition], dim=1)
+        tokens = self.norm(tokens + self.attention(tokens, tokens, tokens, need_weights=False)[0])
+        tokens = self.mlp_norm(tokens + self.mlp(tokens))
+        return tokens[:, 1:].transpose(1, 2).reshape(n, c, h, w)
+
+
+class TriBertFiLM(nn.Linear):
+    """Condition -> per-channel (scale, shift) of a decoder level. The models zero-initialise it in `_init_weights`
+    (it starts as the identity: training starts from the bottleneck-only conditioning)."""
+
+
+class TriBertSeparationHead(nn.Module):
+    """The attention U-Net (see the module docstring).
+
+    Args:
+        condition_size: width of the condition vectors fused at the bottleneck; None for a U-Net without
+            conditioning (no fusion, no FiLM).
+        base_channels: channels of the first level (doubling per level, at most 8x: `unet_channels`).
+        num_downs: down-convolutions (and up-convolutions); the spectrogram's frequency bins and frames must be
+            divisible by 2 ** num_downs.
+        fusion_heads: heads of the bottleneck self-attention fusion (they must divide the bottleneck width).
+        film: also scale and shift every decoder level by the condition (FiLM; not in the paper).
+        out_channels: maps of the last up-convolution: 1 (a mask per condition), or K feature maps.
+    """
+
+    def __init__(
+        self,
+        condition_size: int | None,
+        base_channels: int = 64,
+        num_downs: int = 7,
+        fusion_heads: int = 8,
+        film: bool = False,
+        out_channels: int = 1,
+    ):
+        super().__init__()
+        self.depth = num_downs
+        channels = unet_channels(base_channels, num_downs)
+        self.input_norm = nn.BatchNorm2d(1)
+        downs, in_channels = [], 1
+        for k, level_channels in enumerate(channels):
+            layers = [nn.Conv2d(in_channels, level_channels, 4, stride=2, padding=1)]
+            if 0 < k < num_downs - 1:
+                layers.append(nn.BatchNorm2d(level_channels))
+            layers.append(nn.LeakyReLU(0.2, inplace=True) if k < num_downs - 1 else nn.ReLU(inplace=True))
+            downs.append(nn.Sequential(*layers))
+            in_channels = level_channels
+        self.downs = nn.ModuleList(downs)
+        self.fusion = None
+        if condition_size is not None:
+            self.fusion = TriBertBottleneckFusion(condition_size, channels[-1], fusion_heads)
+        ups, gates = [], []
+        for k in reversed(range(num_downs)):
+            in_up = channels[k] if k == num_downs - 1 else 2 * channels[k]
+            out_up = channels[k - 1] if k > 0 else out_channels
+            layers = [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.Conv2d(in_up, out_up, 3, padding=1)]
+            if k > 0:
+                layers += [nn.BatchNorm2d(out_up), nn.ReLU(inplace=True)]
+                gates.append(TriBertAttentionGate(out_up))
+            ups.append(nn.Sequential(*layers))
+        self.ups = nn.ModuleList(ups)
+        self.gates = nn.ModuleList(gates)
+        # Optional FiLM (not in the paper): every decoder level's channels scaled and shifted by the condition.
+        self.films = None
+        if film and condition_size is not None:
+            self.films = nn.ModuleList(TriBertFiLM(condition_size, 2 * gate.gate[0].in_channels) for gate in gates)
+
+    def encode(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> list[torch.Tensor]:
+        """The encoder path: the output of every down-convolution (the last one is the bottleneck)."""
+        size = 2**self.depth
+        if mixture_magnitude.shape[-2] % size or mixture_magnitude.shape[-1] % size:
+            raise ValueError(
+                f"The separation U-Net needs frequency bins and frames divisible by 2 ** separation_num_downs = "
+                f"{size}; got a spectrogram of shape {tuple(mixture_magnitude.shape)}."
+            )
+        hidden = self.input_norm(torch.log(mixture_magnitude + log_eps))
+        skips = []
+        for down in self.downs:
+            hidden = down(hidden)
+            skips.append(hidden)
+        return skips
+
+    def decode(self, hidden: torch.Tensor, skips: list[torch.Tensor], conditions: torch.Tensor | None = None):
+        """The decoder path from the (fused) bottleneck, with the encoder's other outputs as skips."""
+        for index, up in enumerate(self.ups):
+            hidden = up(hidden)
+            if self.films is not None and index < len(self.films):
+                scale, shift = self.films[index](conditions)[:, :, None, None].chunk(2, dim=1)
+                hidden = hidden * (1 + scale) + shift
+            if index < len(self.gates):
+                skip = skips[-1 - index]
+                hidden = torch.cat([hidden, self.gates[index](hidden, skip)], dim=1)
+        return hidden
+
+    def forward(
+        self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor | None = None, log_eps: float = 1e-10
+    ) -> torch.Tensor:
+        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`; without
+        conditioning (`condition_size=None`): -> `(B, out_channels, F, T)`."""
+        skips = self.encode(mixture_magnitude, log_eps)
+        if self.fusion is None:
+            if conditions is not None:
+                raise ValueError("This U-Net was built without conditioning (condition_size=None): pass no conditions.")
+            return self.decode(skips[-1], skips[:-1])
+        if conditions is None:
+            raise ValueError(f"This U-Net fuses a condition of size {self.fusion.condition.in_features}: pass `conditions`.")
+        batch, videos = conditions.shape[:2]
+        # The encoder runs once per mixture; the decoder once per video of the mixture.
+        conditions = conditions.flatten(0, 1)
+        hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions)
+        skips = [skip.repeat_interleave(videos, dim=0) for skip in skips[:-1]]
+        hidden = self.decode(hidden, skips, conditions)
+        return hidden.view(batch, videos, *hidden.shape[-2:])
+
+
+__all__ = [
+    "TriBertAttentionGate",
+    "TriBertBottleneckFusion",
+    "TriBertFiLM",
+    "TriBertSeparationHead",
+    "bottleneck_channels",
+    "unet_channels",
+]
