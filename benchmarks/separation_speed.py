@@ -18,7 +18,7 @@ import torch
 
 from common import example_inputs  # benchmarks/common.py: a script's own folder is importable
 
-from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForSourceSeparation
+from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertForSourceSeparation, separate
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
     waveform = torch.randn(int(args.seconds * fe.sampling_rate), generator=torch.Generator().manual_seed(0)) * 0.1
 
     def run():
-        estimates = model.separate(waveform.to(device), videos["pixel_values"], videos["pose_keypoints"], fe, pose_mask=videos["pose_mask"])
+        estimates = separate(model, waveform.to(device), fe, videos["pixel_values"], videos["pose_keypoints"], pose_mask=videos["pose_mask"])
         if device.type == "cuda":
             torch.cuda.synchronize()
         return estimates

@@ -56,7 +56,7 @@ from feature_extraction import reference_features, timed
 from model_size import PeakRSS, measure
 from train_step import random_batch
 
-from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation
+from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation, separate
 from tribert_hf.training import model_config
 
 
@@ -429,7 +429,7 @@ def section_separation(args, settings, device, profiles: dict) -> dict:
 
             def run():
                 with autocast(device, args.bf16):
-                    model.separate(waveform, videos["pixel_values"], videos["pose_keypoints"], fe, pose_mask=videos["pose_mask"])
+                    separate(model, waveform, fe, videos["pixel_values"], videos["pose_keypoints"], pose_mask=videos["pose_mask"])
 
             short = length == "short"
             repeats = args.repeats if short else settings["long_repeats"]

@@ -18,6 +18,7 @@ from tribert_hf import (
     TriBertModel,
     TriBertProcessor,
     TriBertVideoProcessor,
+    separate,
 )
 from tribert_hf.cli import main as cli_main
 from tribert_hf.data import write_wav
@@ -334,14 +335,14 @@ def test_bad_separate_inputs_are_refused(separator, fe, case):
     model, conditioning = separator
     make, kwargs, message = BAD_SEPARATE[case]
     with pytest.raises(ValueError, match=message):
-        model.separate(torch.from_numpy(make()), feature_extractor=fe, **conditioning, **kwargs)
+        separate(model, torch.from_numpy(make()), fe, **conditioning, **kwargs)
 
 
 def test_int16_into_separate_gives_the_float_result(separator, fe):
     model, conditioning = separator
     pcm = torch.from_numpy(PCM)
-    got = model.separate(pcm, feature_extractor=fe, **conditioning)
-    expected = model.separate(pcm.float() / 32768, feature_extractor=fe, **conditioning)
+    got = separate(model, pcm, fe, **conditioning)
+    expected = separate(model, pcm.float() / 32768, fe, **conditioning)
     assert got.shape == (2, 5000) and torch.isfinite(got).all()
     torch.testing.assert_close(got, expected)
 

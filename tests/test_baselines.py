@@ -15,12 +15,10 @@ from tribert_hf.modeling_baselines import (
     AudioOnlyForSourceSeparation,
     AudioOnlySeparationOutput,
     SoundOfPixelsForSourceSeparation,
-    permutation_invariant_mask_loss,
-    reorder_sources,
-    separate_in_segments,
 )
 from tribert_hf.modeling_tribert import TriBertSeparationOutput
-from tribert_hf.separation.losses import mask_loss
+from tribert_hf.separation.apply import reorder_sources, separate, separate_in_segments
+from tribert_hf.separation.losses import mask_loss, permutation_invariant_mask_loss
 
 
 BINS, FRAMES = 32, 24
@@ -279,10 +277,10 @@ FE_KWARGS = {"num_samples": 4095, "hop_length": 128, "num_frequency_bins": BINS}
 
 
 def run_separate(model, waveform, frames, fe, **kwargs):
-    """`model.separate` with the frames where the model takes them (`frames` with the waveform's batch dims)."""
+    """`separate` with the frames where the model takes them (`frames` with the waveform's batch dims)."""
     if isinstance(model, SoundOfPixelsForSourceSeparation):
-        return model.separate(waveform, frames, fe, **kwargs)
-    return model.separate(waveform, fe, **kwargs)
+        return separate(model, waveform, fe, frames, **kwargs)
+    return separate(model, waveform, fe, **kwargs)
 
 
 @pytest.mark.parametrize("build", [audio_only_model, sop_model], ids=["audio_only", "sop"])
@@ -320,11 +318,11 @@ def test_sop_separate_with_per_segment_frames():
         starts.append(start)
         return {"pixel_values": frames}
 
-    by_segment = model.separate(waveform, feature_extractor=fe, conditioning=conditioning)
-    torch.testing.assert_close(by_segment, model.separate(waveform, frames, fe), atol=1e-6, rtol=0)
+    by_segment = separate(model, waveform, fe, conditioning=conditioning)
+    torch.testing.assert_close(by_segment, separate(model, waveform, fe, frames), atol=1e-6, rtol=0)
     assert starts[0] == 0 and starts[-1] == len(waveform) - 4095
     with pytest.raises(ValueError, match="either `pixel_values` or"):
-        model.separate(waveform, feature_extractor=fe)
+        separate(model, waveform, fe)
 
 
 def test_separate_in_segments_realigns_swapped_outputs():

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import make_tiny_config
 
-from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertProcessor, TriBertVideoProcessor
+from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertProcessor, TriBertVideoProcessor, separate
 from tribert_hf.cli import main
 from tribert_hf.data import read_wav, write_wav
 from tribert_hf.data.synthetic import make_synthetic_video
@@ -250,8 +250,8 @@ def test_separate_with_per_segment_conditioning_matches_static_inputs(checkpoint
         calls.append((start, num_samples))
         return static
 
-    direct = model.separate(waveform, static["pixel_values"], static["pose_keypoints"], fe, pose_mask=static["pose_mask"], batch_size=3)
-    per_segment = model.separate(waveform, None, None, fe, conditioning=conditioning, batch_size=3)
+    direct = separate(model, waveform, fe, static["pixel_values"], static["pose_keypoints"], pose_mask=static["pose_mask"], batch_size=3)
+    per_segment = separate(model, waveform, fe, conditioning=conditioning, batch_size=3)
     torch.testing.assert_close(per_segment, direct, atol=1e-6, rtol=0)
     assert calls == [(s, SEGMENT) for s in segment_starts(len(waveform), SEGMENT, 0.25)] and len(calls) > 3
 

@@ -14,6 +14,7 @@ from tribert_hf import (
     TriBertSeparationOutput,
     compose_retrieval_pairs,
     retrieval_top_k,
+    separate,
 )
 from tribert_hf.configuration_tribert import RETRIEVAL_VARIANTS
 
@@ -137,7 +138,7 @@ def test_separate_with_an_oracle_mask_beats_the_mixture_on_long_audio():
     sources = torch.stack([0.5 * torch.sin(2 * torch.pi * 220 * t), 0.3 * torch.sin(2 * torch.pi * 1760 * t)])
     mixture = sources.sum(0)
     videos = mixture_inputs(config, batch=1)
-    estimates = model.separate(mixture, videos["pixel_values"][0], videos["pose_keypoints"][0], fe, pose_mask=videos["pose_mask"][0])
+    estimates = separate(model, mixture, fe, videos["pixel_values"][0], videos["pose_keypoints"][0], pose_mask=videos["pose_mask"][0])
     assert estimates.shape == (2, len(mixture))
     for estimate, reference in zip(estimates, sources):
         assert _sdr(estimate, reference) > 20 > _sdr(mixture, reference) + 10
@@ -150,9 +151,9 @@ def test_long_audio_path_matches_the_six_second_path():
     model = TriBertForSourceSeparation(config).eval()
     videos = mixture_inputs(config, batch=1)
     waveform = torch.randn(3 * 4095, generator=torch.Generator().manual_seed(2)) * 0.1
-    args = (videos["pixel_values"][0], videos["pose_keypoints"][0], fe)
-    long = model.separate(waveform, *args, pose_mask=videos["pose_mask"][0], overlap=0.25, batch_size=2)
-    short = model.separate(waveform[:4095], *args, pose_mask=videos["pose_mask"][0])
+    args = (fe, videos["pixel_values"][0], videos["pose_keypoints"][0])
+    long = separate(model, waveform, *args, pose_mask=videos["pose_mask"][0], overlap=0.25, batch_size=2)
+    short = separate(model, waveform[:4095], *args, pose_mask=videos["pose_mask"][0])
     direct_stft = fe.stft(waveform[None, :4095])
     magnitude = fe.warp(fe.magnitude(direct_stft)).unsqueeze(1)
     with torch.no_grad():

@@ -8,7 +8,7 @@ from test_cli_separate import RATE, SEGMENT, checkpoint_dir, media, needs_video 
 from test_remote_code import run_without_tribert_hf
 from transformers import pipeline
 
-from tribert_hf import TriBertForSourceSeparation, TriBertProcessor, TriBertSourceSeparationPipeline
+from tribert_hf import TriBertForSourceSeparation, TriBertProcessor, TriBertSourceSeparationPipeline, separate
 
 
 def players(seed=0, frames=30, fps=10.0):
@@ -64,7 +64,7 @@ def expected_separation(checkpoint_dir, audio, videos, poses):  # noqa: F811
     def conditioning(start, num_samples):
         return dict(processor.window_inputs(videos, start / sr, video_fps=10.0, pose_keypoints=poses, pose_fps=10.0))
 
-    return model.separate(torch.from_numpy(audio), feature_extractor=processor.feature_extractor, conditioning=conditioning)
+    return separate(model, torch.from_numpy(audio), processor.feature_extractor, conditioning=conditioning)
 
 
 def test_pipeline_separates_long_audio_from_arrays(checkpoint_dir):  # noqa: F811

@@ -2,12 +2,23 @@
 attention U-Net built from explicit sizes, and segment-wise separation by `separation.apply` (the models take no
 feature extractor)."""
 
+import inspect
+from types import SimpleNamespace
+
 import pytest
 import torch
 from test_baselines import audio_only_model, mixture_batch, sop_model
 from test_heads import head_config, mixture_inputs
 
-from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation
+from tribert_hf import (
+    AudioOnlyForSourceSeparation,
+    SoundOfPixelsForSourceSeparation,
+    TriBertFeatureExtractor,
+    TriBertForPreTraining,
+    TriBertForSourceSeparation,
+)
+from tribert_hf.separation import apply as apply_module
+from tribert_hf.separation.apply import required_conditioning, separate
 from tribert_hf.separation.losses import (
     LOSS_WEIGHT_RANGE,
     RATIO_MASK_MAX,
@@ -95,3 +106,92 @@ def test_mask_loss_and_its_permutation_invariant_version_agree():
     torch.testing.assert_close(activate_masks(logits, "ratio"), 2 * torch.sigmoid(logits), rtol=0, atol=0)
     with pytest.raises(ValueError, match="mask targets"):
         mask_loss(logits, labels[:, :1], mixture)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# apply: separating long audio with a model that takes no feature extractor
+# ---------------------------------------------------------------------------------------------------------------
+
+FE_KWARGS = {"num_samples": 4095, "hop_length": 128, "num_frequency_bins": 32}
+
+
+class ConstantMasks(torch.nn.Module):
+    """Each video's mask is its mean pixel value everywhere: `separate` must give that value x the mixture."""
+
+    device = torch.device("cpu")
+
+    def forward(self, pixel_values, audio_spectrogram, pose_mask=None, return_dict=True):
+        values = pixel_values.flatten(2).mean(dim=-1)  # (batch, videos)
+        return SimpleNamespace(masks=values[:, :, None, None].expand(-1, -1, *audio_spectrogram.shape[-2:]))
+
+
+def test_models_take_no_feature_extractor():
+    for model_class in (TriBertForSourceSeparation, AudioOnlyForSourceSeparation, SoundOfPixelsForSourceSeparation):
+        assert not hasattr(model_class, "separate")
+        assert "feature_extractor" not in inspect.signature(model_class.forward).parameters
+    assert required_conditioning(_models()["tribert"][0]) == ["pixel_values", "pose_keypoints"]
+    assert required_conditioning(sop_model()) == ["pixel_values"]
+    assert required_conditioning(audio_only_model()) == []
+
+
+def test_separate_applies_the_feature_extractor_around_the_model():
+    fe = TriBertFeatureExtractor(**FE_KWARGS)
+    waveform = torch.randn(2, 3 * 4095 + 100, generator=torch.Generator().manual_seed(0)) * 0.1
+    ones = torch.ones(2, 2, 3, 3, 4, 4)
+    reference = separate(ConstantMasks(), waveform, fe, ones, overlap=0.25, batch_size=2)
+    assert reference.shape == (2, 2, waveform.shape[1])
+    torch.testing.assert_close(reference[:, 0], waveform, atol=1e-4, rtol=0)  # mask 1: the mixture back
+    values = torch.tensor([[0.25, 0.75], [0.5, 1.0]])  # per mixture, per video
+    scaled = separate(ConstantMasks(), waveform, fe, ones * values[:, :, None, None, None, None], batch_size=3)
+    torch.testing.assert_close(scaled, reference * values[:, :, None], atol=1e-6, rtol=0)
+    one = separate(ConstantMasks(), waveform[1], fe, ones[1] * values[1, :, None, None, None, None])  # no batch dim
+    torch.testing.assert_close(one, scaled[1], atol=1e-6, rtol=0)
+
+    calls = []
+
+    def conditioning(start, num_samples):  # each segment's own value: 1 for the first, 0.5 for the others
+        calls.append((start, num_samples))
+        return {"pixel_values": ones[0] * (1.0 if start == 0 else 0.5), "pose_keypoints": None}
+
+    per_segment = separate(ConstantMasks(), waveform[0], fe, conditioning=conditioning, overlap=0.25)
+    hop, last = round(4095 * 0.75), waveform.shape[1] - 4095  # 3071 samples; the last segment ends with the audio
+    assert calls == [(0, 4095), (hop, 4095), (2 * hop, 4095), (last, 4095)]
+    torch.testing.assert_close(per_segment[:, :1000], reference[0, :, :1000], atol=1e-6, rtol=0)
+    torch.testing.assert_close(per_segment[:, -1000:], 0.5 * reference[0, :, -1000:], atol=1e-6, rtol=0)
+
+
+def test_separate_refuses_missing_or_doubled_conditioning():
+    fe = TriBertFeatureExtractor(**FE_KWARGS)
+    waveform, ones = torch.zeros(5000), torch.ones(2, 3, 3, 4, 4)
+    with pytest.raises(ValueError, match="needs either `pixel_values` or a per-segment `conditioning`"):
+        separate(ConstantMasks(), waveform, fe)
+    with pytest.raises(ValueError, match="not both"):
+        separate(ConstantMasks(), waveform, fe, ones, conditioning=lambda start, n: {"pixel_values": ones})
+    model = _models()["tribert"][0]
+    with pytest.raises(ValueError, match="needs either `pixel_values` and `pose_keypoints`"):
+        separate(model, waveform, fe, ones)
+
+
+def test_unordered_outputs_are_realigned_by_default():
+    """The audio-only baseline's outputs follow no order (`outputs_in_order = False`): `separate` realigns them
+    across segments unless told not to; ordered models are not realigned."""
+    fe = TriBertFeatureExtractor(**FE_KWARGS)
+    model = audio_only_model().eval()
+    assert AudioOnlyForSourceSeparation.outputs_in_order is False
+    waveform = torch.randn(2 * 4095, generator=torch.Generator().manual_seed(1)) * 0.1
+    default = separate(model, waveform, fe, overlap=0.5)
+    torch.testing.assert_close(default, separate(model, waveform, fe, overlap=0.5, align_sources=True), rtol=0, atol=0)
+    calls = []
+    original = apply_module.separate_in_segments
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["align_sources"])
+        return original(*args, **kwargs)
+
+    apply_module.separate_in_segments = spy
+    try:
+        separate(model, waveform, fe)
+        separate(ConstantMasks(), waveform, fe, torch.ones(2, 3, 3, 4, 4))
+    finally:
+        apply_module.separate_in_segments = original
+    assert calls == [True, False]

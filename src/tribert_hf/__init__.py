@@ -26,7 +26,6 @@ from .modeling_baselines import (
     AudioOnlyForSourceSeparation,
     AudioOnlySeparationOutput,
     SoundOfPixelsForSourceSeparation,
-    reorder_sources,
 )
 from .modeling_tribert import (
     TriBertContrastiveOutput,
@@ -45,6 +44,7 @@ from .modeling_tribert import (
     contrastive_loss,
     retrieval_top_k,
 )
+from .separation.apply import reorder_sources, separate, separate_in_segments
 from .separation.losses import permutation_invariant_mask_loss
 from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
 from .processing_tribert import TriBertProcessor
@@ -93,6 +93,8 @@ __all__ = [
     "SoundOfPixelsForSourceSeparation",
     "permutation_invariant_mask_loss",
     "reorder_sources",
+    "separate",
+    "separate_in_segments",
     "MUSIC21_LABELS",
     "MUSIC_LABELS",
     "TriBertAudioConfig",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .metrics import SeparationMetrics
-from .modeling_tribert import reorder_sources
+from .separation.apply import reorder_sources
 from .separation.losses import activate_masks
 
 

@@ -16,7 +16,7 @@ model returns the part of the mixture that belongs to it. So the sources are
 * `separate_video`: one per tracked person of the keypoint file (frames cropped to that person, `pose_mask`
   selecting only them) when it holds two or more players; otherwise one source for the whole video.
 
-Audio of any length is separated segment by segment (`TriBertForSourceSeparation.separate` with overlapping,
+Audio of any length is separated segment by segment (`tribert_hf.separation.apply.separate` with overlapping,
 cross-faded segments of the feature extractor's crop length), and every segment is conditioned on the frames and
 keypoints of its own time window. `residual.wav` (mixture minus the sum of the estimates) keeps what no source
 claimed.
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .media import MediaError
+from .separation.apply import separate
 
 
 SILENCE_THRESHOLD = 1e-4  # peak amplitude below which a mixture counts as silent (as `tribert prepare`)
@@ -458,7 +459,7 @@ def _crop_box(box: np.ndarray, width: int, height: int, margin: float) -> tuple[
 
 
 class SegmentConditioner:
-    """The per-segment `conditioning` of `TriBertForSourceSeparation.separate`: for the segment starting at sample
+    """The per-segment `conditioning` of `separation.apply.separate`: for the segment starting at sample
     `start`, each source's frames (around the window's centre, `fps` apart as in training) and keypoints (cut to
     the window and resampled) -> `pixel_values` `(sources, F, 3, H, W)`, `pose_keypoints` `(sources, P, T, 68, 3)`,
     `pose_mask` `(sources, P)`. In the per-person split, frames are cropped to the person's box in that window (with
@@ -603,8 +604,8 @@ def separate_sources(
     conditioner = SegmentConditioner(sources, checkpoint.processor, fps=fps, crop_margin=crop_margin)
     mixture = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
     try:
-        estimates = model.separate(
-            mixture.to(model.device), None, None, fe, overlap=overlap, batch_size=batch_size,
+        estimates = separate(
+            model, mixture.to(model.device), fe, overlap=overlap, batch_size=batch_size,
             mask_threshold=mask_threshold, conditioning=conditioner, progress=progress,
         ).float().cpu().numpy()  # fmt: skip
         starts = segment_starts(len(mixture), fe.num_samples, overlap)

@@ -3,18 +3,18 @@
 * `AudioOnlyForSourceSeparation`: the attention U-Net of `TriBertSeparationHead` with no visual or pose
   conditioning: one learned embedding per output takes the place of a video's `<SOS>` outputs. The outputs are
   unordered, so training uses a permutation-invariant loss (PIT) and evaluation the best permutation
-  (`permutation` of the output, `reorder_sources`).
+  (`permutation` of the output, `tribert_hf.separation.apply.reorder_sources`).
 * `SoundOfPixelsForSourceSeparation`: Sound of Pixels (Zhao et al., ECCV 2018): a ResNet frame encoder gives each
   video a K-channel vector `w`, the U-Net gives the mixture K feature maps `U` (once per mixture), and the video's
   mask is `sigmoid(sum_k w_k * s_k * U_k + b)`.
 
 Both take the batches of `MixAndSeparateCollator` (`audio_spectrogram` `(batch, 1, 256, frames)`, `labels`
 `(batch, N, 256, frames)`, `loss_weight` `(batch, 1, 256, frames)`, `pixel_values` `(batch, N, frames, 3, H, W)`,
-...) and ignore the inputs they have no use for, so one training loop serves TriBERT and both baselines.
+...) and ignore the inputs they have no use for, so one training loop serves TriBERT and both baselines, and
+`tribert_hf.separation.apply.separate` separates long audio with any of them.
 """
 
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,11 +28,9 @@ from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsCon
 from .remote_code import RemoteCodeMixin
 from tribert_hf.separation.unet import TriBertSeparationHead
 from tribert_hf.separation.losses import activate_masks, mask_loss, permutation_invariant_mask_loss  # noqa: F401 (re-exported)
-from .modeling_tribert import (  # noqa: F401 (reorder_sources, separate_in_segments: re-exported)
+from .modeling_tribert import (
     TriBertSeparationOutput,
     _check_tensor,
-    reorder_sources,
-    separate_in_segments,
 )
 
 
@@ -102,7 +100,11 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
 
     The encoder runs once per mixture; its bottleneck is fused with one learned embedding per output (in place of
     a video's `<SOS>` outputs) and the decoder runs once per output. Trained with a permutation-invariant loss.
+    Long audio: `tribert_hf.separation.apply.separate(model, waveform, feature_extractor)`.
     """
+
+    # PIT: the outputs follow no order, so `separation.apply.separate` realigns them from one segment to the next.
+    outputs_in_order = False
 
     def __init__(self, config: AudioOnlySeparationConfig):
         super().__init__(config)
@@ -143,42 +145,6 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
             loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), permutation=permutation
         )
         return output if return_dict else output.to_tuple()
-
-    @torch.no_grad()
-    def separate(
-        self,
-        waveform: torch.Tensor,
-        feature_extractor=None,
-        overlap: float = 0.25,
-        batch_size: int = 8,
-        mask_threshold: float | None = None,
-        align_sources: bool = True,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Separate mixtures of any length into `num_sources` waveforms (in no particular order).
-
-        Args:
-            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
-            feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
-            overlap, batch_size, mask_threshold, progress: as `TriBertForSourceSeparation.separate`.
-            align_sources: reorder each segment's outputs to continue the previous segment's in the overlap, so that
-                output j follows one source throughout (PIT outputs may swap between segments otherwise).
-        Returns:
-            `(batch, num_sources, samples)` (or `(num_sources, samples)` for one mixture).
-        """
-        if feature_extractor is None:
-            raise ValueError("separate() needs the `feature_extractor` the model was trained with.")
-        single = waveform.ndim == 1
-        waveform = waveform[None] if single else waveform
-
-        def predict_masks(audio_spectrogram, starts):
-            return self(audio_spectrogram=audio_spectrogram, return_dict=True).masks
-
-        output = separate_in_segments(
-            predict_masks, waveform, feature_extractor, self.device, overlap, batch_size, mask_threshold,
-            align_sources=align_sources, progress=progress,
-        )  # fmt: skip
-        return output[0] if single else output
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -278,54 +244,6 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         output = TriBertSeparationOutput(loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type))
         return output if return_dict else output.to_tuple()
 
-    @torch.no_grad()
-    def separate(
-        self,
-        waveform: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        feature_extractor=None,
-        overlap: float = 0.25,
-        batch_size: int = 8,
-        mask_threshold: float | None = None,
-        conditioning: Callable[[int, int], dict] | None = None,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Separate mixtures of any length into one waveform per video (as `TriBertForSourceSeparation.separate`).
-
-        Args:
-            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`.
-            pixel_values: each video's frames, `(batch, videos, frames, 3, H, W)` (or without `batch` for one
-                mixture); the same frames condition every segment.
-            feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
-            overlap, batch_size, mask_threshold, progress: as `TriBertForSourceSeparation.separate`.
-            conditioning: per-segment frames instead of `pixel_values`: called as `conditioning(start, num_samples)`
-                for each segment, it returns a dict with `pixel_values` shaped as that argument.
-        Returns:
-            `(batch, videos, samples)` (or `(videos, samples)` for one mixture).
-        """
-        if feature_extractor is None:
-            raise ValueError("separate() needs the `feature_extractor` the model was trained with.")
-        if (pixel_values is None) == (conditioning is None):
-            raise ValueError("separate() needs either `pixel_values` or a per-segment `conditioning`.")
-        single = waveform.ndim == 1
-        waveform = waveform[None] if single else waveform
-
-        def frames_at(start: int) -> torch.Tensor:
-            if conditioning is None:
-                return pixel_values[None] if single else pixel_values
-            values = conditioning(start, feature_extractor.num_samples)["pixel_values"]
-            return values[None] if single else values
-
-        def predict_masks(audio_spectrogram, starts):
-            values = torch.stack([frames_at(start) for start in starts], dim=1).flatten(0, 1)  # batch-major
-            return self(pixel_values=values.to(self.device), audio_spectrogram=audio_spectrogram, return_dict=True).masks
-
-        output = separate_in_segments(
-            predict_masks, waveform, feature_extractor, self.device, overlap, batch_size, mask_threshold,
-            progress=progress,
-        )  # fmt: skip
-        return output[0] if single else output
-
 
 __all__ = [
     "AudioOnlyForSourceSeparation",
@@ -334,6 +252,4 @@ __all__ = [
     "SoundOfPixelsForSourceSeparation",
     "SoundOfPixelsPreTrainedModel",
     "permutation_invariant_mask_loss",
-    "reorder_sources",
-    "separate_in_segments",
 ]

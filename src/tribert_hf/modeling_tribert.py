@@ -16,7 +16,6 @@ one stream attend over the concatenated keys/values of the other two).
 
 import difflib
 import inspect
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -1103,6 +1102,9 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
     >>> masks = model(**inputs).masks  # (1, 2, 256, 256)
     >>> waveforms = processor.post_process_source_separation(masks, mixture)  # (1, 2, samples)
     ```
+
+    Audio of any length, segment by segment: `tribert_hf.separation.apply.separate(model, waveform,
+    processor.feature_extractor, pixel_values, pose_keypoints)` (the model itself takes no feature extractor).
     """
 
     _pipeline_auto_class = "AutoModel"  # a separation folder's AutoModel is this class (see `tribert_hf._register`)
@@ -1167,204 +1169,6 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
             loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), **_encoder_fields(outputs)
         )
         return output if return_dict else output.to_tuple()
-
-    @torch.no_grad()
-    def separate(
-        self,
-        waveform: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        pose_keypoints: torch.Tensor | None = None,
-        feature_extractor=None,
-        pose_mask: torch.Tensor | None = None,
-        overlap: float = 0.25,
-        batch_size: int = 8,
-        mask_threshold: float | None = None,
-        conditioning: Callable[[int, int], dict] | None = None,
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Separate mixtures of any length into one waveform per video.
-
-        Args:
-            waveform: `(batch, samples)` or `(samples,)` mixtures at `feature_extractor.sampling_rate`, at least
-                one sample: float, or integer PCM (scaled to [-1, 1) as the feature extractor does); NaN / inf
-                are refused.
-            pixel_values / pose_keypoints / pose_mask: each video's inputs, as in `forward` (the same frames and
-                keypoints condition every segment).
-            feature_extractor: the `TriBertFeatureExtractor` the model was trained with.
-            overlap: fraction of a segment shared with the next one. Audio longer than one crop
-                (`feature_extractor.num_samples`) is cut into segments that overlap by this much, separated one
-                by one, and overlap-added with linear cross-fades (weights summing to one).
-            mask_threshold: binarise binary masks at this value (Sound-of-Pixels uses 0.5); None keeps soft masks.
-            conditioning: per-segment inputs instead of `pixel_values` / `pose_keypoints` / `pose_mask` (pass None
-                for those): called as `conditioning(start, num_samples)` for each segment (its first sample and
-                length at `feature_extractor.sampling_rate`), it returns a dict with `pixel_values`,
-                `pose_keypoints` and optionally `pose_mask` shaped as those arguments, taken from the segment's
-                time window (so a long video is conditioned on the frames and keypoints of each moment).
-            batch_size: segments per forward pass (an integer >= 1).
-            progress: show a progress bar over the segments (tqdm).
-        Returns:
-            `(batch, videos, samples)` (or `(videos, samples)` for one mixture): mask x mixture magnitude with
-            the mixture phase, inverse STFT.
-        """
-        single = waveform.ndim == 1
-        if feature_extractor is None:
-            raise ValueError("separate() needs the `feature_extractor` the model was trained with.")
-        if conditioning is None and (pixel_values is None or pose_keypoints is None):
-            raise ValueError("separate() needs `pixel_values` and `pose_keypoints`, or a per-segment `conditioning`.")
-
-        def inputs_at(start: int) -> tuple:
-            """(pixel_values, pose_keypoints, pose_mask) of one segment, with the batch dimension."""
-            if conditioning is None:
-                values, keypoints, mask = pixel_values, pose_keypoints, pose_mask
-            else:
-                given = conditioning(start, feature_extractor.num_samples)
-                values, keypoints, mask = given["pixel_values"], given["pose_keypoints"], given.get("pose_mask")
-            if single:
-                values, keypoints, mask = values[None], keypoints[None], None if mask is None else mask[None]
-            return values, keypoints, mask
-
-        if single:
-            waveform = waveform[None]
-        device = self.device
-
-        def predict_masks(audio_spectrogram: torch.Tensor, chunk: list[int]) -> torch.Tensor:
-            values, keypoints, masks_in = zip(*(inputs_at(start) for start in chunk))  # each (batch, videos, ...)
-            return self(
-                pixel_values=torch.stack(values, dim=1).flatten(0, 1).to(device),  # batch-major, as the segments
-                pose_keypoints=torch.stack(keypoints, dim=1).flatten(0, 1).to(device),
-                audio_spectrogram=audio_spectrogram,
-                pose_mask=None if masks_in[0] is None else torch.stack(masks_in, dim=1).flatten(0, 1).to(device),
-                return_dict=True,
-            ).masks
-
-        output = separate_in_segments(
-            predict_masks, waveform, feature_extractor, device=device, overlap=overlap, batch_size=batch_size,
-            mask_threshold=mask_threshold, progress=progress,
-        )  # fmt: skip
-        return output[0] if single else output
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Long audio: segment-by-segment separation (TriBERT and the baselines)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def reorder_sources(estimates: torch.Tensor, permutation: torch.LongTensor) -> torch.Tensor:
-    """Estimates `(batch, N, ...)` of unordered outputs -> `(batch, N, ...)` whose entry `j` is the output that
-    `permutation` `(batch, N)` assigns to target `j` (the best permutation of `permutation_invariant_mask_loss`)."""
-    if permutation.shape != estimates.shape[:2]:
-        raise ValueError(
-            f"`permutation` must have shape (batch, N) = {tuple(estimates.shape[:2])}, got {tuple(permutation.shape)}."
-        )
-    index = permutation.view(*permutation.shape, *([1] * (estimates.ndim - 2))).expand_as(estimates)
-    return estimates.gather(1, index.to(estimates.device))
-
-
-def _best_continuation(previous: torch.Tensor, current: torch.Tensor) -> torch.LongTensor:
-    """Order `(batch, N)` of the `current` outputs that best continues `previous` (both `(batch, N, samples)` over
-    the same samples): the permutation with the largest summed correlation."""
-    similarity = torch.einsum("bis,bjs->bij", previous, current)
-    sources = previous.shape[1]
-    permutations = torch.tensor(list(itertools.permutations(range(sources))), device=previous.device)
-    scores = similarity[:, torch.arange(sources, device=previous.device), permutations].sum(dim=-1)  # (batch, P)
-    return permutations[scores.argmax(dim=1)]
-
-
-def _check_waveform(waveform) -> torch.Tensor:
-    """`separate()`'s mixtures `(batch, samples)` as float: integer PCM scaled to [-1, 1) (as the feature extractor
-    does), and an error naming the mixture for an empty input, NaN or inf (which would come back as NaN audio)."""
-    from .feature_extraction_tribert import pcm_to_float
-
-    waveform = pcm_to_float(torch.as_tensor(waveform), "the mixture waveform")
-    if waveform.ndim != 2 or 0 in waveform.shape:
-        raise ValueError(
-            f"The mixture waveform must be (samples,) or (batch, samples) with at least one sample, got shape "
-            f"{tuple(waveform.shape)} (mix multichannel audio down to mono first)."
-        )
-    finite = torch.isfinite(waveform).all(dim=-1)
-    if not bool(finite.all()):
-        row = int((~finite).nonzero()[0, 0])
-        sample = int((~torch.isfinite(waveform[row])).nonzero()[0, 0])
-        raise ValueError(
-            f"Mixture {row} contains NaN or infinite samples (first at sample {sample}): the separated audio would "
-            "be NaN. Repair the input (e.g. `torch.nan_to_num`) first."
-        )
-    return waveform
-
-
-@torch.no_grad()
-def separate_in_segments(
-    predict_masks: Callable[[torch.Tensor, list[int]], torch.Tensor],
-    waveform: torch.Tensor,
-    feature_extractor,
-    device: torch.device | str = "cpu",
-    overlap: float = 0.25,
-    batch_size: int = 8,
-    mask_threshold: float | None = None,
-    align_sources: bool = False,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Separate `(batch, samples)` mixtures of any length segment by segment (TriBERT's and the baselines' `separate`).
-
-    Audio longer than one crop (`feature_extractor.num_samples`) is cut into segments that overlap by `overlap`
-    of a segment, separated `batch_size` segments at a time and overlap-added with linear cross-fades (weights
-    summing to one); each estimate is mask x mixture magnitude with the mixture phase, inverse STFT.
-
-    Args:
-        predict_masks: called as `predict_masks(audio_spectrogram, starts)` with `audio_spectrogram`
-            `(batch * k, 1, 256, frames)` of the k segments that begin at samples `starts` (row `b * k + i` is
-            mixture b's segment `starts[i]`); returns masks `(batch * k, N, 256, frames)`.
-        align_sources: for unordered outputs (PIT): reorder each segment's estimates to continue the previous
-            segments' in the overlap (largest correlation), so that output j follows one source throughout.
-            Needs `overlap > 0`.
-    Returns:
-        `(batch, N, samples)`.
-    """
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size (segments per forward pass) must be an integer >= 1, got {batch_size!r}.")
-    waveform = _check_waveform(waveform)
-    fe = feature_extractor
-    batch, length = waveform.shape
-    segment = fe.num_samples
-    hop = max(1, int(round(segment * (1.0 - overlap))))
-    starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
-    fade = segment - hop if len(starts) > 1 else 0
-    output = None
-    total = torch.zeros(length, device=device)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(starts), desc="separate", unit="segment", disable=not progress, leave=False)
-    for first in range(0, len(starts), batch_size):
-        chunk = starts[first : first + batch_size]
-        pieces = torch.stack(
-            [F.pad(waveform[:, s : s + segment], (0, max(0, s + segment - length))) for s in chunk], dim=1
-        ).to(device)  # (batch, segments, segment)
-        stft = fe.stft(pieces.flatten(0, 1))
-        masks = predict_masks(fe.warp(fe.magnitude(stft)).unsqueeze(1), chunk)
-        if mask_threshold is not None:
-            masks = (masks > mask_threshold).to(masks.dtype)
-        sources = masks.shape[1]
-        waves = fe.masks_to_waveforms(masks, stft, segment).view(batch, len(chunk), sources, segment)
-        if output is None:
-            output = torch.zeros(batch, sources, length, device=device)
-        for offset, start in enumerate(chunk):
-            current = waves[:, offset]
-            if align_sources and fade and start > 0:
-                order = _best_continuation(output[:, :, start : start + fade], current[..., :fade])
-                current = reorder_sources(current, order)
-            weight = torch.ones(segment, device=device)
-            if fade and start > 0:
-                weight[:fade] = torch.linspace(0, 1, fade + 2, device=device)[1:-1]
-            if fade and start + segment < length:
-                weight[-fade:] = torch.linspace(1, 0, fade + 2, device=device)[1:-1]
-            valid = min(segment, length - start)
-            output[:, :, start : start + valid] += current[..., :valid] * weight[:valid]
-            total[start : start + valid] += weight[:valid]
-        bar.update(len(chunk))
-    bar.close()
-    return output / total.clamp_min(1e-8)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -2094,6 +1898,4 @@ __all__ = [
     "TriBertModelOutput",
     "TriBertPreTrainedModel",
     "TriBertSeparationOutput",
-    "reorder_sources",
-    "separate_in_segments",
 ]

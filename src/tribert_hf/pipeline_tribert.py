@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
+from tribert_hf.separation.apply import separate
+
 
 PIPELINE_TASK = "audio-source-separation"
 
@@ -25,7 +27,7 @@ PIPELINE_TASK = "audio-source-separation"
 def as_separation_model(model):
     """A `TriBertForSourceSeparation` for `model`: itself, or for a `TriBertForPreTraining` (what the training
     recipe saves) a separation model that shares its encoder and U-Net (no copy of the weights)."""
-    if hasattr(model, "separate"):
+    if type(model).__name__ == "TriBertForSourceSeparation":
         return model
     module = sys.modules[type(model).__module__]  # local or remote code alike
     if "TriBertForSourceSeparation" in (model.config.architectures or []) and not hasattr(model, "separation"):
@@ -130,9 +132,9 @@ class TriBertSourceSeparationPipeline(Pipeline):
             )  # fmt: skip
             return dict(window)
 
-        waveforms = self.model.separate(
-            model_inputs["audio"].to(self.model.device), feature_extractor=fe, conditioning=conditioning,
-            overlap=overlap, batch_size=segment_batch_size, mask_threshold=mask_threshold,
+        waveforms = separate(
+            self.model, model_inputs["audio"].to(self.model.device), fe, conditioning=conditioning, overlap=overlap,
+            batch_size=segment_batch_size, mask_threshold=mask_threshold,
         )  # fmt: skip
         return {"waveforms": waveforms, "labels": [f"player {i}" for i in range(len(waveforms))]}
 
