@@ -9,9 +9,9 @@ import itertools
 import pytest
 import torch
 
-from tribert_hf.configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
+from tribert_hf.baselines.configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
 from tribert_hf.feature_extraction_tribert import TriBertFeatureExtractor
-from tribert_hf.modeling_baselines import (
+from tribert_hf.baselines.modeling_baselines import (
     AudioOnlyForSourceSeparation,
     AudioOnlySeparationOutput,
     SoundOfPixelsForSourceSeparation,

@@ -12,7 +12,12 @@ from transformers import (
     AutoVideoProcessor,
 )
 
-from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
+from .baselines.configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
+from .baselines.modeling_baselines import (
+    AudioOnlyForSourceSeparation,
+    AudioOnlySeparationOutput,
+    SoundOfPixelsForSourceSeparation,
+)
 from .configuration_tribert import (
     MUSIC21_LABELS,
     MUSIC_LABELS,
@@ -22,11 +27,6 @@ from .configuration_tribert import (
     TriBertVisionConfig,
 )
 from .feature_extraction_tribert import TriBertFeatureExtractor
-from .modeling_baselines import (
-    AudioOnlyForSourceSeparation,
-    AudioOnlySeparationOutput,
-    SoundOfPixelsForSourceSeparation,
-)
 from .modeling_tribert import (
     TriBertContrastiveOutput,
     TriBertForContrastiveRetrieval,

@@ -13,6 +13,7 @@ from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from .remote_code import RemoteCodeMixin
+from tribert_hf.separation.losses import MASK_TYPES
 from tribert_hf.separation.unet import bottleneck_channels
 
 
@@ -68,7 +69,8 @@ RETRIEVAL_VARIANTS = {
 _ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new", "tanh", "gelu_pytorch_tanh")
 
 
-def _check_positive(config, names):
+def check_positive(config, names):
+    """Raise a `ValueError` naming the first of the fields `names` of `config` that is not a positive number."""
     for name in names:
         value = getattr(config, name)
         if value is None or value <= 0:
@@ -103,7 +105,7 @@ class _TriBertStreamConfig(PreTrainedConfig):
 
     def _check_architecture(self):
         """Raise a `ValueError` naming the field for values the model cannot be built with."""
-        _check_positive(self, ("hidden_size", "num_attention_heads", "intermediate_size", "layer_norm_eps"))
+        check_positive(self, ("hidden_size", "num_attention_heads", "intermediate_size", "layer_norm_eps"))
         if self.num_hidden_layers < 0:
             raise ValueError(f"{type(self).__name__}.num_hidden_layers must be >= 0, got {self.num_hidden_layers}.")
         if self.hidden_size % self.num_attention_heads != 0:
@@ -168,7 +170,7 @@ class TriBertVisionConfig(_TriBertStreamConfig):
 
     def _check_architecture(self):
         super()._check_architecture()
-        _check_positive(self, ("num_channels", "image_size", "num_frames", "num_objects", "feature_size"))
+        check_positive(self, ("num_channels", "image_size", "num_frames", "num_objects", "feature_size"))
         _check_probability(self, ("segmentation_dropout", "mask_probability"))
         if self.use_pretrained_backbone and not self.backbone:
             raise ValueError(
@@ -209,7 +211,7 @@ class TriBertPoseConfig(_TriBertStreamConfig):
 
     def _check_architecture(self):
         super()._check_architecture()
-        _check_positive(
+        check_positive(
             self, ("num_joints", "num_persons", "num_pose_frames", "num_segments", "in_channels", "temporal_kernel_size")
         )
         _check_probability(self, ("gcn_dropout",))
@@ -262,7 +264,7 @@ class TriBertAudioConfig(_TriBertStreamConfig):
 
     def _check_architecture(self):
         super()._check_architecture()
-        _check_positive(self, ("num_frequency_bins", "feature_size", "sequence_length", "log_eps"))
+        check_positive(self, ("num_frequency_bins", "feature_size", "sequence_length", "log_eps"))
         if not any(isinstance(c, int) for c in self.cnn_layers):
             raise ValueError("TriBertAudioConfig.cnn_layers needs at least one convolution (an integer).")
         for c in self.cnn_layers:
@@ -372,7 +374,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
         return plan
 
     def _check_architecture(self):
-        _check_positive(
+        check_positive(
             self,
             ("co_attention_hidden_size", "co_attention_num_heads", "co_attention_intermediate_size", "initializer_range"),
         )
@@ -382,14 +384,14 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"TriBertConfig.co_attention_hidden_size ({self.co_attention_hidden_size}) is not divisible by "
                 f"co_attention_num_heads ({self.co_attention_num_heads})."
             )
-        _check_positive(self, ("separation_base_channels", "separation_num_downs", "separation_fusion_heads", "retrieval_hidden_size"))
+        check_positive(self, ("separation_base_channels", "separation_num_downs", "separation_fusion_heads", "retrieval_hidden_size"))
         bottleneck = bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
         if bottleneck % self.separation_fusion_heads != 0:
             raise ValueError(
                 f"The U-Net bottleneck width ({bottleneck}) is not divisible by separation_fusion_heads "
                 f"({self.separation_fusion_heads})."
             )
-        if self.mask_type not in ("binary", "ratio"):
+        if self.mask_type not in MASK_TYPES:
             raise ValueError(f"mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
         if self.retrieval_variant not in RETRIEVAL_VARIANTS:
             raise ValueError(f"retrieval_variant must be one of {sorted(RETRIEVAL_VARIANTS)}, got {self.retrieval_variant!r}.")
@@ -422,4 +424,5 @@ __all__ = [
     "TriBertConfig",
     "TriBertPoseConfig",
     "TriBertVisionConfig",
+    "check_positive",
 ]

@@ -100,7 +100,8 @@ class TriBertModelOutput(ModelOutput):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _check_tensor(name: str, value, ndim: int, layout: str) -> None:
+def check_tensor(name: str, value, ndim: int, layout: str) -> None:
+    """Raise an error naming the input `name` unless it is a floating point tensor of `ndim` dimensions (`layout`)."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of shape {layout}, got {type(value).__name__}.")
     if value.ndim != ndim:
@@ -113,9 +114,9 @@ def _check_inputs(config: TriBertConfig, pixel_values, pose_keypoints, audio_spe
     """The input contract of `TriBertModel.forward` (see `docs/input_contract.md`): shapes against the config, then
     the values (NaN / inf, `pose_mask` of 0 and 1, a non-negative magnitude) in one pass with one device sync."""
     vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
-    _check_tensor("pixel_values", pixel_values, 5, "(batch, frames, channels, height, width)")
-    _check_tensor("pose_keypoints", pose_keypoints, 5, "(batch, persons, frames, joints, 3)")
-    _check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
+    check_tensor("pixel_values", pixel_values, 5, "(batch, frames, channels, height, width)")
+    check_tensor("pose_keypoints", pose_keypoints, 5, "(batch, persons, frames, joints, 3)")
+    check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
     batch = pixel_values.shape[0]
     if batch == 0:
         raise ValueError("Got an empty batch (batch size 0): give at least one clip.")
@@ -1883,6 +1884,7 @@ class TriBertForContrastiveRetrieval(TriBertPreTrainedModel):
 
 
 __all__ = [
+    "check_tensor",
     "TriBertForPreTraining",
     "TriBertForContrastiveRetrieval",
     "TriBertContrastiveOutput",

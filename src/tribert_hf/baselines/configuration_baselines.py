@@ -15,8 +15,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-from .configuration_tribert import _check_positive
-from .remote_code import RemoteCodeMixin
+from tribert_hf.configuration_tribert import check_positive
+from tribert_hf.remote_code import RemoteCodeMixin
+from tribert_hf.separation.losses import MASK_TYPES
 from tribert_hf.separation.unet import bottleneck_channels
 
 
@@ -52,7 +53,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
 
     def _check_architecture(self):
         """Raise a `ValueError` naming the field for values the model cannot be built with."""
-        _check_positive(
+        check_positive(
             self,
             ("num_frequency_bins", "separation_base_channels", "separation_num_downs", "log_eps", "initializer_range"),
         )
@@ -61,7 +62,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"{type(self).__name__}.num_frequency_bins ({self.num_frequency_bins}) must be divisible by "
                 f"2 ** separation_num_downs = {2**self.separation_num_downs}."
             )
-        if self.mask_type not in ("binary", "ratio"):
+        if self.mask_type not in MASK_TYPES:
             raise ValueError(f"{type(self).__name__}.mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
 
 
@@ -93,8 +94,8 @@ class AudioOnlySeparationConfig(_SeparationUNetConfig):
     Example:
 
     ```python
-    >>> from tribert_hf.configuration_baselines import AudioOnlySeparationConfig
-    >>> from tribert_hf.modeling_baselines import AudioOnlyForSourceSeparation
+    >>> from tribert_hf.baselines.configuration_baselines import AudioOnlySeparationConfig
+    >>> from tribert_hf.baselines.modeling_baselines import AudioOnlyForSourceSeparation
     >>> model = AudioOnlyForSourceSeparation(AudioOnlySeparationConfig(num_sources=2))
     ```
     """
@@ -108,7 +109,7 @@ class AudioOnlySeparationConfig(_SeparationUNetConfig):
 
     def _check_architecture(self):
         super()._check_architecture()
-        _check_positive(self, ("num_sources", "source_embedding_size", "separation_fusion_heads"))
+        check_positive(self, ("num_sources", "source_embedding_size", "separation_fusion_heads"))
         if self.bottleneck_channels % self.separation_fusion_heads:
             raise ValueError(
                 f"AudioOnlySeparationConfig.separation_fusion_heads ({self.separation_fusion_heads}) must divide the "
@@ -140,8 +141,8 @@ class SoundOfPixelsConfig(_SeparationUNetConfig):
     Example:
 
     ```python
-    >>> from tribert_hf.configuration_baselines import SoundOfPixelsConfig
-    >>> from tribert_hf.modeling_baselines import SoundOfPixelsForSourceSeparation
+    >>> from tribert_hf.baselines.configuration_baselines import SoundOfPixelsConfig
+    >>> from tribert_hf.baselines.modeling_baselines import SoundOfPixelsForSourceSeparation
     >>> model = SoundOfPixelsForSourceSeparation(SoundOfPixelsConfig())  # ResNet-18 frames, K = 32
     ```
     """
@@ -159,7 +160,7 @@ class SoundOfPixelsConfig(_SeparationUNetConfig):
 
     def _check_architecture(self):
         super()._check_architecture()
-        _check_positive(self, ("num_feature_channels",))
+        check_positive(self, ("num_feature_channels",))
         if self.frame_encoder_config.model_type != "resnet":
             raise ValueError(
                 "SoundOfPixelsConfig.frame_encoder_config must be a ResNet config (model_type 'resnet'), got "

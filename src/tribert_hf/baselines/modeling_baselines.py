@@ -24,23 +24,21 @@ from transformers import ResNetModel
 from transformers import initialization as init
 from transformers.modeling_utils import PreTrainedModel
 
-from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
-from .remote_code import RemoteCodeMixin
+from tribert_hf.modeling_tribert import TriBertSeparationOutput, check_tensor
+from tribert_hf.remote_code import RemoteCodeMixin
+from tribert_hf.separation.losses import activate_masks, mask_loss, permutation_invariant_mask_loss
 from tribert_hf.separation.unet import TriBertSeparationHead
-from tribert_hf.separation.losses import activate_masks, mask_loss, permutation_invariant_mask_loss  # noqa: F401 (re-exported)
-from .modeling_tribert import (
-    TriBertSeparationOutput,
-    _check_tensor,
-)
+
+from .configuration_baselines import AudioOnlySeparationConfig, SoundOfPixelsConfig
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Shared pieces: input checks, the U-Net, the PIT loss, segment-wise separation of long audio
+# Input checks
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def _check_spectrogram(config, audio_spectrogram, batch: int | None = None) -> None:
-    _check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
+    check_tensor("audio_spectrogram", audio_spectrogram, 4, "(batch, 1, frequency_bins, time_frames)")
     if audio_spectrogram.shape[1] != 1 or audio_spectrogram.shape[2] != config.num_frequency_bins:
         raise ValueError(
             f"`audio_spectrogram` must have shape (batch, 1, {config.num_frequency_bins}, time_frames) (mono, "
@@ -228,7 +226,7 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         channels = self.config.frame_encoder_config.num_channels
-        _check_tensor("pixel_values", pixel_values, 6, "(batch, videos, frames, channels, height, width)")
+        check_tensor("pixel_values", pixel_values, 6, "(batch, videos, frames, channels, height, width)")
         if pixel_values.shape[3] != channels:
             raise ValueError(
                 f"`pixel_values` must have shape (batch, videos, frames, {channels}, height, width) (one entry per "
@@ -251,5 +249,4 @@ __all__ = [
     "AudioOnlySeparationOutput",
     "SoundOfPixelsForSourceSeparation",
     "SoundOfPixelsPreTrainedModel",
-    "permutation_invariant_mask_loss",
 ]
