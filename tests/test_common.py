@@ -12,7 +12,7 @@ from test_heads import head_config, mixture_inputs
 from transformers.testing_utils import CaptureLogger
 
 from tribert_hf import TriBertForPreTraining, TriBertForRetrieval, TriBertForSourceSeparation, TriBertModel
-from tribert_hf import modeling_tribert
+from tribert_hf import input_checks
 
 
 MODEL_CLASSES = [TriBertModel, TriBertForSourceSeparation, TriBertForPreTraining, TriBertForRetrieval]
@@ -114,7 +114,7 @@ def test_sdpa_warns_and_returns_no_attentions(model_class):
     model = build(model_class)
     assert model.config._attn_implementation == "sdpa"
     inputs = inputs_for(model_class, model.config)
-    logger = modeling_tribert.logger
+    logger = input_checks.logger
     with CaptureLogger(logger) as captured, torch.no_grad():
         out = model(**inputs, output_attentions=True)
     assert "`sdpa` attention does not support `output_attentions=True`" in captured.out

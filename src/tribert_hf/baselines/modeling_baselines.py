@@ -24,7 +24,8 @@ from transformers import ResNetModel
 from transformers import initialization as init
 from transformers.modeling_utils import PreTrainedModel
 
-from tribert_hf.modeling_tribert import TriBertSeparationOutput, check_tensor
+from tribert_hf.input_checks import check_tensor
+from tribert_hf.modeling_tribert import TriBertSeparationOutput
 from tribert_hf.remote_code import RemoteCodeMixin
 from tribert_hf.separation.losses import activate_masks, mask_loss, permutation_invariant_mask_loss
 from tribert_hf.separation.unet import TriBertSeparationHead
