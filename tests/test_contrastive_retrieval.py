@@ -11,7 +11,7 @@ from conftest import make_inputs, make_tiny_config
 from torch.nn import functional as F
 
 from tribert_hf import TriBertForContrastiveRetrieval, TriBertForPreTraining, contrastive_embedding_query, contrastive_loss
-from tribert_hf.modeling_tribert import CONTRASTIVE_LOGIT_SCALE_INIT
+from tribert_hf.modeling_tribert_retrieval import CONTRASTIVE_LOGIT_SCALE_INIT
 from tribert_hf.retrieval_index import collection_metrics
 
 
@@ -175,7 +175,7 @@ def test_saved_folder_loads_with_remote_code(tmp_path):
 
     model = build()
     model.save_pretrained(tmp_path / "folder")
-    assert os.path.isfile(tmp_path / "folder" / "modeling_tribert.py")
+    assert {"modeling_tribert.py", "modeling_tribert_retrieval.py"} <= set(os.listdir(tmp_path / "folder"))
     inputs = make_inputs(model.config, batch_size=2)
     torch.save(inputs["audio_spectrogram"], tmp_path / "audio.pt")
     with torch.no_grad():

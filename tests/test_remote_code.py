@@ -69,7 +69,7 @@ def test_every_model_folder_loads_as_remote_code(tmp_path, model_class):
     auto_map = json.load(open(folder / "config.json"))["auto_map"]
     loads_head, loads_base = MODELS[model_class]
     expected = {"AutoConfig": "configuration_tribert.TriBertConfig"}
-    expected |= {auto: f"modeling_tribert.{model_class.__name__}" for auto in loads_head}
+    expected |= {auto: f"{model_class.__module__.rpartition('.')[2]}.{model_class.__name__}" for auto in loads_head}
     expected |= {auto: "modeling_tribert.TriBertModel" for auto in loads_base}
     assert auto_map == expected
     inputs = inputs_for(model_class, model.config)

@@ -28,17 +28,19 @@ from .configuration_tribert import (
 )
 from .feature_extraction_tribert import TriBertFeatureExtractor
 from .modeling_tribert import (
-    TriBertContrastiveOutput,
-    TriBertForContrastiveRetrieval,
     TriBertForPreTraining,
     TriBertForPreTrainingOutput,
-    TriBertForRetrieval,
     TriBertForSourceSeparation,
     TriBertModel,
     TriBertModelOutput,
     TriBertPreTrainedModel,
-    TriBertRetrievalOutput,
     TriBertSeparationOutput,
+)
+from .modeling_tribert_retrieval import (
+    TriBertContrastiveOutput,
+    TriBertForContrastiveRetrieval,
+    TriBertForRetrieval,
+    TriBertRetrievalOutput,
     compose_retrieval_pairs,
     contrastive_embedding_query,
     contrastive_loss,

@@ -174,7 +174,7 @@ def _index_search(args) -> int:
     search_seconds = time.perf_counter() - start
     rerank_scores = None
     if args.rerank:
-        from .modeling_tribert import TriBertForRetrieval
+        from .modeling_tribert_retrieval import TriBertForRetrieval
         from .configuration_tribert import RETRIEVAL_VARIANTS
 
         from .inference import _quiet_transformers

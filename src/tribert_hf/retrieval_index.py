@@ -294,7 +294,7 @@ def load_contrastive_model(path: str, device: str | None = None):
     embedding`)."""
     from transformers import PretrainedConfig
 
-    from .modeling_tribert import TriBertForContrastiveRetrieval
+    from .modeling_tribert_retrieval import TriBertForContrastiveRetrieval
     from .processing_tribert import TriBertProcessor
 
     if not os.path.isfile(os.path.join(path, "config.json")):
@@ -485,7 +485,7 @@ def expected_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def collection_metrics(scores: torch.Tensor, ks=(1, 5, 10)) -> dict[str, float]:
     """Full-collection retrieval of a square `(queries, pool)` score matrix whose right answers are the diagonal:
     recall@k (%, ties at random in expectation) and the median rank of the right answer (1 is perfect)."""
-    from .modeling_tribert import retrieval_top_k
+    from .modeling_tribert_retrieval import retrieval_top_k
 
     scores = torch.as_tensor(scores)
     targets = torch.arange(scores.shape[0])
@@ -516,7 +516,7 @@ def choice_sets(candidates: np.ndarray, num_choices: int, distractors: str = "ra
 def multiple_choice_metrics(scores: torch.Tensor, choices: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     """Top-k accuracy (%) of n-way multiple choice: query i ranks the candidates `choices[i]` (the right one in
     column 0) by `scores[i]` (`(queries, pool)`); ties at random in expectation. With k >= n it is 100."""
-    from .modeling_tribert import retrieval_top_k
+    from .modeling_tribert_retrieval import retrieval_top_k
 
     scores = torch.as_tensor(scores)
     sub = scores.gather(1, torch.as_tensor(choices, dtype=torch.long))
