@@ -229,3 +229,14 @@ def test_saved_code_imports_only_files_of_the_folder(tmp_path, model_class):
         assert "tribert_hf" not in get_imports(tmp_path / name), name
         for needed in get_relative_imports(tmp_path / name):
             assert f"{needed}.py" in code, (name, needed)
+
+
+def test_save_pretrained_with_push_to_hub_pushes_the_flat_code(tmp_path, monkeypatch):
+    """transformers would upload before the code is written: the folder is saved first, then `push_to_hub` (which
+    saves again through `save_pretrained`) uploads it."""
+    model = build(TriBertForSourceSeparation, common_config())
+    pushed = []
+    monkeypatch.setattr(model, "push_to_hub", lambda repo_id, **kwargs: pushed.append((repo_id, kwargs)))
+    model.save_pretrained(tmp_path / "folder", push_to_hub=True, repo_id="me/tribert", commit_message="hi")
+    assert pushed == [("me/tribert", {"commit_message": "hi"})]
+    assert {"modeling_tribert.py", "unet.py", "graph.py", "apply.py"} <= set(os.listdir(tmp_path / "folder"))

@@ -46,10 +46,10 @@ from .modeling_tribert_retrieval import (
     contrastive_loss,
     retrieval_top_k,
 )
-from .separation.apply import reorder_sources, separate, separate_in_segments
-from .separation.losses import permutation_invariant_mask_loss
 from .pipeline_tribert import TriBertSourceSeparationPipeline, register_pipeline
 from .processing_tribert import TriBertProcessor
+from .separation.apply import reorder_sources, separate, separate_in_segments
+from .separation.losses import permutation_invariant_mask_loss
 from .video_processing_tribert import TriBertVideoProcessor
 
 

@@ -12,9 +12,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-from .remote_code import RemoteCodeMixin
 from tribert_hf.separation.losses import MASK_TYPES
 from tribert_hf.separation.unet import bottleneck_channels
+
+from .remote_code import RemoteCodeMixin
 
 
 # The 21 instrument classes of MUSIC21, in the order of the dataset's JSON lists (alphabetical).

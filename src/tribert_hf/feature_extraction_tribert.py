@@ -14,8 +14,9 @@ import torch
 from transformers import BatchFeature
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
-from .remote_code import RemoteCodeMixin
 from tribert_hf.separation.losses import LOSS_WEIGHT_RANGE, mask_loss_weight
+
+from .remote_code import RemoteCodeMixin
 
 
 def _interpolation_weights(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -30,10 +30,11 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 from transformers.utils import ModelOutput, logging
 
-from .configuration_tribert import TriBertConfig
 from tribert_hf.pose.graph import spatial_partition_adjacency
 from tribert_hf.separation.losses import activate_masks, mask_loss
 from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead
+
+from .configuration_tribert import TriBertConfig
 from .input_checks import (
     cast_floating,
     check_inputs,

@@ -243,7 +243,7 @@ class TriBertProcessor(RemoteCodeMixin, ProcessorMixin):
             masks: `(batch, videos, 256, frames)` (`outputs.masks`), or `(videos, 256, frames)` for one mixture.
             mixture: the audio the spectrogram was computed from, at `feature_extractor.sampling_rate`: `(batch,
                 samples)` (or `(samples,)`); for the processor's crop, `processor(..., return_waveform=True)
-                ["waveform"]`. For audio of any length, `TriBertForSourceSeparation.separate` (or the
+                ["waveform"]`. For audio of any length, `tribert_hf.separation.apply.separate` (or the
                 `"audio-source-separation"` pipeline) separates segment by segment.
             mask_threshold: binarise the masks at this value (Sound-of-Pixels uses 0.5); None keeps them soft.
         Returns:

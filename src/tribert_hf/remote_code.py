@@ -18,7 +18,6 @@ left as they are: the pipeline's `tribert_hf.inference` for video files, for exa
 
 import ast
 import importlib.util
-import sys
 from pathlib import Path
 
 
