@@ -329,12 +329,19 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
         """`(..., samples)` -> complex `(..., 512, frames)` (centred frames, reflect padding, periodic Hann)."""
         return self._spectrum(waveform).transpose(-1, -2)
 
-    def log_frequency_magnitude(self, waveform: torch.Tensor) -> torch.Tensor:
-        """`(..., samples)` -> `(..., 256, frames)`: the model's input, `warp(magnitude(stft(waveform)))`.
+    def log_frequency_magnitude(self, waveform: torch.Tensor, return_stft: bool = False):
+        """`(..., samples)` -> `(..., 256, frames)`: the model's input, `warp(magnitude(stft(waveform)))`. The
+        audio chain: every spectrogram of the library comes from here (or from `__call__`, which calls the same
+        steps), so that training, evaluation and separation see the same numbers.
+
+        With `return_stft=True`, returns `(magnitude, stft)`: also the complex linear STFT `(..., 512, frames)`
+        (`stft(waveform)`, the phase that `masks_to_waveforms` puts back), computed once for both.
 
         On the CPU: SciPy FFT, NumPy magnitude, one transpose, then the warp's row gathers.
         """
-        return self._warped_magnitude(self._spectrum(waveform))
+        spectrum = self._spectrum(waveform)
+        magnitude = self._warped_magnitude(spectrum)
+        return (magnitude, spectrum.transpose(-1, -2)) if return_stft else magnitude
 
     def _warped_magnitude(self, spectrum: torch.Tensor) -> torch.Tensor:
         """Complex `(..., frames, 512)` -> `(..., 256, frames)` warped magnitude (contiguous)."""
