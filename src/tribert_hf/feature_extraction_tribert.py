@@ -58,6 +58,8 @@ def log_frequency_matrices(num_linear_bins: int = 512, num_log_bins: int = 256) 
     )
 
 
+#: the audio rate of TriBERT (Sound-of-Pixels' recipe), in Hz: the feature extractor's default `sampling_rate`
+SAMPLING_RATE = 11025
 #: most channels a multichannel clip may have: a 2-d `(batch, samples)` array whose last axis is this short (and
 #: shorter than the first) is the `(samples, channels)` layout of soundfile / scipy, refused rather than misread.
 MAX_CHANNELS = 8
@@ -137,7 +139,7 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(
         self,
-        sampling_rate: int = 11025,
+        sampling_rate: int = SAMPLING_RATE,
         num_samples: int = 65535,
         n_fft: int = 1022,
         hop_length: int = 256,
@@ -418,7 +420,7 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
                 averaged to mono. None (default): every clip is mono.
             crop: `"center"` (evaluation), `"random"` (training; use `generator` for reproducibility) or `"none"`
                 (keep the whole clip; a batch is then zero-padded to its longest clip).
-            resample: resample from `sampling_rate` to 11025 Hz instead of refusing other rates.
+            resample: resample from `sampling_rate` to the feature extractor's rate (11025 Hz) instead of refusing other rates.
             return_stft: also return the complex linear STFT `stft` (`(batch, 512, frames)`, the phase for
                 `masks_to_waveforms`) and the cropped `waveform`.
             return_tensors: `"pt"` for torch tensors, `"np"` or None for numpy arrays.
@@ -527,4 +529,4 @@ class TriBertFeatureExtractor(SequenceFeatureExtractor):
 
 
 
-__all__ = ["MAX_CHANNELS", "TriBertFeatureExtractor", "check_audio_layout", "log_frequency_matrices", "pcm_to_float"]
+__all__ = ["MAX_CHANNELS", "SAMPLING_RATE", "TriBertFeatureExtractor", "check_audio_layout", "log_frequency_matrices", "pcm_to_float"]
