@@ -33,7 +33,7 @@ import numpy as np
 
 from ..configuration_tribert import MUSIC21_LABELS
 from ..feature_extraction_tribert import SAMPLING_RATE
-from .prepared import read_wav, write_wav
+from ..media import read_wav, write_wav
 
 
 RENDER_VERSION = 1  # bump when the phrases or the rendering change: recorded in the manifest

@@ -18,7 +18,8 @@ from datasets import DatasetDict
 from ...configuration_tribert import MUSIC21_LABELS
 from ...feature_extraction_tribert import SAMPLING_RATE
 from ...video_processing_tribert import FRAME_RATE
-from ..prepared import SPLITS, load_prepared, read_wav, save_prepared, write_media, write_wav
+from ...media import read_wav, write_wav
+from ..prepared import SPLITS, load_prepared, save_prepared, write_media
 from .animation import _animate_player, _pose_array
 from .audio import TIMBRES, _random_melody, _synthesize
 from .render import _draw_frames
