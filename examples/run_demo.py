@@ -94,7 +94,7 @@ def main(argv=None):
 
     import run_separation  # examples/run_separation.py: a script's own folder is importable
     from tribert_hf.data import load_synthetic_music
-    from tribert_hf.inference import evaluate_checkpoint, load_checkpoint
+    from tribert_hf.pipelines import evaluate_checkpoint, load_checkpoint
 
     started = time.perf_counter()
     model_dir = os.path.join(args.output_dir, "model")

@@ -398,7 +398,7 @@ def test_broken_checkpoints_get_one_line_and_exit_2(saved_model, tmp_path, capsy
 
 
 def test_a_truncated_wav_is_refused(tmp_path):
-    from tribert_hf.inference import load_audio
+    from tribert_hf.media import load_audio
     from tribert_hf.media import MediaError
 
     path = tmp_path / "mix.wav"
@@ -438,7 +438,7 @@ def make_video(path, seconds, size="96x96"):
 
 @pytest.mark.skipif(not _has_video_support(), reason="needs the system FFmpeg and torchcodec")
 def test_corrupt_audio_packets_are_not_called_a_missing_track(tmp_path):
-    from tribert_hf.inference import load_audio
+    from tribert_hf.media import load_audio
     from tribert_hf.media import MediaError
 
     path = str(tmp_path / "clip.mp4")
