@@ -13,6 +13,7 @@
 import argparse
 import sys
 
+from .feature_extraction_tribert import SAMPLING_RATE
 from .video_processing_tribert import FRAME_RATE
 
 
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="prepare downloaded MUSIC21/MUSIC videos (+ AlphaPose keypoints) as a dataset",
         description="Decode videos laid out as VIDEO_DIR/<class>/<youtube_id>.mp4 (duets: '<class> <class>/') into "
-        "11025 Hz mono audio, frames at --fps and keypoints, and write a datasets.DatasetDict with train/val/test "
+        f"{SAMPLING_RATE} Hz mono audio, frames at --fps and keypoints, and write a datasets.DatasetDict with train/val/test "
         "splits. Resumable: run the same command again after an interruption.",
     )
     prepare.add_argument("video_dir", help="folder of class sub-folders holding the videos")
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "render-solos",
         help="render realistic solo clips of the 21 MUSIC21 classes with FluidSynth and a General MIDI soundfont",
         description="Seeded random phrases per class (General MIDI program or drum kit, the instrument's range and "
-        "playing style), rendered with FluidSynth, mono 11025 Hz, loudness-normalised, written as "
+        f"playing style), rendered with FluidSynth, mono {SAMPLING_RATE} Hz, loudness-normalised, written as "
         "OUTPUT_DIR/<class>/<k>.wav with OUTPUT_DIR/manifest.json (programs, soundfonts, notes). The folder is a "
         "--sounds-dir for `tribert synthetic`. Needs the fluidsynth program; resumable.",
     )
