@@ -37,6 +37,9 @@ EXTRAS = {
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "librosa>=0.10"],
     # `tribert index`: FAISS inner-product indexes next to the embeddings (without it: exact NumPy search, same top-k)
     "faiss": ["faiss-cpu>=1.8,<2"],
+    # benchmarks/speed.py's peer rows, measured beside ours in the same run (a missing one is skipped, and says so):
+    # fast_bss_eval (its torch backend) and torchmetrics' SDR beside mir_eval, librosa's STFT beside our features
+    "bench": ["fast-bss-eval>=0.1.4,<0.2", "torchmetrics>=1.4,<2", "librosa>=0.10"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 

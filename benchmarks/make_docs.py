@@ -2,8 +2,10 @@
 
     python benchmarks/make_docs.py [--results benchmarks/results] [--output docs/benchmarks.md]
 
-Reads `quality/quality.json` (benchmarks/quality.py), `speed.json` + `speed.md` (benchmarks/speed.py) and
-`train_step.json` (benchmarks/train_step.py) where they exist and says which ones have not been run.
+Reads `quality/quality.json` (benchmarks/quality.py) and `speed.json` + `speed.md` (benchmarks/speed.py, the one
+speed suite) where they exist and says which ones have not been run. Until a speed run has the `train_step` suite's
+optimizer steps, the training-step table comes from `train_step.json`, written by the former
+`benchmarks/train_step.py` (now `speed.py --suite train_step`) and kept as it was.
 """
 
 import argparse
@@ -70,6 +72,27 @@ def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
     return lines
 
 
+SPEED_SUITES = """The speed suite is one command with sub-suites (`--suite all`, the default, runs every one but the
+opt-in `retrieval`; `--suite bss_eval,features` runs those): `features` (our audio features against a librosa/NumPy
+reference, and the peer row librosa.stft beside our STFT; the featurizer through `datasets.map`), `bss_eval` (ours
+and the peer rows `fast_bss_eval`, torch backend, and torchmetrics' `signal_distortion_ratio` beside mir_eval: time
+and max |difference| from mir_eval), `train_step` (matmul peak, FLOPs and MFU of a training step; time and memory of
+an optimizer step of the demo and paper configs), `separation` (real-time factor), `model_size` (parameters per
+component, forward time and memory) and `retrieval`. Peers are measured in the same run as ours; a peer whose
+package is missing (`pip install -e '.[bench]'`) is skipped with the reason."""
+# said while speed.json is a result of the suite before its sub-suites (converted by `speed.py --convert`)
+SPEED_LEGACY = """The results below were written before `fast_bss_eval`, torchmetrics, the librosa STFT row, `train_step`'s
+optimizer steps and `model_size` joined the suite (then separate scripts, whose result files
+`feature_extraction.json`, `bss_eval.json`, `separation_speed.json`, `model_size.json` and `train_step.json` are kept
+as they were), and converted to the suite names by `speed.py --convert` (values unchanged): they have no peer rows
+yet."""
+
+
+def _has_steps(results: str) -> bool:
+    speed = _load(os.path.join(results, "speed.json"))
+    return bool(speed and speed.get("sections", {}).get("train_step", {}).get("steps"))
+
+
 def speed_section(results: str) -> list[str]:
     lines = ["## Speed (`benchmarks/speed.py`)", ""]
     table = os.path.join(results, "speed.md")
@@ -79,19 +102,25 @@ def speed_section(results: str) -> list[str]:
         text = f.read().strip()
     if text.startswith("# "):
         text = text.split("\n", 1)[1].strip()  # its own title
-    return lines + ["```bash\npython benchmarks/speed.py --profile\n```", "", text.replace("\n## ", "\n### "), ""]
+    speed = _load(os.path.join(results, "speed.json")) or {}
+    intro = SPEED_SUITES + ("\n" + SPEED_LEGACY if "upgraded_from_layout" in speed else "")
+    command = "python benchmarks/" + speed.get("command", "speed.py --profile")
+    return lines + [intro, "", f"```bash\n{command}\n```", "", text.replace("\n## ", "\n### "), ""]
 
 
 def train_step_section(results: str) -> list[str]:
+    """The legacy training-step table (the former benchmarks/train_step.py), unless the speed suite has its own."""
+    if _has_steps(results):
+        return []  # in speed.md, from the train_step suite
     report = _load(os.path.join(results, "train_step.json"))
-    lines = ["## One training step (`benchmarks/train_step.py`)", ""]
+    lines = ["## One training step (the former `benchmarks/train_step.py`)", ""]
     if report is None:
-        return lines + ["Not run yet: `python benchmarks/train_step.py`.", ""]
+        return lines + ["Not run yet: `python benchmarks/speed.py --suite train_step`.", ""]
     lines += [
         f"Device: {report['device']} ({report['cpu']}, {report['cpu_threads']} threads), torch {report['torch']}, "
-        f"median of {report['repeats']} steps (forward + backward + AdamW, joint pre-training loss).",
-        "",
-        "```bash\npython benchmarks/train_step.py\n```",
+        f"median of {report['repeats']} steps (forward + backward + AdamW, joint pre-training loss). Written by the "
+        "former `benchmarks/train_step.py` (`train_step.json`, kept as it was); the same measurement is now "
+        "`python benchmarks/speed.py --suite train_step`.",
         "",
         "| config | parameters | mixtures of 2 videos per step | s / step (median) | s / mixture | peak memory over the step |",
         "|---|---:|---:|---:|---:|---:|",

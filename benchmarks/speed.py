@@ -1,43 +1,54 @@
-"""The speed suite: one command, every figure a ratio of two things measured in the same run on this machine.
+"""The speed suite: the one speed entry point. Every figure is a ratio of two things measured in the same run on this
+machine, and every peer package is measured beside ours in that run.
 
-    python benchmarks/speed.py [--quick] [--device cpu|cuda] [--bf16] [--profile] [--threads N]
-                               [--output benchmarks/results/speed.json]
+    python benchmarks/speed.py [--suite all | SUITE[,SUITE...]] [--quick] [--device cpu|cuda] [--bf16] [--profile]
+                               [--threads N] [--repeats N] [--train-mixtures N] [--matmul-size N]
+                               [--gradient-checkpointing] [--synthetic-cache-dir DIR] [--output PATH.json]
+    python benchmarks/speed.py --convert benchmarks/results/speed.json   # rewrite a result in this layout; measures nothing
 
-Sections (each prints a one-line summary; a final line counts the targets met):
+Suites (`--suite`, a comma list; `all`, the default, is every suite but retrieval; each prints a one-line summary, a
+final line counts the targets met):
 
-- preprocessing: the audio features (TriBertFeatureExtractor: STFT + log-frequency warp of a batch of clips) against
-  a librosa/numpy reference of the same features clip by clip (`feature_extraction.reference_features`), and the
-  whole featurizer of a prepared dataset (audio, video frames, keypoints: `PreparedClipFeaturizer`) through
-  `datasets.map` with num_proc=1 and 2 (rows/s and the scaling). Always on CPU (it is the data pipeline).
-- bss_eval: `bss_eval_sources_torch` (all mixtures in one batched call, on --device) against mir_eval (one call per
-  mixture) on the same 2-source mixtures (`bss_eval.make_mixtures`): speed ratio and the max |difference| in dB.
-- matmul_peak: this machine's dense matmul FLOP/s (an n x n @ n x n product, median of repeats) in fp32, and in
-  bf16 with --bf16: the denominator of the MFU.
-- training: forward + backward of `TriBertForPreTraining` (joint loss) of the paper-size config on random batches
-  of the recipe's shapes (`train_step.random_batch`); FLOPs counted with `torch.utils.flop_counter.FlopCounterMode`
-  (matmul, convolution and attention FLOPs; CPU's fused attention kernels added, see `FLOP_FORMULAS`); achieved
-  FLOP/s = FLOPs / median step time, MFU = achieved / matmul peak of the training dtype (bf16 autocast with --bf16),
-  the peak measured again right after the timed steps and the higher of the two taken (a peak measured in a busy
-  moment of a shared machine would flatter the MFU).
+- features: the audio features (TriBertFeatureExtractor: STFT + log-frequency warp of a batch of clips) against a
+  librosa/NumPy reference of the same features clip by clip (`common.reference_features`), the FFT alone (ours,
+  SciPy; the reference's, numpy.fft), the peer row librosa.stft beside our STFT (time, max |difference| of the
+  magnitude), and the whole featurizer of a prepared dataset (audio, video frames, keypoints:
+  `PreparedClipFeaturizer`) through `datasets.map` with num_proc=1 and 2 (rows/s and the scaling). Always on CPU
+  (it is the data pipeline).
+- bss_eval: SDR/SIR/SAR of 2-source mixtures (`common.make_mixtures`): mir_eval (one call per mixture, the
+  reference), ours (`bss_eval_sources_torch`, all mixtures in one batched call, on --device), and the peer rows
+  `fast_bss_eval` (its torch backend; its NumPy backend fails under NumPy 2) and torchmetrics'
+  `signal_distortion_ratio` (SDR only), batched on --device: time per mixture, speedup over mir_eval and the max
+  |difference| from mir_eval in dB.
+- train_step: this machine's dense matmul FLOP/s (n x n @ n x n, median of repeats; fp32, and bf16 with --bf16:
+  the MFU's denominator); forward + backward of `TriBertForPreTraining` (joint loss) of the paper-size config on
+  random batches of the recipe's shapes (`common.random_batch`), FLOPs counted with
+  `torch.utils.flop_counter.FlopCounterMode` (matmul, convolution and attention FLOPs; CPU's fused attention kernels
+  added, see `FLOP_FORMULAS`): achieved FLOP/s = FLOPs / median step time, MFU = achieved / matmul peak of the
+  training dtype, the peak measured again right after the timed steps and the higher of the two taken (a peak
+  measured in a busy moment of a shared machine would flatter the MFU); and one optimizer step (forward, backward,
+  AdamW) of the demo (small, 4 mixtures) and paper-size configs: time and peak memory.
 - separation: real-time factor (seconds of audio separated per second) of `TriBertForSourceSeparation.separate`
   with random weights (speed does not depend on training), 2 videos, for the small (demo) and paper-size configs,
   on a 6-s mixture (one crop) and a 3-minute one (overlapping segments, batched 8 at a time).
-- retrieval (opt-in, `--sections retrieval`): clips embedded per second by `TriBertForContrastiveRetrieval` (small
-  config, one embedding per modality) and queries per second over a 10,000-clip index (exact NumPy; FAISS if
-  installed).
+- model_size: parameters per component of the paper-size `TriBertModel`, its forward (and forward + backward) time
+  and peak memory for one sample.
+- retrieval (opt-in, not in `all`): clips embedded per second by `TriBertForContrastiveRetrieval` (small config,
+  one embedding per modality) and queries per second over a 10,000-clip index (exact NumPy; FAISS if installed).
 - profile (--profile): torch.profiler over one paper-size training step (forward, backward, AdamW) and one small
   separation of the 6-s mixture; the top-15 ops by self CPU time (where time goes when a target is missed).
 
---quick runs every section with tiny configs, few repeats and short audio (seconds; the test uses it): its figures
-are not measurements of the real configs. Writes the JSON (atomically) with every measurement, the machine and
-the targets with pass/fail, and a Markdown table next to it (same name, .md) generated from the JSON.
+A peer whose package is missing (`pip install 'tribert_hf[bench]'`) has its row skipped, with the reason in the JSON
+and the summary line. --quick runs every suite with tiny configs, few repeats and short audio (seconds; the tests use
+it): its figures are not measurements of the real configs. Writes the JSON (atomically; default
+benchmarks/results/speed.json for `all`, speed-<suites>.json otherwise) with every measurement, the machine and the
+targets with pass/fail, and a Markdown table next to it (same name, .md) generated from the JSON.
 """
 
 import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -49,18 +60,30 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-# the other benchmark scripts (a script's own folder is importable)
-from bss_eval import make_mixtures
-from common import example_inputs
-from feature_extraction import reference_features, timed
-from model_size import PeakRSS, measure
-from train_step import random_batch
+# benchmarks/common.py (a script's own folder is importable)
+from common import (
+    PeakRSS,
+    example_inputs,
+    import_peer,
+    machine,
+    make_mixtures,
+    measure,
+    peer_version,
+    random_batch,
+    reference_features,
+    sync,
+    timed_runs,
+    write_atomic,
+)
 
-from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation
+from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertForSourceSeparation, TriBertModel
 from tribert_hf.training import model_config
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LAYOUT = 2  # 1: sections preprocessing, matmul_peak, training (before the suites); see `upgrade_layout`
+SUITES = ("features", "bss_eval", "train_step", "separation", "model_size", "retrieval")
+DEFAULT_SUITES = SUITES[:-1]  # `all`: retrieval is opt-in (its figures live in docs/retrieval.md)
 
 aten = torch.ops.aten
 
@@ -119,60 +142,10 @@ def count_flops(fn) -> dict:
     }
 
 
+
 # ----------------------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(device: torch.device) -> dict:
-    info = {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        info["cuda"] = torch.version.cuda
-        info["allow_tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
-    return info
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_runs(fn, repeats: int, device: torch.device, warmup: bool = True) -> dict:
-    """Median wall time of `fn()` over `repeats` runs (after one warm-up run if `warmup`), device synchronised."""
-    if warmup:
-        fn()
-        sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "times_s": times}
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -213,57 +186,92 @@ def profiled(fn, device: torch.device) -> dict:
     return {"wall_s_profiled": wall, "top_ops_by_self_cpu": top_ops(prof)}
 
 
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Sections
+# Suites
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def section_preprocessing(args, settings) -> dict:
+def audio_features(clips: np.ndarray, repeats: int) -> dict:
+    """Our audio features of `clips` (a `(clips, samples)` float32 batch) against the librosa/NumPy reference clip by
+    clip, the FFT alone of each, and the peer row: librosa.stft beside our STFT (time and the magnitude's max
+    |difference|). Without librosa: our figures only, and `skipped` says why."""
+    import scipy.fft
+
+    fe = TriBertFeatureExtractor()
+    ours = timed_runs(lambda: fe(clips, sampling_rate=fe.sampling_rate, return_tensors="pt"), repeats)
+    # Where the time goes: the FFT alone, ours (SciPy, torch's thread count) and the reference's (numpy.fft, what
+    # librosa.stft calls), on the same windowed frames. Neither implementation can beat its FFT.
+    half = fe.n_fft // 2
+    framed = torch.nn.functional.pad(torch.from_numpy(clips)[:, None], (half, half), mode="reflect")[:, 0]
+    framed = (framed.unfold(-1, fe.n_fft, fe.hop_length) * torch.hann_window(fe.n_fft)).numpy()
+    workers = torch.get_num_threads()
+    fft = timed_runs(lambda: scipy.fft.rfft(framed, axis=-1, workers=workers), repeats)
+    ref_fft = timed_runs(lambda: np.fft.rfft(framed, axis=-1), repeats)
+    result = {
+        "clips": len(clips),
+        "clip_samples": clips.shape[-1],
+        "ours_median_s": ours["median_s"],
+        "ours_times_s": ours["times_s"],
+        "ours_clips_per_s": len(clips) / ours["median_s"],
+        "fft_only_median_s": fft["median_s"],
+        "reference_fft_only_median_s": ref_fft["median_s"],
+        "fft_share_of_ours": fft["median_s"] / ours["median_s"],
+    }
+    librosa, skipped = import_peer("librosa")
+    if librosa is None:
+        result["skipped"] = {"librosa": skipped}
+        return result
+    ref = timed_runs(lambda: np.stack([reference_features(c) for c in clips]), repeats)
+    features = fe(clips, sampling_rate=fe.sampling_rate, return_tensors="np")["audio_spectrogram"]
+    reference = np.stack([reference_features(c) for c in clips])
+    result.update({
+        "librosa_version": librosa.__version__,
+        "reference_median_s": ref["median_s"],
+        "reference_times_s": ref["times_s"],
+        "reference_clips_per_s": len(clips) / ref["median_s"],
+        "speedup": ref["median_s"] / ours["median_s"],
+        "fft_share_of_reference": ref_fft["median_s"] / ref["median_s"],
+        # the most any implementation with our FFT could reach: the reference's time over our FFT's alone
+        "speedup_bound_fft_only": ref["median_s"] / fft["median_s"],
+        "max_abs_diff": float(np.abs(features - reference).max()),
+        "reference_max_value": float(reference.max()),
+    })  # fmt: skip
+
+    # The peer row: the STFT magnitude alone, the whole batch in one call each (librosa takes (..., samples)).
+    waveforms = torch.from_numpy(clips)
+
+    def librosa_magnitude():
+        stft = librosa.stft(clips, n_fft=fe.n_fft, hop_length=fe.hop_length, window="hann", center=True, pad_mode="reflect")
+        return np.abs(stft)
+
+    ours_stft = timed_runs(lambda: fe.magnitude(fe.stft(waveforms)), repeats)
+    peer_stft = timed_runs(librosa_magnitude, repeats)
+    mine, theirs = fe.magnitude(fe.stft(waveforms)).numpy(), librosa_magnitude()
+    result["stft_magnitude"] = {
+        "shape": list(mine.shape),
+        "ours_median_s": ours_stft["median_s"],
+        "ours_times_s": ours_stft["times_s"],
+        "librosa_median_s": peer_stft["median_s"],
+        "librosa_times_s": peer_stft["times_s"],
+        "speedup_over_librosa": peer_stft["median_s"] / ours_stft["median_s"],
+        "max_abs_diff": float(np.abs(mine - theirs).max()) if mine.shape == theirs.shape else None,
+        "max_value": float(theirs.max()),
+    }
+    return result
+
+
+def datasets_map(settings, cache_dir) -> dict:
+    """The whole featurizer (audio crop + features, video frames, keypoints) of a prepared dataset through
+    datasets.map, num_proc 1 and 2: rows/s and the scaling."""
     import datasets
     from datasets import concatenate_datasets
 
     from tribert_hf import TriBertProcessor, TriBertVideoProcessor
     from tribert_hf.data import PreparedClipFeaturizer, load_synthetic_music
 
-    fe = TriBertFeatureExtractor()
-    rng = np.random.default_rng(0)
-    clips = (rng.standard_normal((settings["clips"], fe.num_samples)) * 0.1).astype(np.float32)
-    ours_s, ours_times = timed(lambda: fe(clips, sampling_rate=fe.sampling_rate, return_tensors="pt"), args.repeats)
-    ref_s, ref_times = timed(lambda: np.stack([reference_features(c) for c in clips]), args.repeats)
-    # Where the time goes: the FFT alone, ours (SciPy, torch's thread count) and the reference's (numpy.fft, what
-    # librosa.stft calls), on the same windowed frames. Neither implementation can beat its FFT.
-    import scipy.fft
-
-    half = fe.n_fft // 2
-    framed = torch.nn.functional.pad(torch.from_numpy(clips)[:, None], (half, half), mode="reflect")[:, 0]
-    framed = (framed.unfold(-1, fe.n_fft, fe.hop_length) * torch.hann_window(fe.n_fft)).numpy()
-    workers = torch.get_num_threads()
-    fft_s, _ = timed(lambda: scipy.fft.rfft(framed, axis=-1, workers=workers), args.repeats)
-    ref_fft_s, _ = timed(lambda: np.fft.rfft(framed, axis=-1), args.repeats)
-    ours = fe(clips, sampling_rate=fe.sampling_rate, return_tensors="np")["audio_spectrogram"]
-    reference = np.stack([reference_features(c) for c in clips])
-    audio = {
-        "clips": len(clips),
-        "clip_samples": fe.num_samples,
-        "ours_median_s": ours_s,
-        "ours_times_s": ours_times,
-        "reference_median_s": ref_s,
-        "reference_times_s": ref_times,
-        "ours_clips_per_s": len(clips) / ours_s,
-        "reference_clips_per_s": len(clips) / ref_s,
-        "speedup": ref_s / ours_s,
-        "fft_only_median_s": fft_s,
-        "reference_fft_only_median_s": ref_fft_s,
-        "fft_share_of_ours": fft_s / ours_s,
-        "fft_share_of_reference": ref_fft_s / ref_s,
-        # the most any implementation with our FFT could reach: the reference's time over our FFT's alone
-        "speedup_bound_fft_only": ref_s / fft_s,
-        "max_abs_diff": float(np.abs(ours - reference).max()),
-        "reference_max_value": float(reference.max()),
-    }
-
-    # The whole featurizer (audio crop + features, video frames, keypoints) of a prepared dataset through datasets.map.
-    root, dataset = load_synthetic_music(settings["synthetic"], cache_dir=args.synthetic_cache_dir, progress=False)
+    root, dataset = load_synthetic_music(settings["synthetic"], cache_dir=cache_dir, progress=False)
     split = dataset[settings["split"]]
     if settings["copies"] > 1:
         split = concatenate_datasets([split] * settings["copies"])
@@ -291,14 +299,49 @@ def section_preprocessing(args, settings) -> dict:
         if was_enabled:
             datasets.enable_progress_bars()
     scaling["scaling_2_over_1"] = scaling["num_proc_2"]["rows_per_s"] / scaling["num_proc_1"]["rows_per_s"]
-    return {"device": "cpu", "audio_features": audio, "datasets_map": scaling}
+    return scaling
 
 
-def section_bss_eval(args, settings, device) -> dict:
+def suite_features(args, settings, device, profiles) -> dict:
+    rng = np.random.default_rng(0)
+    clips = (rng.standard_normal((settings["clips"], TriBertFeatureExtractor().num_samples)) * 0.1).astype(np.float32)
+    audio = audio_features(clips, args.repeats)
+    return {"device": "cpu", "audio_features": audio, "datasets_map": datasets_map(settings, args.synthetic_cache_dir)}
+
+
+def _batched_row(fn, refs, ests, mir_vals, mir_median, repeats, device, metrics) -> dict:
+    """A batched BSS Eval implementation beside mir_eval: `fn(refs, ests)` returns the `metrics` (each `(N, 2)`)
+    in that order. Warmed up on the first two mixtures (a different batch size), then timed on all of them."""
+    num = refs.shape[0]
+    out = None
+
+    def run():
+        nonlocal out
+        out = fn(refs, ests)
+
+    fn(refs[:2], ests[:2])
+    sync(device)
+    stats = timed_runs(run, repeats, device, warmup=False)
+    values = torch.stack([torch.as_tensor(v) for v in out[: len(metrics)]], 1).double().cpu().numpy()  # (N, M, S)
+    index = {"sdr": 0, "sir": 1, "sar": 2}
+    per_metric = {k: float(np.abs(values[:, i] - mir_vals[:, index[k]]).max()) for i, k in enumerate(metrics)}
+    per_mixture = stats["median_s"] / num
+    return {
+        "metrics": list(metrics),
+        "median_s_per_mixture": per_mixture,
+        "batch_times_s": stats["times_s"],
+        "speedup_over_mir_eval": mir_median / per_mixture,
+        "max_abs_diff_db": max(per_metric.values()),
+        "max_abs_diff_db_per_metric": per_metric,
+    }
+
+
+def bss_eval_rows(refs: np.ndarray, ests: np.ndarray, repeats: int, device: torch.device) -> dict:
+    """mir_eval (per mixture), ours (batched) and the peers (batched) on the same `(N, 2, samples)` mixtures, every
+    value compared with mir_eval's: estimate j scored against reference j (no permutation search), 512-tap filter."""
     from tribert_hf.metrics import bss_eval_sources_torch, separation_metrics_mir_eval
 
-    num, samples, rate = settings["mixtures"], settings["samples"], 11025
-    refs, ests = make_mixtures(num, samples, rate)
+    num, samples = refs.shape[0], refs.shape[-1]
     mir_times, mir_vals = [], []
     for b in range(num):
         start = time.perf_counter()
@@ -306,34 +349,47 @@ def section_bss_eval(args, settings, device) -> dict:
         mir_times.append(time.perf_counter() - start)
         mir_vals.append(np.stack([res["sdr"], res["sir"], res["sar"]]))
     mir_vals = np.stack(mir_vals)  # (N, 3, S)
-    refs_t, ests_t = torch.from_numpy(refs).to(device), torch.from_numpy(ests).to(device)
-    out = None
-
-    def fast():
-        nonlocal out
-        out = bss_eval_sources_torch(refs_t, ests_t)
-
-    bss_eval_sources_torch(refs_t[:2], ests_t[:2])  # warm-up on a different batch size, as bss_eval.py
-    fast_run = timed_runs(fast, args.repeats, device, warmup=False)
-    fast_vals = torch.stack(out, 1).cpu().numpy()
     mir_median = statistics.median(mir_times)
-    fast_per_mixture = fast_run["median_s"] / num
-    per_metric = {k: float(np.abs(fast_vals[:, i] - mir_vals[:, i]).max()) for i, k in enumerate(("sdr", "sir", "sar"))}
-    return {
+    refs_t, ests_t = torch.from_numpy(refs).to(device), torch.from_numpy(ests).to(device)
+    ours = _batched_row(bss_eval_sources_torch, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr", "sir", "sar"))
+    result = {
         "device": str(device),
         "mixtures": num,
-        "sources": 2,
+        "sources": refs.shape[1],
         "samples": samples,
-        "sample_rate": rate,
         "mir_eval_median_s_per_mixture": mir_median,
         "mir_eval_times_s": mir_times,
-        "fast_median_s_per_mixture": fast_per_mixture,
-        "fast_batch_times_s": fast_run["times_s"],
-        "speedup": mir_median / fast_per_mixture,
-        "max_abs_diff_db": max(per_metric.values()),
-        "max_abs_diff_db_per_metric": per_metric,
+        "fast_median_s_per_mixture": ours["median_s_per_mixture"],
+        "fast_batch_times_s": ours["batch_times_s"],
+        "speedup": ours["speedup_over_mir_eval"],
+        "max_abs_diff_db": ours["max_abs_diff_db"],
+        "max_abs_diff_db_per_metric": ours["max_abs_diff_db_per_metric"],
         "mean_sdr_db": float(mir_vals[:, 0].mean()),
+        "peers": {},
     }
+    fast_bss_eval, skipped = import_peer("fast_bss_eval")
+    if fast_bss_eval is None:
+        result["peers"]["fast_bss_eval"] = {"skipped": skipped}
+    else:
+        # torch tensors select its torch backend (its NumPy backend fails under NumPy 2)
+        fbe = lambda r, e: fast_bss_eval.bss_eval_sources(r, e, filter_length=512, compute_permutation=False)  # noqa: E731
+        row = _batched_row(fbe, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr", "sir", "sar"))
+        result["peers"]["fast_bss_eval"] = {"version": peer_version("fast_bss_eval"), "backend": "torch", **row}
+    torchmetrics, skipped = import_peer("torchmetrics")
+    if torchmetrics is None:
+        result["peers"]["torchmetrics"] = {"skipped": skipped}
+    else:
+        from torchmetrics.functional.audio import signal_distortion_ratio
+
+        tm = lambda r, e: (signal_distortion_ratio(e, r, filter_length=512),)  # noqa: E731
+        row = _batched_row(tm, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr",))
+        result["peers"]["torchmetrics"] = {"version": torchmetrics.__version__, "function": "signal_distortion_ratio", **row}
+    return result
+
+
+def suite_bss_eval(args, settings, device, profiles) -> dict:
+    refs, ests = make_mixtures(settings["mixtures"], settings["samples"], 11025)
+    return {"sample_rate": 11025, **bss_eval_rows(refs, ests, args.repeats, device)}
 
 
 def matmul_peak(n: int, dtype: torch.dtype, repeats: int, device: torch.device) -> dict:
@@ -345,14 +401,13 @@ def matmul_peak(n: int, dtype: torch.dtype, repeats: int, device: torch.device) 
     return {"n": n, "dtype": str(dtype).replace("torch.", ""), "flops": flops, **run, "flop_per_s": flops / run["median_s"]}
 
 
-def section_matmul(args, settings, device) -> dict:
-    result = {"device": str(device), "fp32": matmul_peak(settings["matmul_n"], torch.float32, settings["matmul_repeats"], device)}
+def suite_train_step(args, settings, device, profiles) -> dict:
+    """The matmul peak, the MFU of forward + backward (`settings["train_config"]`), then one optimizer step of each
+    of `settings["step_configs"]` (time and peak memory)."""
+    dtype = "bf16" if args.bf16 else "fp32"
+    peak = {"device": str(device), "fp32": matmul_peak(settings["matmul_n"], torch.float32, settings["matmul_repeats"], device)}
     if args.bf16:
-        result["bf16"] = matmul_peak(settings["matmul_n"], torch.bfloat16, settings["matmul_repeats"], device)
-    return result
-
-
-def section_training(args, settings, device, peak: dict, profiles: dict) -> dict:
+        peak["bf16"] = matmul_peak(settings["matmul_n"], torch.bfloat16, settings["matmul_repeats"], device)
     size = settings["train_config"]
     torch.manual_seed(0)
     config, _ = model_config(size)
@@ -371,7 +426,6 @@ def section_training(args, settings, device, peak: dict, profiles: dict) -> dict
     forward_flops = count_flops(forward)
     step_flops = count_flops(forward_backward)
     stats = measure(forward_backward, args.repeats, device)
-    dtype = "bf16" if args.bf16 else "fp32"
     achieved = step_flops["total"] / stats["median_s"]
     # The peak again, right after the timed steps: on a shared machine one measurement can land in a slow moment.
     # The MFU divides by the higher of the two (it can only come out lower for it).
@@ -399,6 +453,7 @@ def section_training(args, settings, device, peak: dict, profiles: dict) -> dict
         "peak_flop_per_s_after": peak_after["flop_per_s"],
         "peak_flop_per_s": peak_flop_per_s,
         "mfu": achieved / peak_flop_per_s,
+        "matmul_peak": peak,
     }
     if args.profile:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
@@ -410,10 +465,38 @@ def section_training(args, settings, device, peak: dict, profiles: dict) -> dict
         profiles["training_step"] = {"config": size, "what": "forward + backward + AdamW step", **profiled(step, device)}
         del optimizer
     del model
+    result["steps"] = {name: optimizer_step(name, n, args, device) for name, n in settings["step_configs"].items()}
     return result
 
 
-def section_separation(args, settings, device, profiles: dict) -> dict:
+def optimizer_step(size: str, mixtures: int, args, device) -> dict:
+    """One optimizer step of `TriBertForPreTraining` (joint loss; forward, backward, fused AdamW) of the `size`
+    config on `mixtures` random mixtures of 2 videos: median time and peak memory (`common.measure`)."""
+    torch.manual_seed(0)
+    config, _ = model_config(size)
+    model = TriBertForPreTraining(config).to(device).train()
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    batch = {k: v.to(device) for k, v in random_batch(config, mixtures).items()}
+
+    def step():
+        with autocast(device, args.bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    stats = measure(step, args.repeats, device)
+    parameters = sum(p.numel() for p in model.parameters())
+    del model, optimizer
+    return {
+        **stats, "mixtures_per_step": mixtures, "videos_per_step": 2 * mixtures, "parameters": parameters,
+        "seconds_per_mixture": stats["median_s"] / mixtures, "gradient_checkpointing": args.gradient_checkpointing,
+    }  # fmt: skip
+
+
+def suite_separation(args, settings, device, profiles) -> dict:
     fe = TriBertFeatureExtractor()
     result = {"device": str(device), "dtype": "bf16" if args.bf16 else "fp32", "videos": 2, "segment_batch_size": 8}
     for role, size in settings["separation_configs"].items():
@@ -422,7 +505,11 @@ def section_separation(args, settings, device, profiles: dict) -> dict:
         model = TriBertForSourceSeparation(config).to(device).eval()
         clips = example_inputs(config, batch_size=2)  # two videos of one mixture
         videos = {k: clips[k].to(device) for k in ("pixel_values", "pose_keypoints", "pose_mask")}
-        entry = {"config": size, "parameters": sum(p.numel() for p in model.parameters())}
+        entry = {
+            "config": size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "unet_parameters": sum(p.numel() for p in model.separation.parameters()),
+        }
         for length, seconds in settings["audio_seconds"].items():
             samples = int(round(seconds * fe.sampling_rate))
             waveform = (torch.randn(samples, generator=torch.Generator().manual_seed(0)) * 0.1).to(device)
@@ -453,8 +540,46 @@ def section_separation(args, settings, device, profiles: dict) -> dict:
     return result
 
 
-def section_retrieval(args, settings, device) -> dict:
-    """Embedding retrieval (opt-in: `--sections retrieval`): clips embedded per second (vision, pose and audio of
+def suite_model_size(args, settings, device, profiles) -> dict:
+    """Parameters per component of `TriBertModel` (`settings["model_size_config"]`), and its forward (inference
+    mode) and forward + backward (train mode) time and peak memory for one sample."""
+    import psutil
+
+    size = settings["model_size_config"]
+    torch.manual_seed(0)
+    config, _ = model_config(size)
+    model = TriBertModel(config).to(device).eval()
+    inputs = {k: v.to(device) for k, v in example_inputs(config, batch_size=1).items()}
+    rss_after_build = psutil.Process().memory_info().rss / 2**20
+
+    def forward():
+        with torch.inference_mode(), autocast(device, args.bf16):
+            model(**inputs)
+
+    def forward_backward():
+        model.zero_grad(set_to_none=True)
+        with autocast(device, args.bf16):
+            out = model(**inputs)
+        (out.vision_pooler_output.sum() + out.pose_pooler_output.sum() + out.audio_pooler_output.sum()).backward()
+
+    result = {
+        "config": size,
+        "device": str(device),
+        "dtype": "bf16" if args.bf16 else "fp32",
+        "attn_implementation": config._attn_implementation,
+        "batch_size": 1,
+        "parameters": model.parameter_counts(),
+        "process_rss_after_build_mb": rss_after_build,
+        "forward": measure(forward, args.repeats, device),
+    }
+    model.train()
+    result["forward_backward_train_mode"] = measure(forward_backward, max(1, args.repeats // 2), device)
+    del model
+    return result
+
+
+def suite_retrieval(args, settings, device, profiles) -> dict:
+    """Embedding retrieval (opt-in: `--suite retrieval`): clips embedded per second (vision, pose and audio of
     each clip, `TriBertForContrastiveRetrieval` of the small config, random weights) and queries per second over an
     index of 10,000 clips (random normalised embeddings: search speed does not depend on their values), exact NumPy
     one query at a time and 100 at once, and FAISS (exact inner product) when installed."""
@@ -507,9 +632,49 @@ def section_retrieval(args, settings, device) -> dict:
     return result
 
 
+
+SUITE_FUNCTIONS = {
+    "features": suite_features,
+    "bss_eval": suite_bss_eval,
+    "train_step": suite_train_step,
+    "separation": suite_separation,
+    "model_size": suite_model_size,
+    "retrieval": suite_retrieval,
+}
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Targets, report
+# Layout, targets, report
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def upgrade_layout(result: dict) -> dict:
+    """A result of an older layout in this one, losslessly (same values, moved): layout 1 (before the suites) had
+    the sections `preprocessing` (now the `features` suite) and `matmul_peak` + `training` (now `train_step`: the
+    training figures at its top level, the peak under `matmul_peak`, with its own `wall_s`; the suite's `wall_s` is
+    the sum of the two)."""
+    if result.get("layout", 1) >= LAYOUT:
+        return result
+    sections = {}
+    for name, sec in result["sections"].items():
+        if name == "preprocessing":
+            sections["features"] = sec
+        elif name in ("matmul_peak", "training"):
+            step = sections.setdefault("train_step", {})
+            if name == "matmul_peak":
+                step["matmul_peak"] = sec
+            else:
+                step.update({k: v for k, v in sec.items() if k != "wall_s"})
+                step["training_wall_s"] = sec.get("wall_s")
+        else:
+            sections[name] = sec
+    step = sections.get("train_step")
+    if step is not None:
+        parts = [step.pop("training_wall_s", None), step.get("matmul_peak", {}).get("wall_s")]
+        step["wall_s"] = sum(p for p in parts if p is not None)
+        if "matmul_peak" in step:  # the peak first, as a run of this layout writes it
+            sections["train_step"] = {"matmul_peak": step.pop("matmul_peak"), **step}
+    return {**result, "layout": LAYOUT, "upgraded_from_layout": result.get("layout", 1), "sections": sections}
 
 
 def targets(result: dict) -> list[dict]:
@@ -526,12 +691,12 @@ def targets(result: dict) -> list[dict]:
 
     device = result["machine"]["device"]
     rows = [
-        ("training MFU (forward+backward FLOP/s / matmul peak)", get("training", "mfu"), ">=", 0.5, "ratio"),
+        ("training MFU (forward+backward FLOP/s / matmul peak)", get("train_step", "mfu"), ">=", 0.5, "ratio"),
         ("separation real-time factor, small config, 6-s mixture", get("separation", "small", "short", "real_time_factor"), ">=", 20.0, "x"),
         ("separation real-time factor, small config, 3-min mixture", get("separation", "small", "long", "real_time_factor"), ">=", 20.0, "x"),
         ("bss_eval speedup over mir_eval", get("bss_eval", "speedup"), ">=", 20.0, "x"),
         ("bss_eval max abs difference vs mir_eval (SDR/SIR/SAR)", get("bss_eval", "max_abs_diff_db"), "<=", 0.01, "dB"),
-        ("audio features speedup over librosa/numpy", get("preprocessing", "audio_features", "speedup"), ">=", 5.0, "x"),
+        ("audio features speedup over librosa/numpy", get("features", "audio_features", "speedup"), ">=", 5.0, "x"),
     ]
     out = []
     for name, measured, op, target, unit in rows:
@@ -564,9 +729,13 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _ok(s: dict, name: str) -> bool:
+    return name in s and "error" not in s[name]
+
+
 def markdown(result: dict) -> str:
     """The Markdown report, generated from the JSON result alone: every target (figure, measured, target, met?),
-    the other headline figures, and the profiles."""
+    the other headline figures, the peer rows, and the profiles."""
     m, s = result["machine"], result["sections"]
     lines = [
         "# Speed suite" + (" (--quick: tiny configs, not real measurements)" if result["quick"] else ""),
@@ -588,38 +757,64 @@ def markdown(result: dict) -> str:
     def row(name, value):
         lines.append(f"| {_cell(name)} | {_cell(value)} | - | - |")
 
-    if "training" in s and "error" not in s["training"]:
-        t = s["training"]
+    if _ok(s, "train_step"):
+        t = s["train_step"]
         row(f"training [{t['config']}] forward+backward FLOPs per step", f"{t['forward_backward_flops'] / 1e9:.1f} GFLOP")
         row("training step time (median)", f"{t['median_s']:.3f} s")
         row("training achieved FLOP/s", f"{t['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s")
         if "peak_flop_per_s_after" in t:
             row("MFU denominator: matmul peak before / after the training steps (the higher counts)",
                 f"{t['peak_flop_per_s_before'] / 1e9:.1f} / {t['peak_flop_per_s_after'] / 1e9:.1f} GFLOP/s")  # fmt: skip
-    if "matmul_peak" in s and "error" not in s["matmul_peak"]:
         for dtype in ("fp32", "bf16"):
-            if dtype in s["matmul_peak"]:
-                p = s["matmul_peak"][dtype]
+            if dtype in t.get("matmul_peak", {}):
+                p = t["matmul_peak"][dtype]
                 row(f"matmul peak {dtype} (n={p['n']})", f"{p['flop_per_s'] / 1e9:.1f} GFLOP/s")
-    if "separation" in s and "error" not in s["separation"]:
+        for name, e in t.get("steps", {}).items():
+            row(f"optimizer step [{name}], {e['mixtures_per_step']} mixture(s) of 2 videos ({e['parameters'] / 1e6:.1f} M parameters): time, peak memory",
+                f"{e['median_s']:.2f} s ({e['seconds_per_mixture']:.2f} s / mixture), +{e['peak_memory_mb']:.0f} MiB")  # fmt: skip
+    if _ok(s, "separation"):
         for role in ("small", "paper"):
             for length in ("short", "long"):
                 e = s["separation"].get(role, {}).get(length)
                 if e:
                     row(f"separation RTF, {role} role [{s['separation'][role]['config']}], {e['audio_seconds']:.1f}-s mixture",
                         f"{e['real_time_factor']:.2f}x ({e['median_s']:.2f} s)")  # fmt: skip
-    if "preprocessing" in s and "error" not in s["preprocessing"]:
-        a, d = s["preprocessing"]["audio_features"], s["preprocessing"]["datasets_map"]
-        if "fft_only_median_s" in a:
+    if _ok(s, "bss_eval"):
+        b = s["bss_eval"]
+        for name, p in b.get("peers", {}).items():
+            if "skipped" in p:
+                row(f"bss_eval peer {name}", p["skipped"])
+            else:
+                what = f"{p['backend']} backend" if "backend" in p else f"{p['function']}, SDR only"
+                row(f"bss_eval peer {name} {p['version']} ({what}): ms / mixture (speedup over mir_eval), max |diff| vs mir_eval",
+                    f"{p['median_s_per_mixture'] * 1e3:.2f} ms ({p['speedup_over_mir_eval']:.1f}x; ours {b['speedup']:.1f}x), {p['max_abs_diff_db']:.1e} dB")  # fmt: skip
+    if _ok(s, "features"):
+        a, d = s["features"]["audio_features"], s["features"]["datasets_map"]
+        if "reference_median_s" in a:
             row(f"audio features: ours / librosa reference, {a['clips']} clips", f"{a['ours_median_s'] * 1e3:.1f} ms / {a['reference_median_s'] * 1e3:.1f} ms")
+        if "fft_share_of_reference" in a:
             row("the FFT alone: ours (SciPy) / the reference's (numpy.fft)",
                 f"{a['fft_only_median_s'] * 1e3:.1f} ms ({a['fft_share_of_ours']:.0%} of ours) / {a['reference_fft_only_median_s'] * 1e3:.1f} ms ({a['fft_share_of_reference']:.0%} of the reference)")  # fmt: skip
         if "speedup_bound_fft_only" in a:
             row("audio features: speedup bound (reference time / our FFT alone)", f"{a['speedup_bound_fft_only']:.2f}x")
+        if "stft_magnitude" in a:
+            p = a["stft_magnitude"]
+            row(f"STFT magnitude peer: ours / librosa.stft {a.get('librosa_version', '')}, {a['clips']} clips (max |diff|, values up to)",
+                f"{p['ours_median_s'] * 1e3:.1f} ms / {p['librosa_median_s'] * 1e3:.1f} ms ({p['max_abs_diff']:.1e}, {p['max_value']:.1f})")  # fmt: skip
+        for name, why in a.get("skipped", {}).items():
+            row(f"audio features peer {name}", why)
         row(f"featurizer datasets.map num_proc=1 ({d['rows']} rows)", f"{d['num_proc_1']['rows_per_s']:.1f} rows/s")
         row("featurizer datasets.map num_proc=2", f"{d['num_proc_2']['rows_per_s']:.1f} rows/s")
         row("datasets.map scaling num_proc 2 / 1", f"{d['scaling_2_over_1']:.2f}x")
-    if "retrieval" in s and "error" not in s["retrieval"]:
+    if _ok(s, "model_size"):
+        z = s["model_size"]
+        p = z["parameters"]
+        row(f"model size [{z['config']}]: parameters (vision backbone, co-attention)",
+            f"{p['total'] / 1e6:.1f} M ({p.get('vision_backbone', 0) / 1e6:.1f} M, {p.get('co_attention_layers', 0) / 1e6:.1f} M)")  # fmt: skip
+        row(f"model size [{z['config']}]: forward / forward+backward of 1 sample (median, peak memory)",
+            f"{z['forward']['median_s']:.2f} s (+{z['forward']['peak_memory_mb']:.0f} MiB) / "
+            f"{z['forward_backward_train_mode']['median_s']:.2f} s (+{z['forward_backward_train_mode']['peak_memory_mb']:.0f} MiB)")  # fmt: skip
+    if _ok(s, "retrieval"):
         r = s["retrieval"]
         row(f"retrieval [{r['config']}]: clips embedded per second (vision + pose + audio)", f"{r['clips_per_s']:.1f}")
         row(f"retrieval: queries per second, {r['index_clips']}-clip index, exact NumPy (one at a time / 100 at once)",
@@ -629,7 +824,7 @@ def markdown(result: dict) -> str:
         row("retrieval: joint encoder pairs per second (seconds per query over the index)", f"{r['joint_pairs_per_s']:.1f} ({r['joint_seconds_per_query_over_index']:.0f} s)")
     errors = [name for name, sec in s.items() if isinstance(sec, dict) and "error" in sec]
     if errors:
-        lines += ["", "Sections that failed: " + ", ".join(errors) + " (see the JSON)."]
+        lines += ["", "Suites that failed: " + ", ".join(errors) + " (see the JSON)."]
     for name, p in result.get("profile", {}).items():
         lines += ["", f"## Profile: {name} [{p['config']}], {p['what']}: top ops by self CPU time", "",
                   "| op | calls | self CPU ms | self CPU % |", "|---|---|---|---|"]  # fmt: skip
@@ -637,52 +832,58 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _peers_summary(peers: dict, fmt) -> str:
+    parts = [f"{name} {p['skipped']}" if "skipped" in p else fmt(name, p) for name, p in peers.items()]
+    return "; peers: " + "; ".join(parts) if parts else ""
 
 
 def summary_line(name: str, sec: dict) -> str:
     if "error" in sec:
         return f"{name}: FAILED: {sec['error'].strip().splitlines()[-1]}"
-    if name == "preprocessing":
+    if name == "features":
         a, d = sec["audio_features"], sec["datasets_map"]
+        if "speedup" in a:
+            p = a["stft_magnitude"]
+            audio = (
+                f"audio features {a['ours_clips_per_s']:.0f} clips/s vs librosa/numpy {a['reference_clips_per_s']:.0f} "
+                f"clips/s ({a['speedup']:.2f}x, max |diff| {a['max_abs_diff']:.1e}; the FFT alone is "
+                f"{a['fft_share_of_ours']:.0%} of ours, numpy's FFT {a['fft_share_of_reference']:.0%} of the reference: "
+                f"no implementation with our FFT can pass {a['speedup_bound_fft_only']:.1f}x); STFT magnitude: ours "
+                f"{p['ours_median_s'] * 1e3:.1f} ms vs librosa.stft {p['librosa_median_s'] * 1e3:.1f} ms "
+                f"({p['speedup_over_librosa']:.2f}x, max |diff| {p['max_abs_diff']:.1e} of values up to {p['max_value']:.1f})"
+            )
+        else:
+            audio = f"audio features {a['ours_clips_per_s']:.0f} clips/s; librosa rows " + a["skipped"]["librosa"]
         return (
-            f"preprocessing: audio features {a['ours_clips_per_s']:.0f} clips/s vs librosa/numpy "
-            f"{a['reference_clips_per_s']:.0f} clips/s ({a['speedup']:.2f}x, max |diff| {a['max_abs_diff']:.1e}; "
-            f"the FFT alone is {a['fft_share_of_ours']:.0%} of ours, numpy's FFT {a['fft_share_of_reference']:.0%} of the reference: "
-            f"no implementation with our FFT can pass {a['speedup_bound_fft_only']:.1f}x); "
-            f"featurizer via datasets.map ({d['rows']} rows) num_proc=1 {d['num_proc_1']['rows_per_s']:.1f} rows/s, "
-            f"num_proc=2 {d['num_proc_2']['rows_per_s']:.1f} rows/s ({d['scaling_2_over_1']:.2f}x)"
+            f"features: {audio}; featurizer via datasets.map ({d['rows']} rows) num_proc=1 "
+            f"{d['num_proc_1']['rows_per_s']:.1f} rows/s, num_proc=2 {d['num_proc_2']['rows_per_s']:.1f} rows/s "
+            f"({d['scaling_2_over_1']:.2f}x)"
         )
     if name == "bss_eval":
+        peers = _peers_summary(sec.get("peers", {}), lambda n, p: (
+            f"{n} {p['median_s_per_mixture'] * 1e3:.2f} ms/mixture ({p['speedup_over_mir_eval']:.1f}x, "
+            f"{'/'.join(p['metrics']).upper()}), max |diff| {p['max_abs_diff_db']:.1e} dB"
+        ))  # fmt: skip
         return (
             f"bss_eval: {sec['mixtures']} x 2-source mixtures of {sec['samples']} samples: mir_eval "
-            f"{sec['mir_eval_median_s_per_mixture'] * 1e3:.1f} ms/mixture, fast ({sec['device']}, batched) "
+            f"{sec['mir_eval_median_s_per_mixture'] * 1e3:.1f} ms/mixture, ours ({sec['device']}, batched) "
             f"{sec['fast_median_s_per_mixture'] * 1e3:.2f} ms/mixture: {sec['speedup']:.1f}x, max |diff| "
-            f"{sec['max_abs_diff_db']:.1e} dB"
+            f"{sec['max_abs_diff_db']:.1e} dB" + peers
         )
-    if name == "matmul_peak":
-        return "matmul_peak: " + ", ".join(
-            f"{k} n={v['n']} {v['flop_per_s'] / 1e9:.1f} GFLOP/s" for k, v in sec.items() if isinstance(v, dict)
+    if name == "train_step":
+        steps = "; ".join(
+            f"optimizer step [{n}] {e['mixtures_per_step']} mixture(s): {e['median_s']:.2f} s, +{e['peak_memory_mb']:.0f} MiB"
+            for n, e in sec.get("steps", {}).items()
         )
-    if name == "training":
+        peak = ", ".join(f"{k} {v['flop_per_s'] / 1e9:.1f}" for k, v in sec["matmul_peak"].items() if isinstance(v, dict))
         return (
-            f"training: {sec['config']} config, {sec['dtype']}, {sec['mixtures_per_step']} mixture(s) of 2 videos: "
-            f"{sec['forward_backward_flops'] / 1e9:.1f} GFLOP forward+backward (backward {sec['backward_over_forward']:.2f}x "
-            f"forward), median {sec['median_s']:.3f} s -> {sec['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s = MFU "
-            f"{100 * sec['mfu']:.1f} % of the {sec['dtype']} matmul peak ({sec['peak_flop_per_s'] / 1e9:.1f} GFLOP/s, the "
-            f"higher of before / after the steps)"
+            f"train_step: matmul peak {peak} GFLOP/s (n={sec['matmul_peak']['fp32']['n']}); {sec['config']} config, "
+            f"{sec['dtype']}, {sec['mixtures_per_step']} mixture(s) of 2 videos: {sec['forward_backward_flops'] / 1e9:.1f} "
+            f"GFLOP forward+backward (backward {sec['backward_over_forward']:.2f}x forward), median {sec['median_s']:.3f} s "
+            f"-> {sec['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s = MFU {100 * sec['mfu']:.1f} % of the {sec['dtype']} matmul "
+            f"peak ({sec['peak_flop_per_s'] / 1e9:.1f} GFLOP/s, the higher of before / after the steps)"
             + (f"; uncounted ops: {sec['uncounted_ops']}" if sec["uncounted_ops"] else "")
+            + (f"; {steps}" if steps else "")
         )
     if name == "separation":
         parts = []
@@ -696,6 +897,15 @@ def summary_line(name: str, sec: dict) -> str:
                     )
                 )  # fmt: skip
         return f"separation: {sec['device']}, {sec['dtype']}, 2 videos: " + "; ".join(parts)
+    if name == "model_size":
+        p = sec["parameters"]
+        return (
+            f"model_size: {sec['config']} config, {p['total'] / 1e6:.1f} M parameters (vision backbone "
+            f"{p.get('vision_backbone', 0) / 1e6:.1f} M, co-attention {p.get('co_attention_layers', 0) / 1e6:.1f} M); "
+            f"forward of 1 sample on {sec['device']}: median {sec['forward']['median_s']:.3f} s, peak "
+            f"+{sec['forward']['peak_memory_mb']:.0f} MiB; forward+backward median "
+            f"{sec['forward_backward_train_mode']['median_s']:.3f} s, peak +{sec['forward_backward_train_mode']['peak_memory_mb']:.0f} MiB"
+        )
     if name == "retrieval":
         faiss = f", FAISS {sec['faiss_queries_per_s_one_at_a_time']:.0f} queries/s" if "faiss_queries_per_s_one_at_a_time" in sec else ""
         return (
@@ -708,20 +918,91 @@ def summary_line(name: str, sec: dict) -> str:
     return name
 
 
+def parse_suites(text: str) -> list[str]:
+    """`all` (every suite but retrieval) or a comma list of suite names, in the order given, each once."""
+    names = []
+    for name in (n.strip() for n in text.split(",")):
+        for n in DEFAULT_SUITES if name == "all" else [name] if name else []:
+            if n not in SUITES:
+                raise ValueError(f"unknown suite {n!r}: use all or a comma list of {', '.join(SUITES)}")
+            if n not in names:
+                names.append(n)
+    if not names:
+        raise ValueError("no suite given")
+    return names
+
+
+def settings_for(args, on_cuda: bool) -> dict:
+    quick = args.quick
+    train_mixtures = args.train_mixtures or (1 if quick or not on_cuda else 12)
+    return {
+        "train_config": "tiny" if quick else "paper",
+        "train_mixtures": train_mixtures,
+        "step_configs": {"tiny": 2} if quick else {"small": 4, "paper": train_mixtures},
+        "separation_configs": {"small": "tiny", "paper": "tiny"} if quick else {"small": "small", "paper": "paper"},
+        "model_size_config": "tiny" if quick else "paper",
+        "audio_seconds": {"short": 65535 / 11025, "long": 15.0 if quick else 180.0},
+        "long_repeats": 1,
+        "matmul_n": args.matmul_size or (512 if quick else (8192 if on_cuda else 4096)),
+        "matmul_repeats": 3 if quick else (20 if on_cuda else 5),
+        "mixtures": 3 if quick else 20,
+        "samples": 11025 if quick else 65535,
+        "clips": 8 if quick else 64,
+        "synthetic": "tiny" if quick else "small",
+        "split": "val" if quick else "train",
+        "copies": 2,
+        "map_repeats": 1 if quick else 2,
+    }
+
+
+def write_report(result: dict, path: str) -> str:
+    """Write the JSON result to `path` and its Markdown report next to it (same name, .md); returns the latter."""
+    markdown_path = os.path.splitext(path)[0] + ".md"
+    result["markdown"] = markdown_path
+    write_atomic(path, json.dumps(result, indent=2))
+    write_atomic(markdown_path, markdown(result))
+    return markdown_path
+
+
+def convert(path: str) -> int:
+    """`--convert PATH`: rewrite a result JSON in this layout (`upgrade_layout`) and its Markdown report."""
+    with open(path) as f:
+        result = json.load(f)
+    layout = result.get("layout", 1)
+    result = upgrade_layout(result)
+    markdown_path = os.path.splitext(path)[0] + ".md"
+    # keep the paths the run recorded (the Markdown names the JSON by its base name only)
+    write_atomic(path, json.dumps({**result, "markdown": result.get("markdown", markdown_path)}, indent=2))
+    write_atomic(markdown_path, markdown(result))
+    print(f"speed: {path} layout {layout} -> {LAYOUT}; wrote it and {markdown_path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="all", help=f"all (every suite but retrieval) or a comma list of: {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="tiny configs, few repeats, short audio (seconds)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for training and separation; MFU against the bf16 matmul peak")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for training, separation and model_size; MFU against the bf16 matmul peak")
     parser.add_argument("--profile", action="store_true", help="torch.profiler top-15 ops of a training step and a separation")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 3; --quick 2)")
     parser.add_argument("--train-mixtures", type=int, default=None, help="mixtures (of 2 videos) per training step (default 1 on CPU, 12 on CUDA)")
     parser.add_argument("--matmul-size", type=int, default=None, help="n of the n x n peak matmul (default 4096 CPU, 8192 CUDA; --quick 512)")
-    parser.add_argument("--sections", default="preprocessing,bss_eval,matmul_peak,training,separation", help="comma list (matmul_peak is needed by training; retrieval, opt-in: embedding and index search speed)")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="train_step's optimizer steps with gradient checkpointing")
     parser.add_argument("--synthetic-cache-dir", default=None, help="where the synthetic dataset is (generated if absent)")
-    parser.add_argument("--output", default=os.path.join(HERE, "results", "speed.json"))
+    parser.add_argument("--output", default=None, help="the JSON (default benchmarks/results/speed.json for all, speed-<suites>.json otherwise)")
+    parser.add_argument("--convert", metavar="JSON", default=None, help="rewrite this result JSON in the current layout and its .md; measures nothing")
     args = parser.parse_args(argv)
+    if args.convert:
+        return convert(args.convert)
+    try:
+        wanted = parse_suites(args.suite)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.output is None:
+        name = "speed" if wanted == list(DEFAULT_SUITES) else "speed-" + "-".join(wanted)
+        args.output = os.path.join(HERE, "results", name + ".json")
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -732,30 +1013,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 3
-    on_cuda = device.type == "cuda"
-    settings = {
-        "train_config": "tiny" if args.quick else "paper",
-        "train_mixtures": args.train_mixtures or (1 if args.quick or not on_cuda else 12),
-        "separation_configs": {"small": "tiny", "paper": "tiny"} if args.quick else {"small": "small", "paper": "paper"},
-        "audio_seconds": {"short": 65535 / 11025, "long": 15.0 if args.quick else 180.0},
-        "long_repeats": 1,
-        "matmul_n": args.matmul_size or (512 if args.quick else (8192 if on_cuda else 4096)),
-        "matmul_repeats": 3 if args.quick else (20 if on_cuda else 5),
-        "mixtures": 3 if args.quick else 20,
-        "samples": 11025 if args.quick else 65535,
-        "clips": 8 if args.quick else 64,
-        "synthetic": "tiny" if args.quick else "small",
-        "split": "val" if args.quick else "train",
-        "copies": 2,
-        "map_repeats": 1 if args.quick else 2,
-    }
-    wanted = [name.strip() for name in args.sections.split(",") if name.strip()]
-    if "training" in wanted and "matmul_peak" not in wanted:
-        wanted.insert(wanted.index("training"), "matmul_peak")
+    settings = settings_for(args, device.type == "cuda")
     result = {
         "benchmark": "speed",
+        "layout": LAYOUT,
         "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
         "quick": args.quick,
+        "suites": wanted,
         "dtype": "bf16" if args.bf16 else "fp32",
         "repeats": args.repeats,
         "settings": settings,
@@ -766,28 +1030,12 @@ def main(argv=None) -> int:
     profiles = {}
     started = time.perf_counter()
     for name in wanted:
-        section_start = time.perf_counter()
+        suite_start = time.perf_counter()
         try:
-            if name == "preprocessing":
-                sec = section_preprocessing(args, settings)
-            elif name == "bss_eval":
-                sec = section_bss_eval(args, settings, device)
-            elif name == "matmul_peak":
-                sec = section_matmul(args, settings, device)
-            elif name == "training":
-                peak = result["sections"].get("matmul_peak", {})
-                if "error" in peak:
-                    raise RuntimeError("no matmul peak (its section failed)")
-                sec = section_training(args, settings, device, peak, profiles)
-            elif name == "separation":
-                sec = section_separation(args, settings, device, profiles)
-            elif name == "retrieval":
-                sec = section_retrieval(args, settings, device)
-            else:
-                raise ValueError(f"unknown section {name!r}")
+            sec = SUITE_FUNCTIONS[name](args, settings, device, profiles)
         except Exception:
             sec = {"error": traceback.format_exc()}
-        sec["wall_s"] = time.perf_counter() - section_start
+        sec["wall_s"] = time.perf_counter() - suite_start
         result["sections"][name] = sec
         print(summary_line(name, sec), flush=True)
     if args.profile:
@@ -799,17 +1047,14 @@ def main(argv=None) -> int:
     result["wall_s"] = time.perf_counter() - started
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["targets"] = targets(result)
-    markdown_path = os.path.splitext(args.output)[0] + ".md"
-    result["markdown"] = markdown_path
-    write_atomic(args.output, json.dumps(result, indent=2))
-    write_atomic(markdown_path, markdown(result))
+    markdown_path = write_report(result, args.output)
     measured = [t for t in result["targets"] if t["met"] is not None]
     busy = _busy(result["machine"])
     failed = [name for name, sec in result["sections"].items() if "error" in sec]
     print(
         f"speed: {sum(t['met'] for t in measured)}/{len(measured)} targets met"
         + (" (--quick: tiny configs, not the real figures)" if args.quick else "")
-        + (f", FAILED sections: {', '.join(failed)}" if failed else "")
+        + (f", FAILED suites: {', '.join(failed)}" if failed else "")
         + (f"; other work competed for the CPU (load average {_loads(result['machine']['load_average_at_start'])} at the "
            f"start, {_loads(result['machine']['load_average_at_end'])} at the end): timings are not clean" if busy else "")
         + f"; {result['wall_s']:.1f} s on {result['machine']['device_name']} ({result['machine']['torch_threads']} threads)"
