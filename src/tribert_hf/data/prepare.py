@@ -35,6 +35,7 @@ import numpy as np
 
 from ..configuration_tribert import MUSIC21_LABELS
 from ..feature_extraction_tribert import SAMPLING_RATE
+from ..media import SILENCE_THRESHOLD
 from ..video_processing_tribert import FRAME_RATE
 from .prepared import save_prepared, write_media, write_report
 
@@ -50,7 +51,7 @@ class PrepareOptions:
     sampling_rate: int = SAMPLING_RATE
     frame_short_side: int = 256
     min_duration: float = 65535 / SAMPLING_RATE  # one crop of the feature extractor
-    silence_threshold: float = 1e-4
+    silence_threshold: float = SILENCE_THRESHOLD
     split_rule: str = "hash"
     val_fraction: float = 0.1
     test_fraction: float = 0.1
