@@ -5,7 +5,8 @@ held-out mixtures (the paper's Table 1 layout).
                                  [--methods tribert,tribert_no_pose,tribert_self_attention,sop,audio_only]
                                  [--output_dir benchmarks/results/quality]
 
-Methods (all trained by `examples/run_separation.py --model ...`, same data, steps, batch size, mixture sampling
+Methods (all trained by the training recipe, `tribert_hf.training.separation` (`examples/run_separation.py
+--model ...`), same data, steps, batch size, mixture sampling
 and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations), `sop` (Sound
 of Pixels) and `audio_only` (no conditioning, permutation-invariant training; scored with its best permutation).
 Each run is evaluated on the TEST split: every pair of distinct clips (solos and duets, N = 2, centre crops) mixed
@@ -24,30 +25,14 @@ continues), unless --fresh.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import shutil
 import statistics
-import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECIPE = os.path.join(HERE, "..", "examples", "run_separation.py")
-
-
-def load_recipe():
-    """examples/run_separation.py, the training recipe every method runs (its `main` and `evaluate`), loaded by
-    path: examples/ is a folder of scripts, not a package. Loaded once (registered as `run_separation`)."""
-    module = sys.modules.get("run_separation")
-    if module is not None and os.path.realpath(getattr(module, "__file__", "") or "") == os.path.realpath(RECIPE):
-        return module
-    spec = importlib.util.spec_from_file_location("run_separation", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 METHODS = {
@@ -63,7 +48,8 @@ BUDGETS = {
     "gpu": {"model_size": "small", "max_steps": 1500, "mixtures_per_batch": 8, "eval_steps": 150, "crops_per_clip": 8, "learning_rate": 1e-3},
     "paper": {"model_size": "paper", "max_steps": 20000, "mixtures_per_batch": 12, "eval_steps": 1000, "crops_per_clip": 8, "learning_rate": 1e-5},
 }  # fmt: skip
-# How every method is trained (recipe arguments of examples/run_separation.py on top of the budget's). "baseline":
+# How every method is trained (arguments of the training recipe, `tribert_hf.training.separation`, on top of the
+# budget's). "baseline":
 # the recipe's defaults (the paper's binary masks and weighted BCE, fixed crops, warm-up + cosine schedule).
 # "levers": every lever of docs/training.md at once (ratio masks with weighted L1, per-clip gain jitter 0.5-1.5 as
 # in the authors' code, 4x more crops per clip, one-cycle learning rate up to 2e-3; TriBERT models also condition
@@ -87,7 +73,7 @@ def test_metrics(
     run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 1000, swaps=(False,)
 ) -> list[dict]:
     """SDR/SIR/SAR of the run's final model on the test split: every pair of distinct test clips mixed (centre
-    crops) and separated, scored by the recipe's evaluation code (at most ``max_mixtures`` mixtures). One result
+    crops) and separated, scored by the library's evaluation loop as in training (at most ``max_mixtures`` mixtures). One result
     per entry of ``swaps``; the model and the test features are loaded once.
 
     With a swap (``True``), the two sources of every mixture get each other's conditioning (frames, pose,
@@ -97,11 +83,11 @@ def test_metrics(
     import torch
     from accelerate import Accelerator
 
-    from tribert_hf import TriBertFeatureExtractor, TriBertProcessor
+    from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertProcessor
     from tribert_hf.data import MixAndSeparateCollator
+    from tribert_hf.evaluation import evaluate_separation_model
     from tribert_hf.training import featurize, load_data, model_class
 
-    rs = load_recipe()
     model = model_class(method).from_pretrained(run_dir).eval()
     processor = TriBertProcessor.from_pretrained(run_dir)
     fe = processor.feature_extractor
@@ -114,7 +100,7 @@ def test_metrics(
     args.dataset, args.cache_dir = dataset, cache_dir
     root, data = load_data(args)
     label2id = getattr(model.config, "label2id", None) if method.startswith("tribert") else None
-    label2id = label2id or rs.TriBertConfig().label2id
+    label2id = label2id or TriBertConfig().label2id
     test = featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
     mix_collate = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
 
@@ -134,7 +120,7 @@ def test_metrics(
         loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
         per_mixture = []
         scorings = ("soft",) if swap else TEST_SCORINGS
-        result = rs.evaluate(model, loader, fe, Accelerator(cpu=True), len(pairs), per_mixture, scorings=scorings)
+        result = evaluate_separation_model(model, loader, fe, Accelerator(cpu=True), len(pairs), per_mixture, scorings=scorings)
         result["by_pair"] = pair_breakdown(pairs, labels, per_mixture)
         results.append(result)
     return results
@@ -211,7 +197,7 @@ def score(run_dir: str, method: str, budget: dict, args) -> dict:
 
 
 def train_and_score(method, seed, budget, args) -> dict:
-    rs = load_recipe()
+    from tribert_hf.training.separation import main as train
 
     run_dir = os.path.join(args.output_dir, "runs", f"{method}-seed{seed}")
     done = os.path.join(run_dir, "result.json")
@@ -243,7 +229,7 @@ def train_and_score(method, seed, budget, args) -> dict:
     if args.cache_dir:
         argv += ["--cache_dir", args.cache_dir]
     started = time.perf_counter()
-    history = rs.main(argv)
+    history = train(argv)
     train_seconds = time.perf_counter() - started
     result = {"method": method, "seed": seed, "train_seconds": train_seconds, "validation": history}
     result.update(score(run_dir, method, budget, args))

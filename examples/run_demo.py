@@ -4,7 +4,8 @@ CPU, evaluate it on held-out mixtures and write what a user looks at.
     python examples/run_demo.py [--output_dir outputs/demo] [--max_steps 300] [--cache_dir DIR]
 
 Steps: (1) generate (or reuse) the `synthetic:small` dataset (seeded music videos: audio, frames, keypoints);
-(2) train `TriBertForPreTraining` (`--model_size small`) with `examples/run_separation.py` (joint objective,
+(2) train `TriBertForPreTraining` (`--model_size small`) with the training recipe of `examples/run_separation.py`
+(`tribert_hf.training.separation`: joint objective,
 validation SDR every `--eval_steps`, best model kept); (3) evaluate the best model on the TEST split (mixtures of
 two videos never seen in training) with SDR/SIR/SAR next to the mixture floor; (4) write one test mixture, the
 model's separated sources and the true sources as WAV files, with figures.
@@ -55,7 +56,7 @@ def write_example(checkpoint, root: str, rows, index: int, output_dir: str) -> l
     import torch
 
     from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer
-    from tribert_hf.data.prepared import write_wav
+    from tribert_hf.media import write_wav
 
     model, fe = checkpoint.model, checkpoint.feature_extractor
     featurizer = PreparedClipFeaturizer(root, checkpoint.processor, crop="center", return_waveform=True, label2id=model.config.label2id)
@@ -63,7 +64,7 @@ def write_example(checkpoint, root: str, rows, index: int, output_dir: str) -> l
     batch = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)([featurizer.example(r) for r in group])
     with torch.no_grad():
         masks = model(**{k: batch[k] for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram")}).masks
-    estimates = fe.masks_to_waveforms(masks, batch["mixture_stft"], batch["mixture_waveform"].shape[-1])[0]
+    estimates = checkpoint.processor.post_process_source_separation(masks, batch["mixture_waveform"])[0]
     os.makedirs(output_dir, exist_ok=True)
     written = [os.path.join(output_dir, "mixture.wav")]
     write_wav(written[0], batch["mixture_waveform"][0].numpy(), fe.sampling_rate)
@@ -92,9 +93,9 @@ def main(argv=None):
 
     import torch
 
-    import run_separation  # examples/run_separation.py: a script's own folder is importable
     from tribert_hf.data import load_synthetic_music
-    from tribert_hf.inference import evaluate_checkpoint, load_checkpoint
+    from tribert_hf.pipelines import evaluate_checkpoint, load_checkpoint
+    from tribert_hf.training.separation import main as train
 
     started = time.perf_counter()
     model_dir = os.path.join(args.output_dir, "model")
@@ -113,7 +114,7 @@ def main(argv=None):
     ]  # fmt: skip
     if args.cache_dir:
         train_args += ["--cache_dir", args.cache_dir]
-    run_separation.main(train_args)  # --resume: an interrupted demo continues where it stopped
+    train(train_args)  # --resume: an interrupted demo continues where it stopped
 
     print("[3/4] Evaluating the best model on the test split (mixtures of 2 videos never seen in training)")
     best = os.path.join(model_dir, "best")

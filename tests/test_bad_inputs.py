@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import load_script, make_inputs, make_tiny_config
+from conftest import make_inputs, make_tiny_config
 
 from tribert_hf import (
     TriBertFeatureExtractor,
@@ -399,7 +399,7 @@ def test_broken_checkpoints_get_one_line_and_exit_2(saved_model, tmp_path, capsy
 
 
 def test_a_truncated_wav_is_refused(tmp_path):
-    from tribert_hf.inference import load_audio
+    from tribert_hf.media import load_audio
     from tribert_hf.media import MediaError
 
     path = tmp_path / "mix.wav"
@@ -439,7 +439,7 @@ def make_video(path, seconds, size="96x96"):
 
 @pytest.mark.skipif(not _has_video_support(), reason="needs the system FFmpeg and torchcodec")
 def test_corrupt_audio_packets_are_not_called_a_missing_track(tmp_path):
-    from tribert_hf.inference import load_audio
+    from tribert_hf.media import load_audio
     from tribert_hf.media import MediaError
 
     path = str(tmp_path / "clip.mp4")
@@ -512,7 +512,9 @@ def test_ctrl_c_in_prepare_says_how_to_continue(tmp_path, capsys, monkeypatch):
 
 @pytest.fixture(scope="module")
 def recipe():
-    return load_script("examples/run_separation.py")
+    import tribert_hf.training.separation
+
+    return tribert_hf.training.separation
 
 
 def old_run(folder, max_steps=8, with_args=True):
@@ -548,8 +550,8 @@ def test_training_refuses_to_mix_runs(recipe, tmp_path, case):
 
 def test_resume_with_the_same_arguments_is_accepted(recipe, tmp_path):
     old_run(tmp_path)
-    (args,) = recipe.HfArgumentParser(recipe.Arguments).parse_args_into_dataclasses(
-        args=COMMON + ["--max_steps", "8", "--resume", "--stop_at_step", "9", "--num_proc", "2", "--output_dir", str(tmp_path)]
+    args = recipe.parse_args(
+        COMMON + ["--max_steps", "8", "--resume", "--stop_at_step", "9", "--num_proc", "2", "--output_dir", str(tmp_path)]
     )
     recipe.check_output_dir(args)  # operational arguments may change
 
@@ -557,8 +559,8 @@ def test_resume_with_the_same_arguments_is_accepted(recipe, tmp_path):
 def test_overwrite_output_dir_deletes_the_old_run_only(recipe, tmp_path):
     old_run(tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
-    (args,) = recipe.HfArgumentParser(recipe.Arguments).parse_args_into_dataclasses(
-        args=COMMON + ["--max_steps", "4", "--overwrite_output_dir", "--hub_token", "secret", "--output_dir", str(tmp_path)]
+    args = recipe.parse_args(
+        COMMON + ["--max_steps", "4", "--overwrite_output_dir", "--hub_token", "secret", "--output_dir", str(tmp_path)]
     )
     recipe.check_output_dir(args)
     recipe.start_run(args)

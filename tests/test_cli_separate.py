@@ -1,4 +1,4 @@
-"""`tribert separate` / `tribert evaluate` (tribert_hf.inference) with a tiny random checkpoint.
+"""`tribert separate` / `tribert evaluate` (tribert_hf.pipelines) with a tiny random checkpoint.
 
 Media: synthetic music videos (tribert_hf.data.synthetic) encoded with FFmpeg, their keypoints written as AlphaPose
 JSON. The checkpoint's feature extractor uses 4095-sample segments (0.37 s), so a 2-s mixture is 7 segments.
@@ -19,14 +19,8 @@ from tribert_hf import TriBertFeatureExtractor, TriBertForPreTraining, TriBertPr
 from tribert_hf.cli import main
 from tribert_hf.data import read_wav, write_wav
 from tribert_hf.data.synthetic import make_synthetic_video
-from tribert_hf.inference import (
-    SegmentConditioner,
-    SourceSpec,
-    VisualClip,
-    load_checkpoint,
-    segment_starts,
-    separate_mixture,
-)
+from tribert_hf.media import VisualClip
+from tribert_hf.pipelines import SegmentConditioner, SourceSpec, load_checkpoint, segment_starts, separate_mixture
 
 
 LABELS = {0: "violin", 1: "trumpet", 2: "acoustic_guitar", 3: "flute", 4: "cello"}
@@ -187,7 +181,7 @@ def test_duet_video_with_keypoints_is_split_per_person(checkpoint_dir, media, tm
     out = tmp_path / "out"
     args = ["--keypoints", media["duet.json"], "-o", str(out), "--quiet", "--no-figure"]
     assert main(["separate", checkpoint_dir, "--video", media["duet"], *args]) == 0
-    from tribert_hf.inference import load_audio
+    from tribert_hf.media import load_audio
 
     summary = check_outputs(out, 2, load_audio(media["duet"], RATE), figure=False)
     assert summary["mode"] == "per-person" and summary["persons_detected"] == 2
@@ -254,6 +248,35 @@ def test_separate_with_per_segment_conditioning_matches_static_inputs(checkpoint
     per_segment = separate(model, waveform, fe, conditioning=conditioning, batch_size=3)
     torch.testing.assert_close(per_segment, direct, atol=1e-6, rtol=0)
     assert calls == [(s, SEGMENT) for s in segment_starts(len(waveform), SEGMENT, 0.25)] and len(calls) > 3
+
+
+def test_the_conditioning_frames_come_at_the_checkpoints_training_frame_rate(checkpoint_dir, tmp_path, capsys):
+    """A checkpoint trained on 4-fps frames (its processor says so) is conditioned on frames 1/4 s apart, unless
+    --fps says otherwise; separation.json records the rate used."""
+    from PIL import Image
+
+    from tribert_hf.pipelines import training_frame_rate
+
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint_dir, folder)
+    processor = TriBertProcessor.from_pretrained(folder)
+    processor.video_processor.frame_rate = 4.0
+    processor.save_pretrained(folder)
+    checkpoint = load_checkpoint(folder, "cpu")
+    assert training_frame_rate(checkpoint.processor) == 4.0 and training_frame_rate(load_checkpoint(checkpoint_dir, "cpu").processor) == 8.0
+    start = 3 * RATE - SEGMENT // 2  # the window's centre: 3 s
+    np.testing.assert_allclose(SegmentConditioner([], checkpoint.processor).frame_times(start, SEGMENT), [2.75, 3.0, 3.25])
+    np.testing.assert_allclose(SegmentConditioner([], checkpoint.processor, fps=8.0).frame_times(start, SEGMENT), [2.875, 3.0, 3.125])
+
+    image, mixture = tmp_path / "still.png", tmp_path / "mix.wav"
+    Image.fromarray(np.full((40, 40, 3), 90, dtype=np.uint8)).save(image)
+    write_wav(str(mixture), 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), RATE)
+    for extra, expected in (([], 4.0), (["--fps", "10"], 10.0)):
+        out = tmp_path / f"out-{expected:g}"
+        argv = ["separate", str(folder), "--mixture", str(mixture), "--clips", str(image), "-o", str(out), "--quiet", "--no-figure"]
+        assert main(argv + extra) == 0
+        assert json.load(open(out / "separation.json"))["fps"] == expected
+    capsys.readouterr()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -353,7 +376,7 @@ def test_media_and_keypoint_errors(checkpoint_dir, media, tmp_path, capsys):
     err = run_error(["separate", checkpoint_dir, "--video", media["duet"], "--keypoints", str(root / "big.json"), *out], capsys)
     assert "does not match" in err and "outside the 96x96 frame" in err
     # Keypoints covering only the start of the video are accepted, with a note.
-    from tribert_hf.inference import load_clip_keypoints
+    from tribert_hf.pipelines import load_clip_keypoints
 
     write_alphapose(str(root / "short.json"), pose[:, :10], 96, 96)
     notes = []
@@ -407,7 +430,7 @@ def test_evaluate_on_synthetic_tiny(checkpoint_dir, tmp_path, capsys):
 
     # Deterministic: the same pairs and scores again, here through the library with a dataset folder and mir_eval.
     from tribert_hf.data import load_synthetic_music
-    from tribert_hf.inference import evaluate_checkpoint
+    from tribert_hf.pipelines import evaluate_checkpoint
 
     root, _ = load_synthetic_music("tiny", progress=False)
     again = evaluate_checkpoint(checkpoint_dir, root, max_mixtures=2, backend="mir_eval", device="cpu")

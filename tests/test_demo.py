@@ -9,7 +9,6 @@ from conftest import load_script
 
 
 def load_demo():
-    load_script("examples/run_separation.py")  # the recipe run_demo.py imports
     return load_script("examples/run_demo.py")
 
 

@@ -77,3 +77,22 @@ def test_thresholding_and_model_free_ceilings(batches):
     ratio = torch.full((1, 2, 4, 4), 0.3)  # ratio masks are scored as they are (Sound-of-Pixels' evaluation)
     assert scoring_masks("threshold", loader[0], fe, ratio, mask_type="ratio") is ratio
     assert not scoring_masks("threshold", loader[0], fe, ratio).any()
+
+
+def test_on_batch_sees_each_batch_with_its_masks_and_results(batches):
+    """`on_batch(batch, masks, results)`: once per batch, the predicted masks (None without a model) and every
+    scoring's per-mixture result, the same numbers that the means are made of; a generator works as the loader."""
+    fe, loader = batches
+    seen = []
+    out = evaluate_separation_model(
+        IdealMaskModel(0.6, 0.3), (batch for batch in loader), fe, scorings=("soft", "ideal_ratio"),
+        on_batch=lambda batch, masks, results: seen.append((batch, masks, results)),
+    )  # fmt: skip
+    assert [batch is original for (batch, _, _), original in zip(seen, loader)] == [True, True]
+    torch.testing.assert_close(seen[1][1], loader[1]["labels"] * 0.6 + (1 - loader[1]["labels"]) * 0.3)
+    assert set(seen[0][2]) == {"soft", "ideal_ratio"}
+    sdr = [float(r["soft"]["sdr"][0]) for _, _, r in seen]
+    assert math.isclose(out["sdr"], sum(sdr) / 2, rel_tol=1e-9)
+    ceiling = []
+    evaluate_separation_model(None, loader, fe, scorings=("ideal_binary",), on_batch=lambda b, m, r: ceiling.append(m))
+    assert ceiling == [None, None]

@@ -196,6 +196,19 @@ def test_cpu_fast_path_matches_torch_stft(fe):
     assert grad_wave.grad is not None and torch.isfinite(grad_wave.grad).all()
 
 
+def test_the_one_audio_chain_returns_the_stft_with_the_same_numbers(fe):
+    """`log_frequency_magnitude(return_stft=True)`: the magnitude and the complex STFT of one pass, bit for bit what
+    the steps give one by one (`warp(magnitude(stft))`, as the collator computed them) and what `__call__` gives."""
+    wave = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 2, 20000)).astype(np.float32)) * 0.2
+    magnitude, stft = fe.log_frequency_magnitude(wave, return_stft=True)
+    assert magnitude.shape == (2, 2, 256, 79) and stft.shape == (2, 2, 512, 79) and stft.is_complex()
+    assert torch.equal(stft, fe.stft(wave))
+    assert torch.equal(magnitude, fe.warp(fe.magnitude(fe.stft(wave))))
+    assert torch.equal(magnitude, fe.log_frequency_magnitude(wave))
+    out = fe(wave[0].numpy(), sampling_rate=SR, crop="none", return_stft=True, return_tensors="pt")
+    assert torch.equal(out["audio_spectrogram"][:, 0], magnitude[0]) and torch.equal(out["stft"], stft[0])
+
+
 def test_batch_with_a_nan_clip_names_it(fe):
     batch = np.zeros((3, 70000), dtype=np.float32)
     batch[2, 10] = np.nan

@@ -124,7 +124,7 @@ def test_pipeline_runs_as_remote_code_without_tribert_hf(checkpoint_dir, tmp_pat
 
 @needs_video
 def test_pipeline_separates_a_video_file_per_player(checkpoint_dir, media):  # noqa: F811
-    from tribert_hf.inference import load_audio
+    from tribert_hf.media import load_audio
 
     separator = pipeline("audio-source-separation", model=checkpoint_dir, trust_remote_code=True)
     out = separator(media["duet"], keypoints=media["duet.json"])

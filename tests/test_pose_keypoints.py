@@ -334,3 +334,16 @@ def test_resample_bad_arguments():
         resample_keypoints(_ramp_pose(), 0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="duration"):
         resample_keypoints(_ramp_pose(), 8.0, 0.0, 0.0)
+
+
+def test_read_detections_gives_the_raw_pixels_and_frames(tmp_path):
+    """`read_detections`: the file's detections before normalisation (pixels, beyond the frame too) with their
+    frame indices; detections under `min_score` and of other categories are left out."""
+    from tribert_hf.pose.keypoints import read_detections
+
+    data = [_detection(0, 100.0), _detection(3, 900.0), _detection(5, 50.0, score=0.01), _detection(6, 70.0, category_id=2)]
+    keypoints, frames = read_detections(_write(tmp_path, data))
+    assert keypoints.shape == (2, 26, 3) and frames.tolist() == [0, 3]
+    assert keypoints[1, 0, 0] == 900.0 and keypoints[0, 0, 2] == pytest.approx(0.8)
+    keypoints, frames = read_detections(_write(tmp_path, []))
+    assert keypoints.shape[0] == 0 and frames.size == 0

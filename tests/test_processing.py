@@ -114,3 +114,21 @@ def test_processor_round_trip_and_auto_classes(tmp_path, processor):
     assert loaded.num_pose_frames == 256 and loaded.feature_extractor.num_samples == 65535
     audio = np.random.default_rng(0).standard_normal(70000).astype(np.float32)
     np.testing.assert_allclose(loaded(audio, sampling_rate=SR)["audio_spectrogram"], processor(audio, sampling_rate=SR)["audio_spectrogram"])
+
+
+def test_the_training_frame_rate_is_saved_with_the_processor(tmp_path):
+    """`frame_rate` (the rate of the training frames) round-trips through processor_config.json; a processor saved
+    before it existed loads with the default, FRAME_RATE."""
+    import json
+
+    from tribert_hf.video_processing_tribert import FRAME_RATE
+
+    assert FRAME_RATE == 8.0 and TriBertVideoProcessor().frame_rate == FRAME_RATE
+    TriBertProcessor(TriBertFeatureExtractor(), TriBertVideoProcessor(frame_rate=12.5)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    assert config["video_processor"]["frame_rate"] == 12.5
+    assert TriBertProcessor.from_pretrained(tmp_path).video_processor.frame_rate == 12.5
+    assert AutoProcessor.from_pretrained(tmp_path).video_processor.frame_rate == 12.5
+    del config["video_processor"]["frame_rate"]  # as saved by an older tribert_hf
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    assert TriBertProcessor.from_pretrained(tmp_path).video_processor.frame_rate == FRAME_RATE

@@ -44,7 +44,8 @@ def test_training_evaluates_checkpoints_and_saves(tmp_path, cache):
     from tribert_hf import TriBertForPreTraining, TriBertProcessor
 
     TriBertForPreTraining.from_pretrained(out)
-    TriBertProcessor.from_pretrained(out)
+    assert TriBertProcessor.from_pretrained(out).video_processor.frame_rate == 8.0  # synthetic:tiny's frames
+    assert json.load(open(out / "processor_config.json"))["video_processor"]["frame_rate"] == 8.0
     card = open(out / "README.md").read()
     assert "| 4 |" in card and "synthetic:tiny" in card
 
@@ -102,3 +103,18 @@ def test_every_method_trains_evaluates_and_loads(tmp_path, cache, model):
         assert all(sub.co_attention_ids == [] and sub.num_hidden_layers == 2 for sub in config.streams.values())
     cls = {"audio_only": tribert_hf.AudioOnlyForSourceSeparation, "sop": tribert_hf.SoundOfPixelsForSourceSeparation}.get(model, tribert_hf.TriBertForPreTraining)
     cls.from_pretrained(out)
+
+
+def test_the_training_frame_rate_is_the_datasets():
+    """The processor saved with a trained model records the rate of the training split's frames (the most common
+    one when clips differ); the script is a thin wrapper over the library's loop."""
+    from datasets import Dataset
+
+    from tribert_hf.training.separation import SeparationTrainingArguments, dataset_frame_rate, parse_args
+
+    assert dataset_frame_rate(Dataset.from_dict({"fps": [12.5, 12.5, 25.0]})) == 12.5
+    assert dataset_frame_rate(Dataset.from_dict({"fps": [8.0]})) == 8.0
+    args = parse_args(["--dataset", "synthetic:tiny", "--max_steps", "7"])
+    assert isinstance(args, SeparationTrainingArguments) and args.max_steps == 7 and args.model == "tribert"
+    source = open(SCRIPT).read()
+    assert "from tribert_hf.training.separation import RunArgumentsError, main" in source and "def " not in source

@@ -13,6 +13,9 @@
 import argparse
 import sys
 
+from .feature_extraction_tribert import SAMPLING_RATE
+from .video_processing_tribert import FRAME_RATE
+
 
 def _prepare(args) -> int:
     from .data.prepare import PrepareOptions, prepare_dataset
@@ -66,7 +69,7 @@ def _render_solos(args) -> int:
 
 
 def _separate(args) -> int:
-    from .inference import load_checkpoint, separate_mixture, separate_video
+    from .pipelines import load_checkpoint, separate_mixture, separate_video
 
     if args.video and args.clips:
         raise ValueError("--clips go with --mixture; with --video the sources come from the video (and its keypoints).")
@@ -74,7 +77,7 @@ def _separate(args) -> int:
         raise ValueError("--mixture needs --clips: one video (or image) per source to separate.")
     if args.video and args.keypoints and len(args.keypoints) != 1:
         raise ValueError(f"--video takes one keypoint file (all its players), got {len(args.keypoints)}.")
-    if not 0.0 <= args.overlap < 1.0 or args.batch_size < 1 or not args.fps > 0 or args.crop_margin < 0:
+    if not 0.0 <= args.overlap < 1.0 or args.batch_size < 1 or (args.fps is not None and not args.fps > 0) or args.crop_margin < 0:
         raise ValueError("--overlap must be in [0, 1), --batch-size >= 1, --fps > 0 and --crop-margin >= 0.")
     checkpoint = load_checkpoint(args.checkpoint, args.device)
     for warning in checkpoint.warnings:
@@ -107,7 +110,7 @@ def _separate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .inference import evaluate_checkpoint, load_checkpoint, metrics_table
+    from .pipelines import evaluate_checkpoint, load_checkpoint, metrics_table
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1.")
@@ -177,9 +180,9 @@ def _index_search(args) -> int:
         from .modeling_tribert_retrieval import TriBertForRetrieval
         from .configuration_tribert import RETRIEVAL_VARIANTS
 
-        from .inference import _quiet_transformers
+        from .pipelines import quiet_transformers
 
-        with _quiet_transformers():
+        with quiet_transformers():
             joint = TriBertForRetrieval.from_pretrained(args.rerank).eval()
         query_streams, candidate_stream, _ = RETRIEVAL_VARIANTS[joint.config.retrieval_variant]
         if set(query_streams) != set(modalities) or candidate_stream != target:
@@ -220,14 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="prepare downloaded MUSIC21/MUSIC videos (+ AlphaPose keypoints) as a dataset",
         description="Decode videos laid out as VIDEO_DIR/<class>/<youtube_id>.mp4 (duets: '<class> <class>/') into "
-        "11025 Hz mono audio, frames at --fps and keypoints, and write a datasets.DatasetDict with train/val/test "
+        f"{SAMPLING_RATE} Hz mono audio, frames at --fps and keypoints, and write a datasets.DatasetDict with train/val/test "
         "splits. Resumable: run the same command again after an interruption.",
     )
     prepare.add_argument("video_dir", help="folder of class sub-folders holding the videos")
     prepare.add_argument("output_dir", help="where the prepared dataset is written")
     prepare.add_argument("--keypoints-dir", help="folder of AlphaPose result files named <youtube_id>.json")
     prepare.add_argument("--require-keypoints", action="store_true", help="skip videos without a keypoint file")
-    prepare.add_argument("--fps", type=float, default=8.0, help="frame rate of the stored frames (default 8)")
+    prepare.add_argument("--fps", type=float, default=FRAME_RATE, help=f"frame rate of the stored frames (default {FRAME_RATE:g})")
     prepare.add_argument("--frame-short-side", type=int, default=256, help="stored frames' shorter side in pixels")
     prepare.add_argument("--split-rule", choices=("hash", "authors"), default="hash",
                          help="'hash': seeded hash of the id; 'authors': the original TriBERT train/val lists")  # fmt: skip
@@ -262,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "render-solos",
         help="render realistic solo clips of the 21 MUSIC21 classes with FluidSynth and a General MIDI soundfont",
         description="Seeded random phrases per class (General MIDI program or drum kit, the instrument's range and "
-        "playing style), rendered with FluidSynth, mono 11025 Hz, loudness-normalised, written as "
+        f"playing style), rendered with FluidSynth, mono {SAMPLING_RATE} Hz, loudness-normalised, written as "
         "OUTPUT_DIR/<class>/<k>.wav with OUTPUT_DIR/manifest.json (programs, soundfonts, notes). The folder is a "
         "--sounds-dir for `tribert synthetic`. Needs the fluidsynth program; resumable.",
     )
@@ -298,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument("--max-persons", type=int, default=4, help="--video: players read from the keypoints (default 4)")
     separate.add_argument("--crop-margin", type=float, default=0.15, help="--video: margin around a player's box (fraction)")
     separate.add_argument("--overlap", type=float, default=0.25, help="fraction shared by consecutive segments (default 0.25)")
-    separate.add_argument("--fps", type=float, default=8.0, help="rate of the conditioning frames, as in training (default 8)")
+    separate.add_argument(
+        "--fps", type=float, default=None,
+        help=f"rate of the conditioning frames (default: the rate the checkpoint was trained at, saved with its processor; {FRAME_RATE:g} for older ones)",
+    )  # fmt: skip
     separate.add_argument("--mask-threshold", type=float, help="binarise the masks at this value (default: soft masks)")
     separate.add_argument("--batch-size", type=int, default=4, help="segments per forward pass (default 4)")
     separate.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

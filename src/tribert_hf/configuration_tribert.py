@@ -188,7 +188,9 @@ class TriBertPoseConfig(_TriBertStreamConfig):
         num_joints (`int`, defaults to 68): 26 body + 21 left-hand + 21 right-hand joints (Halpe layout).
         num_persons (`int`, defaults to 2): persons per clip (absent ones are masked).
         num_pose_frames (`int`, defaults to 256): keypoint frames per clip (T) the processor produces.
-        num_segments (`int`, defaults to 3): temporal segments = tokens per person (aligned with the 3 frames).
+        num_segments (`int`, defaults to 3): temporal segments = tokens per person: the T keypoint frames
+            average-pooled into equal parts (about 2 s each of the 6-s window; not aligned with the 3 visual
+            frames, which span about 0.4 s).
         in_channels (`int`, defaults to 3): x, y, confidence.
         graph_layout (`str`, defaults to `"halpe68"`): skeleton, see `tribert_hf.pose.graph`.
         gcn_channels / gcn_strides: output channels and temporal stride of each ST-GCN block (ST-GCN's 10 blocks).

@@ -77,6 +77,7 @@ def evaluate_separation_model(
     scorings=("soft",),
     threshold: float = 0.5,
     backend: str = "fast",
+    on_batch=None,
 ) -> dict | None:
     """Mean SDR/SIR/SAR of `model` over the mixtures of `loader` (batches of `MixAndSeparateCollator`).
 
@@ -86,8 +87,11 @@ def evaluate_separation_model(
     scorings need no model: with `model=None` and `scorings=IDEAL_SCORINGS` it scores the ceilings alone (the
     main keys then hold the first scoring). Stops after about `max_mixtures`. With a list as `per_mixture`,
     each batch's per-mixture result (`evaluate_separation`'s dict for the first scoring, and `sdr_<scoring>` etc.
-    arrays for the others) is appended. `accelerator` (optional) gathers the results across processes; returns
-    None on the other processes.
+    arrays for the others) is appended. `on_batch(batch, masks, results)` (optional, main process) sees every
+    batch with its predicted masks (None with only ideal scorings) and the per-mixture result of each scoring
+    (scoring -> `evaluate_separation`'s dict). `accelerator` (optional) gathers the results across processes;
+    returns None on the other processes. Without it, the model's inputs go to the model's device and its masks
+    come back to the batch's (what `tribert evaluate` does on a GPU); `loader` is any iterable of batches.
     """
     scorings = tuple(scorings)
     unknown = [name for name in scorings if name not in SCORINGS]
@@ -99,15 +103,19 @@ def evaluate_separation_model(
     is_main = accelerator is None or accelerator.is_main_process
     trackers = {name: SeparationMetrics(backend=backend) for name in scorings}
     was_training = model.training if model is not None else False
+    device = getattr(model, "device", None) if accelerator is None and model is not None else None
     if model is not None:
         model.eval()
     seen = 0
     for batch in loader:
         predicted, mask_type = None, "binary"
         if any(name not in IDEAL_SCORINGS for name in scorings):
-            outputs = model(**{k: batch[k] for k in MODEL_INPUTS})  # labels: the PIT baseline's best permutation
+            inputs = {k: batch[k] if device is None else batch[k].to(device) for k in MODEL_INPUTS}
+            outputs = model(**inputs)  # labels: the PIT baseline's best permutation
             unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
             predicted = predicted_masks(unwrapped, outputs)
+            if device is not None:
+                predicted = predicted.to(batch["mixture_stft"].device)
             mask_type = getattr(getattr(unwrapped, "config", None), "mask_type", "binary")
         length = batch["mixture_waveform"].shape[-1]
         results = {}
@@ -125,6 +133,8 @@ def evaluate_separation_model(
             for name in scorings[1:]:
                 row.update({f"{key}{_suffix(name)}": results[name][key] for key in ("sdr", "sir", "sar")})
             per_mixture.append(row)
+        if is_main and on_batch is not None:
+            on_batch(batch, predicted, results)
         seen += estimates.shape[0]
         if max_mixtures is not None and seen >= max_mixtures:
             break

@@ -62,6 +62,8 @@ def log_frequency_matrices(num_linear_bins: int = 512, num_log_bins: int = 256) 
     )
 
 
+#: the audio rate of TriBERT (Sound-of-Pixels' recipe), in Hz: the feature extractor's default `sampling_rate`
+SAMPLING_RATE = 11025
 #: most channels a multichannel clip may have: a 2-d `(batch, samples)` array whose last axis is this short (and
 #: shorter than the first) is the `(samples, channels)` layout of soundfile / scipy, refused rather than misread.
 MAX_CHANNELS = 8
@@ -145,7 +147,7 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
 
     def __init__(
         self,
-        sampling_rate: int = 11025,
+        sampling_rate: int = SAMPLING_RATE,
         num_samples: int = 65535,
         n_fft: int = 1022,
         hop_length: int = 256,
@@ -337,12 +339,19 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
         """`(..., samples)` -> complex `(..., 512, frames)` (centred frames, reflect padding, periodic Hann)."""
         return self._spectrum(waveform).transpose(-1, -2)
 
-    def log_frequency_magnitude(self, waveform: torch.Tensor) -> torch.Tensor:
-        """`(..., samples)` -> `(..., 256, frames)`: the model's input, `warp(magnitude(stft(waveform)))`.
+    def log_frequency_magnitude(self, waveform: torch.Tensor, return_stft: bool = False):
+        """`(..., samples)` -> `(..., 256, frames)`: the model's input, `warp(magnitude(stft(waveform)))`. The
+        audio chain: every spectrogram of the library comes from here (or from `__call__`, which calls the same
+        steps), so that training, evaluation and separation see the same numbers.
+
+        With `return_stft=True`, returns `(magnitude, stft)`: also the complex linear STFT `(..., 512, frames)`
+        (`stft(waveform)`, the phase that `masks_to_waveforms` puts back), computed once for both.
 
         On the CPU: SciPy FFT, NumPy magnitude, one transpose, then the warp's row gathers.
         """
-        return self._warped_magnitude(self._spectrum(waveform))
+        spectrum = self._spectrum(waveform)
+        magnitude = self._warped_magnitude(spectrum)
+        return (magnitude, spectrum.transpose(-1, -2)) if return_stft else magnitude
 
     def _warped_magnitude(self, spectrum: torch.Tensor) -> torch.Tensor:
         """Complex `(..., frames, 512)` -> `(..., 256, frames)` warped magnitude (contiguous)."""
@@ -419,7 +428,7 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
                 averaged to mono. None (default): every clip is mono.
             crop: `"center"` (evaluation), `"random"` (training; use `generator` for reproducibility) or `"none"`
                 (keep the whole clip; a batch is then zero-padded to its longest clip).
-            resample: resample from `sampling_rate` to 11025 Hz instead of refusing other rates.
+            resample: resample from `sampling_rate` to the feature extractor's rate (11025 Hz) instead of refusing other rates.
             return_stft: also return the complex linear STFT `stft` (`(batch, 512, frames)`, the phase for
                 `masks_to_waveforms`) and the cropped `waveform`.
             return_tensors: `"pt"` for torch tensors, `"np"` or None for numpy arrays.
@@ -529,4 +538,4 @@ class TriBertFeatureExtractor(RemoteCodeMixin, SequenceFeatureExtractor):
 
 
 
-__all__ = ["MAX_CHANNELS", "TriBertFeatureExtractor", "check_audio_layout", "log_frequency_matrices", "pcm_to_float"]
+__all__ = ["MAX_CHANNELS", "SAMPLING_RATE", "TriBertFeatureExtractor", "check_audio_layout", "log_frequency_matrices", "pcm_to_float"]

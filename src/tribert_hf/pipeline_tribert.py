@@ -56,7 +56,8 @@ class TriBertSourceSeparationPipeline(Pipeline):
           second of the clips; without it, the frames around each clip's centre condition every segment) and
           optionally `pose_keypoints` (per player `(persons, frames, 68, 3)`, or None) with `pose_fps`;
         - a path to a video file (with `keypoints=` an AlphaPose / COCO-WholeBody JSON to split a duet per player):
-          decoding and keypoint reading come from `tribert_hf.inference`, so this needs tribert_hf installed.
+          decoding and keypoint reading come from `tribert_hf.media` and `tribert_hf.pipelines`, so this needs
+          tribert_hf installed.
 
     Parameters: `overlap` (fraction of a segment shared with the next, 0.25), `batch_size` (segments per forward
     pass, 8), `mask_threshold` (binarise the masks, None keeps them soft).
@@ -112,7 +113,7 @@ class TriBertSourceSeparationPipeline(Pipeline):
         processor, fe = self.processor, self.processor.feature_extractor
         if "video" in model_inputs:
             try:
-                from tribert_hf.inference import Checkpoint, separate_video
+                from tribert_hf.pipelines import Checkpoint, separate_video
             except ImportError as error:
                 raise ImportError(
                     "Separating a video file needs tribert_hf (video decoding, keypoint files): install it, or pass "

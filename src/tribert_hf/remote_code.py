@@ -13,7 +13,7 @@ sub-package: it reads `from .separation.unet import X` as a file named `separati
   of another of them rewritten as `from .unet import X`. File names must be unique across the package.
 
 Imports inside a `try` that catches `ImportError` are optional (transformers does not require them either) and are
-left as they are: the pipeline's `tribert_hf.inference` for video files, for example.
+left as they are: the pipeline's `tribert_hf.pipelines` for video files, for example.
 """
 
 import ast

@@ -306,9 +306,9 @@ def load_contrastive_model(path: str, device: str | None = None):
             "embeddings would go through untrained projections. Train one with `examples/run_retrieval.py --method "
             "embedding --model_name_or_path <encoder>`."
         )
-    from .inference import _quiet_transformers
+    from .pipelines import quiet_transformers
 
-    with _quiet_transformers():
+    with quiet_transformers():
         model = TriBertForContrastiveRetrieval.from_pretrained(path).eval()
     if device:
         model.to(device)
@@ -397,7 +397,8 @@ def query_inputs_from_files(processor, audio: str | None = None, video: str | No
     """Model inputs (batch of one, centre crop as in the index) of a query given as files, and the modalities it
     has: `audio` (a WAV / audio file, or a video's audio track), `video` (its frames; its audio track fixes the time
     window when there is no `audio`), `keypoints` (AlphaPose / COCO-WholeBody JSON of `video`)."""
-    from .inference import VisualClip, load_audio, load_clip_keypoints
+    from .media import VisualClip, load_audio
+    from .pipelines import load_clip_keypoints
 
     if keypoints and not video:
         raise ValueError("--keypoints needs --video (the keypoint file's frame size and frame rate come from the video).")

@@ -10,13 +10,20 @@ from transformers.video_processing_utils import BaseVideoProcessor
 from .remote_code import RemoteCodeMixin
 
 
+#: frames per second of the frames TriBERT trains on (`tribert prepare` and the synthetic dataset store them at this
+#: rate): the conditioning frames of a window are `frame_stride / FRAME_RATE` seconds apart.
+FRAME_RATE = 8.0
+
+
 class TriBertVideoProcessorKwargs(VideosKwargs, total=False):
     """Frame selection: `frame_sampling` ("center" for evaluation, "random" for training), `frame_stride` (frames
-    between the picked ones; 1 = consecutive) and `seed` (for reproducible "random" picks)."""
+    between the picked ones; 1 = consecutive), `seed` (for reproducible "random" picks) and `frame_rate` (frames per
+    second of the training frames, saved with the processor)."""
 
     frame_sampling: str
     frame_stride: int
     seed: int | None
+    frame_rate: float
 
 
 class TriBertVideoProcessor(RemoteCodeMixin, BaseVideoProcessor):
@@ -27,6 +34,10 @@ class TriBertVideoProcessor(RemoteCodeMixin, BaseVideoProcessor):
     `num_frames` (3) frames `frame_stride` apart, centred in the clip (`frame_sampling="center"`) or at a random
     position (`"random"`, seeded by `seed`), resizes the shorter edge to 224, centre-crops 224 x 224 and normalises
     with the ImageNet statistics (torchvision's ResNet-50 recipe). Returns `pixel_values` `(batch, 3, 3, 224, 224)`.
+
+    `frame_rate` (default `FRAME_RATE`, 8) is the rate of the frames the model was trained on. The training recipe
+    sets it from its dataset and saves it with the processor; separating a video (`tribert separate`) takes the
+    conditioning frames at this rate.
     """
 
     resample = PILImageResampling.BILINEAR
@@ -46,6 +57,7 @@ class TriBertVideoProcessor(RemoteCodeMixin, BaseVideoProcessor):
     frame_sampling = "center"
     frame_stride = 1
     seed = None
+    frame_rate = FRAME_RATE
     valid_kwargs = TriBertVideoProcessorKwargs
     model_input_names = ["pixel_values"]
 
@@ -120,4 +132,4 @@ def _none(index):
     raise ValueError(f"Video {index} is None: give frames for every clip of the batch.")
 
 
-__all__ = ["TriBertVideoProcessor"]
+__all__ = ["FRAME_RATE", "TriBertVideoProcessor"]

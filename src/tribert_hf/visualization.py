@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .feature_extraction_tribert import SAMPLING_RATE
+
 
 _EPS = 1e-8
 _PANEL_WIDTH = 2.9  # inches per image column
@@ -141,7 +143,7 @@ def _show(axes, image, extent, *, cmap, vmin, vmax, title, xlabel, ylabel):
 def plot_spectrogram(
     path,
     magnitude,
-    sampling_rate: int = 11025,
+    sampling_rate: int = SAMPLING_RATE,
     hop_length: int = 256,
     title: str | None = None,
     dynamic_range_db: float = 80.0,
@@ -189,7 +191,7 @@ def plot_separation(
     true_masks=None,
     true_magnitudes=None,
     labels: Sequence[str] | None = None,
-    sampling_rate: int = 11025,
+    sampling_rate: int = SAMPLING_RATE,
     hop_length: int = 256,
     title: str | None = None,
     mask_threshold: float | None = None,

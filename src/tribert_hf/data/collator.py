@@ -69,8 +69,7 @@ class MixAndSeparateCollator:
             low, high = self.gain_range
             sources = sources * torch.empty(batch, n, 1).uniform_(low, high, generator=self.generator)
         mixture = fe.mix(sources.transpose(0, 1))  # (B, samples)
-        mixture_stft = fe.stft(mixture)
-        mixture_magnitude = fe.warp(fe.magnitude(mixture_stft))  # (B, 256, frames)
+        mixture_magnitude, mixture_stft = fe.log_frequency_magnitude(mixture, return_stft=True)  # (B, 256, frames)
         source_magnitude = fe.log_frequency_magnitude(sources)  # (B, N, 256, frames)
         labels = fe.mask_targets(source_magnitude.transpose(0, 1), mixture_magnitude, self.mask_type).transpose(0, 1)
         return {

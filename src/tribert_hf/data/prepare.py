@@ -34,6 +34,9 @@ from importlib import resources
 import numpy as np
 
 from ..configuration_tribert import MUSIC21_LABELS
+from ..feature_extraction_tribert import SAMPLING_RATE
+from ..media import SILENCE_THRESHOLD
+from ..video_processing_tribert import FRAME_RATE
 from .prepared import save_prepared, write_media, write_report
 
 
@@ -44,11 +47,11 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 class PrepareOptions:
     """Settings of a `prepare_dataset` run (stored in report.json)."""
 
-    fps: float = 8.0
-    sampling_rate: int = 11025
+    fps: float = FRAME_RATE
+    sampling_rate: int = SAMPLING_RATE
     frame_short_side: int = 256
-    min_duration: float = 65535 / 11025
-    silence_threshold: float = 1e-4
+    min_duration: float = 65535 / SAMPLING_RATE  # one crop of the feature extractor
+    silence_threshold: float = SILENCE_THRESHOLD
     split_rule: str = "hash"
     val_fraction: float = 0.1
     test_fraction: float = 0.1

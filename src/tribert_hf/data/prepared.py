@@ -35,6 +35,8 @@ import uuid
 import numpy as np
 from datasets import DatasetDict, Features, List, Value, load_from_disk
 
+from ..media import read_wav, write_wav  # the WAV reader and writer live with the decoders (re-exported here)
+
 
 SPLITS = ("train", "val", "test")
 PREPARED_FEATURES = Features(
@@ -60,33 +62,6 @@ def _atomic_replace_dir(tmp_dir: str, final_dir: str) -> None:
     if os.path.isdir(final_dir):
         shutil.rmtree(final_dir)
     os.replace(tmp_dir, final_dir)
-
-
-def write_wav(path: str, waveform: np.ndarray, sampling_rate: int) -> None:
-    """Mono float32 WAV, written to a temporary name and renamed (never half-written)."""
-    from scipy.io import wavfile
-
-    waveform = np.asarray(waveform, dtype=np.float32)
-    if waveform.ndim != 1:
-        raise ValueError(f"write_wav expects a mono waveform (samples,), got shape {waveform.shape}.")
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}.wav"
-    wavfile.write(tmp, sampling_rate, waveform)
-    os.replace(tmp, path)
-
-
-def read_wav(path: str) -> tuple[np.ndarray, int]:
-    """Read a WAV file as float32 in [-1, 1]; stereo files are returned as (samples, channels)."""
-    from scipy.io import wavfile
-
-    try:
-        sampling_rate, data = wavfile.read(path)
-    except (ValueError, OSError, UnboundLocalError, EOFError) as error:  # scipy: UnboundLocalError when truncated
-        raise ValueError(f"Cannot read the WAV file {path!r}: {error or type(error).__name__}") from error
-    if data.dtype.kind == "i":
-        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
-    elif data.dtype.kind == "u":
-        data = (data.astype(np.float32) - 128.0) / 128.0
-    return data.astype(np.float32, copy=False), int(sampling_rate)
 
 
 def write_media(

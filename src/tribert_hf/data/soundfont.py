@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..configuration_tribert import MUSIC21_LABELS
-from .prepared import read_wav, write_wav
+from ..feature_extraction_tribert import SAMPLING_RATE
+from ..media import read_wav, write_wav
 
 
 RENDER_VERSION = 1  # bump when the phrases or the rendering change: recorded in the manifest
@@ -338,7 +339,7 @@ def render_solos(
     clips_per_class: int = 20,
     seconds: float = 24.0,
     seed: int = 0,
-    sampling_rate: int = 11025,
+    sampling_rate: int = SAMPLING_RATE,
     progress: bool = True,
 ) -> dict:
     """Render `clips_per_class` solo clips of `seconds` s per class into `output_dir/<class>/<k>.wav`.

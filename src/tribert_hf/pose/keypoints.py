@@ -557,6 +557,15 @@ def resample_keypoints(
     return out, mask.astype(np.int64)
 
 
+def read_detections(path, min_score: float = 0.05, frame_index_base: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A keypoint file's detections as they are, before `load_keypoints` maps, normalises and tracks them:
+    keypoints `(M, K, 3)` (x, y in pixels, score) and frame indices `(M,)`, of the detections of persons with a
+    `score >= min_score` (empty arrays when there is none). For checks such as: does the file fit this video?
+    Raises `ValueError` as `load_keypoints` does for an unusable file."""
+    keypoints, _, frames, _, _ = _parse(_read_json(os.fspath(path)), os.fspath(path), frame_index_base, min_score)
+    return keypoints, frames
+
+
 __all__ = [
     "CENTER_MIN_CONFIDENCE",
     "MAX_INFERRED_FRAMES",
@@ -564,5 +573,6 @@ __all__ = [
     "KeypointLayout",
     "load_keypoints",
     "map_to_halpe68",
+    "read_detections",
     "resample_keypoints",
 ]

@@ -66,6 +66,18 @@ def _check_waveform(waveform) -> torch.Tensor:
     return waveform
 
 
+def segment_hop(segment: int, overlap: float) -> int:
+    """Samples between the starts of consecutive segments: `segment * (1 - overlap)`, at least 1."""
+    return max(1, int(round(segment * (1.0 - overlap))))
+
+
+def segment_starts(length: int, segment: int, overlap: float = 0.25) -> list[int]:
+    """First samples of the segments that `separate_in_segments` cuts `length` samples into: `segment` samples
+    each, `segment_hop` apart, the last one ending at the end of the audio."""
+    hop = segment_hop(segment, overlap)
+    return [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
+
+
 @torch.no_grad()
 def separate_in_segments(
     predict_masks: Callable[[torch.Tensor, list[int]], torch.Tensor],
@@ -104,9 +116,8 @@ def separate_in_segments(
     fe = feature_extractor
     batch, length = waveform.shape
     segment = fe.num_samples
-    hop = max(1, int(round(segment * (1.0 - overlap))))
-    starts = [0] if length <= segment else list(range(0, length - segment, hop)) + [length - segment]
-    fade = segment - hop if len(starts) > 1 else 0
+    starts = segment_starts(length, segment, overlap)
+    fade = segment - segment_hop(segment, overlap) if len(starts) > 1 else 0
     output = None
     total = torch.zeros(length, device=device)
     from tqdm.auto import tqdm
@@ -117,8 +128,8 @@ def separate_in_segments(
         pieces = torch.stack(
             [F.pad(waveform[:, s : s + segment], (0, max(0, s + segment - length))) for s in chunk], dim=1
         ).to(device)  # (batch, segments, segment)
-        stft = fe.stft(pieces.flatten(0, 1))
-        masks = predict_masks(fe.warp(fe.magnitude(stft)).unsqueeze(1), chunk)
+        spectrogram, stft = fe.log_frequency_magnitude(pieces.flatten(0, 1), return_stft=True)
+        masks = predict_masks(spectrogram.unsqueeze(1), chunk)
         if mask_threshold is not None:
             masks = (masks > mask_threshold).to(masks.dtype)
         sources = masks.shape[1]
@@ -234,4 +245,4 @@ def separate(
     return output[0] if single else output
 
 
-__all__ = ["CONDITIONING_INPUTS", "reorder_sources", "required_conditioning", "separate", "separate_in_segments"]
+__all__ = ["CONDITIONING_INPUTS", "reorder_sources", "required_conditioning", "segment_starts", "separate", "separate_in_segments"]

@@ -41,10 +41,12 @@ class TriBertAttentionGate(nn.Module):
 class TriBertBottleneckFusion(nn.Module):
     """Self-attention early fusion of the U-Net bottleneck with a condition vector (paper Sec. 3.2).
 
-    The projected condition is added to every bottleneck position (tiled, as in the authors' code) and also kept
-    as one extra token; one post-norm transformer block (self-attention + MLP) mixes the tokens and the positions
-    go back to the decoder. The tiling gives every position a direct path to the condition: with the condition as a
-    lone extra token, training settled on masks that ignore it (identical masks for every video).
+    The projected condition is added to every bottleneck position and also kept as one extra token; one post-norm
+    transformer block (self-attention + MLP) mixes the tokens and the positions go back to the decoder. Ours: the
+    paper says only "self-attention based early fusion", and the authors' code tiles its condition over a 16 x 16
+    bottleneck (a gated sum, then an MLP) without attention. Adding it everywhere gives every position a direct
+    path to the condition: with the condition as a lone extra token, training settled on masks that ignore it
+    (identical masks for every video).
     """
 
     def __init__(self, condition_size: int, channels: int, num_heads: int):

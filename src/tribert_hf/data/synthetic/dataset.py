@@ -16,7 +16,10 @@ import numpy as np
 from datasets import DatasetDict
 
 from ...configuration_tribert import MUSIC21_LABELS
-from ..prepared import SPLITS, load_prepared, read_wav, save_prepared, write_media, write_wav
+from ...feature_extraction_tribert import SAMPLING_RATE
+from ...video_processing_tribert import FRAME_RATE
+from ...media import read_wav, write_wav
+from ..prepared import SPLITS, load_prepared, save_prepared, write_media
 from .animation import _animate_player, _pose_array
 from .audio import TIMBRES, _random_melody, _synthesize
 from .render import _draw_frames
@@ -32,8 +35,8 @@ DEFAULT_NUM_VIDEOS = {"train": 64, "val": 16, "test": 16}
 GENERATION_DEFAULTS = {
     "duet_fraction": 0.25,  # share of two-player videos
     "duration": 6.5,  # s per video
-    "sampling_rate": 11025,  # Hz of the mono audio
-    "fps": 8.0,  # frames per second
+    "sampling_rate": SAMPLING_RATE,  # Hz of the mono audio
+    "fps": FRAME_RATE,  # frames per second
     "frame_size": 96,  # pixels: square RGB frames
     "pose_fps": 24.0,  # keypoint frames per second
     "seed": 0,

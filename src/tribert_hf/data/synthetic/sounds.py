@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...configuration_tribert import MUSIC21_LABELS
-from ..prepared import SPLITS, read_wav
+from ...media import read_wav
+from ..prepared import SPLITS
 from .audio import SOURCE_PEAK, TIMBRES, Melody
 from .onsets import detect_onsets
 
