@@ -183,34 +183,51 @@ def test_shape_errors():
 
 
 def _random_block_toeplitz(rng, batch, L, s):
-    """Correlation blocks R(k) of random signals (so every block-Toeplitz matrix is positive definite)."""
-    from tribert_hf.metrics import _correlations
-
-    sig = torch.from_numpy(rng.standard_normal((batch, s, 4 * L)))
-    corr = _correlations(sig, sig[:, :0], L)  # (B, s, s, 2L-1)
-    return corr.permute(0, 3, 1, 2).contiguous()
+    """Correlation blocks R(k) of random signals (so every block-Toeplitz matrix is positive definite):
+    ``R[b, k + L - 1, i, j] = sum_t sig_i[t + k] sig_j[t]``, by NumPy's direct correlation."""
+    sig = rng.standard_normal((batch, s, 4 * L))
+    R = np.empty((batch, 2 * L - 1, s, s))
+    for b in range(batch):
+        for i in range(s):
+            for j in range(s):
+                full = np.correlate(sig[b, i], sig[b, j], mode="full")  # lags -(n-1) .. n-1
+                R[b, :, i, j] = full[4 * L - L : 4 * L + L - 1]
+    assert np.allclose(R[:, L - 1 - 1], R[:, L - 1 + 1].swapaxes(1, 2))  # R(-k) = R(k)^T
+    return torch.from_numpy(R)
 
 
 def test_levinson_quadratic_forms_match_dense_solve():
-    from tribert_hf.metrics import _dense_quadratic_forms, _quadratic_forms, _toeplitz_quadratic_forms
+    from tribert_hf.metrics import block_toeplitz_quadratic_forms as forms
 
     rng = np.random.default_rng(0)
     L, m = 24, 3
     for s in (1, 2, 3):
         R = _random_block_toeplitz(rng, 4, L, s)
         y = torch.from_numpy(rng.standard_normal((4, L, s, m)))
-        dense = _dense_quadratic_forms(R, y)
-        fast = _toeplitz_quadratic_forms(R, y)  # torch (the path of GPU tensors)
-        fast_np = torch.from_numpy(_toeplitz_quadratic_forms(R.numpy(), y.numpy()))  # NumPy (the CPU path)
+        dense = forms(R, y, method="dense")
+        # the dense solve is the textbook one: y^T T^-1 y with T assembled block by block
+        T = torch.cat([torch.cat([R[:, c - a + L - 1] for c in range(L)], -1) for a in range(L)], -2)
+        flat = y.reshape(4, L * s, m)
+        direct = (flat * torch.linalg.solve(T, flat)).sum(1)
+        torch.testing.assert_close(dense.sum(1), direct, rtol=1e-9, atol=0)
+        fast = forms(R, y, method="levinson")  # torch (the path of GPU tensors)
+        fast_np = forms(R.numpy(), y.numpy(), method="levinson")  # NumPy (the CPU path)
+        assert isinstance(fast_np, np.ndarray)
+        fast_np = torch.from_numpy(fast_np)
         assert fast.shape == fast_np.shape == dense.shape == (4, s, m)
         torch.testing.assert_close(fast.sum(1), dense.sum(1), rtol=1e-9, atol=0)
         torch.testing.assert_close(fast_np, fast, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(forms(R, y), fast, rtol=1e-10, atol=1e-12)  # "auto": the recursion, when it works
         # Block-diagonal systems: each component's own quadratic form, separately.
         eye = torch.eye(s, dtype=R.dtype)
-        torch.testing.assert_close(_toeplitz_quadratic_forms(R * eye, y), _dense_quadratic_forms(R * eye, y), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(
+            forms(R * eye, y, method="levinson"), forms(R * eye, y, method="dense"), rtol=1e-9, atol=1e-12
+        )
     # A singular system (all-zero correlations): the recursion breaks down, the least-squares fallback answers.
     R[0] = 0.0
     y[0] = 0.0
-    out = _quadratic_forms(R, y)
+    out = forms(R, y)
     assert torch.isfinite(out).all() and (out[0] == 0).all()
-    torch.testing.assert_close(out[1:].sum(1), _dense_quadratic_forms(R[1:], y[1:]).sum(1), rtol=1e-9, atol=0)
+    torch.testing.assert_close(out[1:].sum(1), forms(R[1:], y[1:], method="dense").sum(1), rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match="method"):
+        forms(R, y, method="cholesky")

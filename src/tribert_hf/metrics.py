@@ -18,6 +18,7 @@ This module offers
 * :func:`separation_metrics_mir_eval`: the reference implementation, one mixture per call (mir_eval, NumPy);
 * :func:`bss_eval_sources_torch`: the same quantities computed in batch with PyTorch (CPU or GPU), in float64,
   much faster (block-Levinson recursion over the block-Toeplitz normal equations instead of a dense solve);
+* :func:`block_toeplitz_quadratic_forms`: that recursion (and the dense solve it falls back to), on its own;
 * :func:`evaluate_separation` and :class:`SeparationMetrics`: per-mixture means and the "mixture floor" (the metrics
   obtained when the mixture itself is every source's estimate), with Sound-of-Pixels' rule for skipping mixtures.
 
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_FILTER_LENGTH",
     "VALID_ENERGY_THRESHOLD",
     "SeparationMetrics",
+    "block_toeplitz_quadratic_forms",
     "bss_eval_sources_torch",
     "evaluate_separation",
     "is_valid_mixture",
@@ -337,18 +339,41 @@ def _dense_quadratic_forms(R: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.reshape(N, L, s, m) * y).sum(1)
 
 
-def _quadratic_forms(R: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """:func:`_toeplitz_quadratic_forms` (on NumPy for CPU tensors), with the dense fallback for systems where it
-    gave non-finite values."""
-    if R.device.type == "cpu":
+def block_toeplitz_quadratic_forms(
+    blocks: ArrayLike, rhs: ArrayLike, method: Literal["auto", "levinson", "dense"] = "auto"
+) -> ArrayLike:
+    """Quadratic forms ``y_k^T T^-1 y_k`` of symmetric positive-definite block-Toeplitz systems ``T``: the
+    projection energies of BSS Eval (see :func:`bss_eval_sources_torch`), without forming a solution.
+
+    Args:
+        blocks: ``(N, 2L-1, s, s)``, ``blocks[:, k + L - 1] = R(k)`` with ``R(-k) = R(k)^T``; ``T`` is the
+            ``L x L`` block matrix with block ``(a, c)`` equal to ``R(c - a)``.
+        rhs: ``(N, L, s, m)`` right-hand sides (``m`` columns).
+        method: ``"auto"`` (torch tensors): the block-Levinson recursion (on NumPy for CPU tensors), and a dense
+            solve for the systems where it breaks down (non-finite values, e.g. a singular ``T``);
+            ``"levinson"``: the recursion alone, O(L^2 s^3) per system, on NumPy arrays (NumPy result) or torch
+            tensors (on their device); ``"dense"`` (torch tensors): an O(L^3 s^3) dense solve, as mir_eval does,
+            with least squares where ``T`` is singular.
+
+    Returns:
+        ``(N, s, m)`` contributions ``q`` with ``q.sum(1)[:, k] = y_k^T T^-1 y_k``. Where ``T`` is block diagonal
+        (``R(k)`` diagonal for every ``k``), ``q[:, i, k]`` is the quadratic form of component ``i``'s own system.
+    """
+    if method == "levinson":
+        return _toeplitz_quadratic_forms(blocks, rhs)
+    if method == "dense":
+        return _dense_quadratic_forms(blocks, rhs)
+    if method != "auto":
+        raise ValueError(f"method must be 'auto', 'levinson' or 'dense', got {method!r}")
+    if blocks.device.type == "cpu":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow in a broken-down system: handled below
-            q = torch.from_numpy(_toeplitz_quadratic_forms(R.contiguous().numpy(), y.contiguous().numpy()))
+            q = torch.from_numpy(_toeplitz_quadratic_forms(blocks.contiguous().numpy(), rhs.contiguous().numpy()))
     else:
-        q = _toeplitz_quadratic_forms(R, y)
+        q = _toeplitz_quadratic_forms(blocks, rhs)
     bad = ~torch.isfinite(q).flatten(1).all(1)
     if bool(bad.any()):
-        q[bad] = _dense_quadratic_forms(R[bad], y[bad])
+        q[bad] = _dense_quadratic_forms(blocks[bad], rhs[bad])
     return q
 
 
@@ -390,10 +415,10 @@ def _bss_eval_pairs(
     # |P e_k|^2 = y_k^T G^-1 y_k for the orthogonal projection P on the span of the delayed references (G their
     # Gram matrix): the joint projection (all sources' delays; block-Toeplitz, s = S) and each source's own
     # projection (its diagonal blocks: scalar Toeplitz systems, s = 1).
-    p_all = _quadratic_forms(R, y).sum(1)  # (B, K): |P e_k|^2
+    p_all = block_toeplitz_quadratic_forms(R, y).sum(1)  # (B, K): |P e_k|^2
     own_R = R.diagonal(dim1=2, dim2=3).permute(0, 2, 1).reshape(batch * num_src, -1, 1, 1)  # scalar systems
     own_y = y.permute(0, 2, 1, 3).reshape(batch * num_src, L, 1, -1)
-    p_j = _quadratic_forms(own_R, own_y).view(batch, num_src, -1)  # (B, S, K): |P_j e_k|^2
+    p_j = block_toeplitz_quadratic_forms(own_R, own_y).view(batch, num_src, -1)  # (B, S, K): |P_j e_k|^2
     e2 = (ests * ests).sum(-1)  # (B, K)
     # s_filt = P_j e, e_interf = P e - P_j e and e_artif = e - P e are orthogonal in turn (span_j is inside span).
     sdr = _db(p_j, e2[:, None] - p_j)
