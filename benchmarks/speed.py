@@ -309,7 +309,7 @@ def suite_features(args, settings, device, profiles) -> dict:
     return {"device": "cpu", "audio_features": audio, "datasets_map": datasets_map(settings, args.synthetic_cache_dir)}
 
 
-def _batched_row(fn, refs, ests, mir_vals, mir_median, repeats, device, metrics) -> dict:
+def batched_row(fn, refs, ests, mir_vals, mir_median, repeats, device, metrics) -> dict:
     """A batched BSS Eval implementation beside mir_eval: `fn(refs, ests)` returns the `metrics` (each `(N, 2)`)
     in that order. Warmed up on the first two mixtures (a different batch size), then timed on all of them."""
     num = refs.shape[0]
@@ -351,7 +351,7 @@ def bss_eval_rows(refs: np.ndarray, ests: np.ndarray, repeats: int, device: torc
     mir_vals = np.stack(mir_vals)  # (N, 3, S)
     mir_median = statistics.median(mir_times)
     refs_t, ests_t = torch.from_numpy(refs).to(device), torch.from_numpy(ests).to(device)
-    ours = _batched_row(bss_eval_sources_torch, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr", "sir", "sar"))
+    ours = batched_row(bss_eval_sources_torch, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr", "sir", "sar"))
     result = {
         "device": str(device),
         "mixtures": num,
@@ -373,7 +373,7 @@ def bss_eval_rows(refs: np.ndarray, ests: np.ndarray, repeats: int, device: torc
     else:
         # torch tensors select its torch backend (its NumPy backend fails under NumPy 2)
         fbe = lambda r, e: fast_bss_eval.bss_eval_sources(r, e, filter_length=512, compute_permutation=False)  # noqa: E731
-        row = _batched_row(fbe, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr", "sir", "sar"))
+        row = batched_row(fbe, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr", "sir", "sar"))
         result["peers"]["fast_bss_eval"] = {"version": peer_version("fast_bss_eval"), "backend": "torch", **row}
     torchmetrics, skipped = import_peer("torchmetrics")
     if torchmetrics is None:
@@ -382,7 +382,7 @@ def bss_eval_rows(refs: np.ndarray, ests: np.ndarray, repeats: int, device: torc
         from torchmetrics.functional.audio import signal_distortion_ratio
 
         tm = lambda r, e: (signal_distortion_ratio(e, r, filter_length=512),)  # noqa: E731
-        row = _batched_row(tm, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr",))
+        row = batched_row(tm, refs_t, ests_t, mir_vals, mir_median, repeats, device, ("sdr",))
         result["peers"]["torchmetrics"] = {"version": torchmetrics.__version__, "function": "signal_distortion_ratio", **row}
     return result
 

@@ -346,17 +346,34 @@ def test_retrieval_parameters_without_gradients_are_exactly_the_unreachable_ones
 def test_class_conditioning_feeds_the_segmentation_class_scores_to_the_unet():
     """separation_class_conditioning: the U-Net's condition is the <SOS> outputs plus the frames' mean class scores
     of the segmentation attention; the separation loss then trains that attention too, and the masks follow it."""
-    from tribert_hf.modeling_tribert import _encode_videos
-
     torch.manual_seed(0)
     plain = TriBertForPreTraining(head_config(separation_film=True)).eval()
     torch.manual_seed(0)
     config = head_config(separation_film=True, separation_class_conditioning=True)
     model = TriBertForPreTraining(config).eval()
     inputs = mixture_inputs(config)
-    conditions, outputs = _encode_videos(model.tribert, **inputs)
-    sos, _ = _encode_videos(plain.tribert, **inputs)
-    assert conditions.shape[-1] == sos.shape[-1] + config.num_labels
+
+    def unet_condition(head):
+        """The condition the U-Net receives (its second argument), caught by a forward pre-hook."""
+        seen = []
+        handle = head.separation.register_forward_pre_hook(lambda module, args: seen.append(args[1].detach()))
+        with torch.no_grad():
+            head(**inputs)
+        handle.remove()
+        return seen[0]
+
+    conditions, sos = unet_condition(model), unet_condition(plain)
+    with torch.no_grad():  # the encoder on every (mixture, video) pair, each video with its mixture's spectrogram
+        outputs = model.tribert(
+            pixel_values=inputs["pixel_values"].flatten(0, 1),
+            pose_keypoints=inputs["pose_keypoints"].flatten(0, 1),
+            pose_mask=inputs["pose_mask"].flatten(0, 1),
+            audio_spectrogram=inputs["audio_spectrogram"].repeat_interleave(2, dim=0),
+            return_dict=True,
+        )
+    assert conditions.shape == (2, 2, sos.shape[-1] + config.num_labels)
+    pooled = torch.cat([outputs.vision_pooler_output, outputs.pose_pooler_output, outputs.audio_pooler_output], -1)
+    torch.testing.assert_close(conditions[..., : -config.num_labels], pooled.view(2, 2, -1))
     torch.testing.assert_close(conditions[..., -config.num_labels :], outputs.vision_class_scores.mean(1).view(2, 2, -1))
     model.train()
     labels = torch.rand(2, 2, *inputs["audio_spectrogram"].shape[-2:]).round()

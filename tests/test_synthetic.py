@@ -358,8 +358,8 @@ def test_detect_onsets_on_synthesised_notes():
     """The detector finds the notes of the built-in synthesiser (ground truth known) within 30 ms."""
     for label in ("piano", "violin", "drum", "flute"):
         rng = np.random.default_rng(3)
-        melody = synthetic._random_melody(synthetic.TIMBRES[label], rng, 6.5)
-        wave = synthetic._synthesize(synthetic.TIMBRES[label], melody, round(6.5 * 11025), 11025, rng)
+        melody = synthetic.random_melody(synthetic.TIMBRES[label], rng, 6.5)
+        wave = synthetic.synthesize(synthetic.TIMBRES[label], melody, round(6.5 * 11025), 11025, rng)
         detected, strengths = synthetic.detect_onsets(wave, 11025)
         assert strengths.max() == 1.0 and strengths.min() > 0
         hit = np.abs(melody.onsets[:, None] - detected[None, :]).min(axis=1) < 0.03

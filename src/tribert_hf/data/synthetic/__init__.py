@@ -29,7 +29,7 @@ keypoints), `render` (the frames), `dataset` (a video, the generated dataset, th
 """
 
 from .animation import GESTURES, LOOKS, Gesture, Hand, Look
-from .audio import TIMBRES, Timbre, _random_melody, _synthesize
+from .audio import TIMBRES, Melody, Timbre, random_melody, synthesize
 from .dataset import (
     DEFAULT_SYNTHETIC_CLASSES,
     GENERATION_DEFAULTS,
@@ -55,6 +55,7 @@ __all__ = [
     "Gesture",
     "Hand",
     "Look",
+    "Melody",
     "SoundBank",
     "SyntheticVideo",
     "Timbre",
@@ -64,5 +65,7 @@ __all__ = [
     "index_sounds",
     "load_synthetic_music",
     "make_synthetic_video",
+    "random_melody",
     "read_sources",
+    "synthesize",
 ]

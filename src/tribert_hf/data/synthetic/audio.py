@@ -84,7 +84,7 @@ class Melody:
         return self.starts[self.sounding]
 
 
-def _random_melody(timbre: Timbre, rng: np.random.Generator, duration: float) -> Melody:
+def random_melody(timbre: Timbre, rng: np.random.Generator, duration: float) -> Melody:
     """A random walk over the class's pitch range (steps of up to 4 semitones), starting in the first 0.25 s."""
     low, high = timbre.pitch
     starts, lengths, pitches, sounding = [], [], [], []
@@ -111,7 +111,7 @@ def _random_melody(timbre: Timbre, rng: np.random.Generator, duration: float) ->
     )
 
 
-def _synthesize(
+def synthesize(
     timbre: Timbre, melody: Melody, num_samples: int, sampling_rate: int, rng: np.random.Generator
 ) -> np.ndarray:
     """The melody played with the timbre: float32 (num_samples,), peak `SOURCE_PEAK`."""

@@ -21,7 +21,7 @@ from ...video_processing_tribert import FRAME_RATE
 from ...media import read_wav, write_wav
 from ..prepared import SPLITS, load_prepared, save_prepared, write_media
 from .animation import _animate_player, _pose_array
-from .audio import TIMBRES, _random_melody, _synthesize
+from .audio import TIMBRES, random_melody, synthesize
 from .render import _draw_frames
 from .sounds import SoundBank, _clip_source, index_sounds
 
@@ -149,9 +149,9 @@ def make_synthetic_video(
     num_samples = round(duration * sampling_rate)
     clips = {}
     if bank is None:
-        melodies = {label: _random_melody(TIMBRES[label], rng, duration) for label in labels}
+        melodies = {label: random_melody(TIMBRES[label], rng, duration) for label in labels}
         sources = {
-            label: _synthesize(TIMBRES[label], melodies[label], num_samples, sampling_rate, rng) for label in labels
+            label: synthesize(TIMBRES[label], melodies[label], num_samples, sampling_rate, rng) for label in labels
         }
     else:
         melodies, sources = {}, {}
