@@ -2,6 +2,7 @@
 style Markdown and the figure, and skips finished runs when run again."""
 
 import json
+import math
 
 import pytest
 from conftest import load_script
@@ -14,14 +15,25 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     report = quality.main(argv)
     data = json.loads((tmp_path / "quality.json").read_text())
     assert data["methods"] == ["tribert", "audio_only"] and data["seeds"] == [0, 1] and len(data["runs"]) == 4
+    # Every run scores the same mixtures (4 of the 6 pairs of synthetic:tiny's 4 test clips: the tiny budget's
+    # test_mixtures): the floor and the ideal masks, which no model enters, agree across runs.
+    first = data["runs"][0]["test"]
+    unmodelled = ("sdr_mixture", "sir_mixture", "sdr_ideal_binary", "sir_ideal_binary", "sdr_ideal_ratio")
+    assert first["sdr_ideal_binary"] > first["sdr_mixture"] + 3  # the chain separates, given the right mask
     for run in data["runs"]:
         assert run["validation"][-1]["step"] == 3
-        assert all(abs(run["test"][k]) < 100 for k in ("sdr", "sir")) and run["test"]["num_mixtures"] >= 1
+        test = run["test"]
+        assert test["num_mixtures"] == quality.BUDGETS["tiny"]["test_mixtures"] == 4 and test["num_skipped"] == 0
+        keys = ("sdr", "sir", "sar", "sdr_threshold", "sir_threshold", *unmodelled)
+        assert all(math.isfinite(test[k]) for k in keys), test
+        assert all(test[k] == pytest.approx(first[k], abs=1e-9) for k in unmodelled)
+        assert test["sdr"] != test["sdr_mixture"] and test["sdr"] != test["sdr_threshold"]  # the model's masks
         # The conditioning-swap diagnostic: same mixtures, conditioning exchanged (none for the audio-only model).
         if run["method"] == "tribert":
             swapped = run["test_swapped"]
-            assert swapped["num_mixtures"] == run["test"]["num_mixtures"] and abs(swapped["sdr"]) < 100
-            assert swapped["sdr_mixture"] == run["test"]["sdr_mixture"]  # same mixtures and references
+            assert swapped["num_mixtures"] == test["num_mixtures"] and math.isfinite(swapped["sdr"])
+            assert swapped["sdr_mixture"] == test["sdr_mixture"]  # same mixtures and references
+            assert swapped["sdr"] != test["sdr"]  # the conditioning reaches the masks
         else:
             assert "test_swapped" not in run
         by_pair = run["test"]["by_pair"]  # every scored mixture is in exactly one pair kind
@@ -30,6 +42,8 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     tribert = data["summary"]["tribert"]["sdr"]
     sdrs = [r["test"]["sdr"] for r in data["runs"] if r["method"] == "tribert"]
     assert tribert["n"] == 2 and abs(tribert["mean"] - sum(sdrs) / 2) < 1e-9
+    assert data["summary"]["ideal_binary_mask"]["sdr"]["mean"] == pytest.approx(first["sdr_ideal_binary"], abs=1e-9)
+    assert data["summary"]["mixture"]["sdr"]["mean"] == pytest.approx(first["sdr_mixture"], abs=1e-9)
     table = (tmp_path / "quality.md").read_text()
     assert "| Audio only (PIT, best permutation) |" in table and "| Mixture (floor) |" in table and " ± " in table
     assert "| Ideal binary mask (ceiling) |" in table and "masks > 0.5" in table
