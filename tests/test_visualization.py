@@ -58,18 +58,40 @@ def test_without_ground_truth_omits_columns(tmp_path):
     assert bare[0] < magnitudes_only[0] < full[0]
 
 
+def render(path, **kwargs):
+    """plot_separation's PNG as an RGB array."""
+    out = plot_separation(str(path), **kwargs)
+    check_png(out, min_size=(150, 100))
+    with Image.open(out) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def test_mask_threshold_and_torch_inputs(tmp_path):
-    mixture, predicted, truth, sources = make_example(2)
-    out = plot_separation(
-        str(tmp_path / "torch.png"),
-        torch.from_numpy(mixture).float()[None],  # (1, 256, frames), as one item of `audio_spectrogram`
-        torch.from_numpy(predicted).to(torch.bfloat16),
+    """`mask_threshold` binarises the predicted masks for display (mask panels and predicted spectrograms): soft
+    masks thresholded draw exactly what their binary masks draw; torch inputs (bfloat16 too) draw what NumPy draws."""
+    mixture, predicted, truth, sources = make_example(2)  # predicted: 0.8-1 where truth is 1, 0-0.2 elsewhere
+    mixture, sources = mixture.astype(np.float32), sources.astype(np.float32)  # the same values on both paths
+    common = {"true_masks": truth, "true_magnitudes": sources, "labels": ("a", "b"), "dpi": 50}
+    thresholded = render(
+        tmp_path / "torch.png",
+        mixture_magnitude=torch.from_numpy(mixture)[None],  # (1, 256, frames), as one item of `audio_spectrogram`
+        predicted_masks=torch.from_numpy(predicted).to(torch.bfloat16),
         true_masks=torch.from_numpy(truth),
-        true_magnitudes=torch.from_numpy(sources).float(),
+        true_magnitudes=torch.from_numpy(sources),
         labels=("a", "b"),
+        dpi=50,
         mask_threshold=0.5,
     )
-    check_png(out)
+    binary = render(tmp_path / "binary.png", mixture_magnitude=mixture, predicted_masks=truth, mask_threshold=0.5, **common)
+    np.testing.assert_array_equal(thresholded, binary)
+    soft = render(tmp_path / "soft.png", mixture_magnitude=mixture, predicted_masks=predicted, **common)
+    assert soft.shape == binary.shape and (soft != binary).any()  # without a threshold: the soft masks, drawn
+    # at 0.9 some of the true bins (0.8-0.9) fall below: no longer the binary masks' figure
+    high = render(tmp_path / "high.png", mixture_magnitude=mixture, predicted_masks=predicted, mask_threshold=0.9, **common)
+    binary_high = render(tmp_path / "binary_high.png", mixture_magnitude=mixture, predicted_masks=truth, mask_threshold=0.9, **common)
+    assert (high != binary_high).any()
+    cut = np.where(predicted > 0.9, 1.0, 0.0)
+    np.testing.assert_array_equal(high, render(tmp_path / "cut.png", mixture_magnitude=mixture, predicted_masks=cut, mask_threshold=0.9, **common))
 
 
 def test_plot_spectrogram_and_no_pyplot_figures_left(tmp_path):
