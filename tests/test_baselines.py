@@ -215,10 +215,33 @@ def test_sop_mask_depends_on_the_frames():
     torch.testing.assert_close(model(**{**batch, "pose_keypoints": keypoints}).masks, out.masks, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("pooling", ["avg", "max"])
-def test_sop_pooling_options(pooling):
-    model = sop_model(spatial_pooling=pooling, temporal_pooling=pooling, frame_activation="identity").eval()
-    assert model(**mixture_batch()).masks.shape == (2, 2, BINS, FRAMES)
+@pytest.mark.parametrize("spatial", ["avg", "max"])
+@pytest.mark.parametrize("temporal", ["avg", "max"])
+def test_sop_pooling_options(spatial, temporal):
+    """A video's vector: the frame net's feature maps pooled over space (max or mean), then over the video's
+    frames, then projected to K (then `frame_activation`); the masks are `sum_k w_k s_k U_k + b` of those vectors."""
+    model = sop_model(spatial_pooling=spatial, temporal_pooling=temporal, frame_activation="identity").eval()
+    batch = mixture_batch()
+    pixel_values = batch["pixel_values"]
+    pools = {"max": lambda x, dim: x.amax(dim=dim), "avg": lambda x, dim: x.mean(dim=dim)}
+    with torch.no_grad():
+        maps = model.frame_encoder(pixel_values.flatten(0, 2)).last_hidden_state  # (B * V * frames, C, h, w)
+        assert maps.shape[-2:].numel() > 1 and pixel_values.shape[2] > 1  # something to pool over in both
+        per_frame = {name: pool(maps, (-2, -1)).view(*pixel_values.shape[:3], -1) for name, pool in pools.items()}
+        expected = {
+            (s, t): model.frame_projection(pools[t](per_frame[s], 2)) for s in pools for t in pools
+        }  # every combination, to tell them apart
+        vectors = model.encode_frames(pixel_values)
+        torch.testing.assert_close(vectors, expected[spatial, temporal])
+        for other, value in expected.items():
+            if other != (spatial, temporal):
+                assert (value - vectors).abs().max() > 1e-4, other  # the option decides the vector
+        out = model(**batch)
+        feature_maps = model.encode_audio(batch["audio_spectrogram"])
+        logits = torch.einsum("bvk,bkft->bvft", vectors * model.feature_scale, feature_maps) + model.mask_bias
+        torch.testing.assert_close(out.logits, logits)
+        model.config.frame_activation = "sigmoid"
+        torch.testing.assert_close(model.encode_frames(pixel_values), torch.sigmoid(expected[spatial, temporal]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
