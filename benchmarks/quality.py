@@ -57,6 +57,11 @@ BUDGETS = {
 RECIPES = {
     "baseline": {},
     "levers": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3, "crops_per_clip_factor": 4, "separation_class_conditioning": True},
+    "baseline_maps": {"separation_condition_maps": 16, "separation_learning_rate": 5e-3},
+    "baseline_ratio": {"mask_type": "ratio"},
+    "baseline_gain": {"gain_range": "0.5,1.5"},
+    "baseline_class": {"separation_class_conditioning": True},
+    "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},
 }  # fmt: skip
 
 

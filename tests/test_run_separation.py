@@ -156,3 +156,37 @@ def test_the_training_frame_rate_is_the_datasets():
     assert isinstance(args, SeparationTrainingArguments) and args.max_steps == 7 and args.model == "tribert"
     source = open(SCRIPT).read()
     assert "from tribert_hf.training.separation import RunArgumentsError, main" in source and "def " not in source
+
+
+def test_the_separation_unet_gets_its_own_learning_rate():
+    """--separation_learning_rate: the U-Net's parameters in a group of their own, every other one in the first."""
+    import torch
+
+    from tribert_hf import AudioOnlyForSourceSeparation, TriBertForPreTraining
+    from tribert_hf.training import build_config
+    from tribert_hf.training.separation import parameter_groups
+
+    config, _ = build_config("tribert", "tiny")
+    model = TriBertForPreTraining(config)
+    (group,) = parameter_groups(model, 1e-3)
+    assert group["lr"] == 1e-3 and len(group["params"]) == len(list(model.parameters()))
+    encoder, head = parameter_groups(model, 1e-3, 5e-3)
+    assert (encoder["lr"], head["lr"]) == (1e-3, 5e-3)
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.separation.parameters()}
+    assert len(encoder["params"]) + len(head["params"]) == len(list(model.parameters()))
+    # with OneCycleLR each group peaks at its own rate
+    optimizer = torch.optim.AdamW([encoder, head])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[1e-3, 5e-3], total_steps=10, pct_start=0.3)
+    peaks = [0.0, 0.0]
+    for _ in range(9):
+        optimizer.step()
+        scheduler.step()
+        lrs = scheduler.get_last_lr()
+        assert lrs[1] == pytest.approx(5 * lrs[0])
+        peaks = [max(peak, lr) for peak, lr in zip(peaks, lrs)]
+    assert peaks == pytest.approx([1e-3, 5e-3], rel=0.1)
+    audio_config, _ = build_config("audio_only", "tiny")
+    _, audio_head = parameter_groups(AudioOnlyForSourceSeparation(audio_config), 1e-3, 5e-3)
+    assert len(audio_head["params"]) > 0
+    with pytest.raises(ValueError, match="no separation module"):
+        parameter_groups(torch.nn.Linear(2, 2), 1e-3, 5e-3)

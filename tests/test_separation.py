@@ -195,3 +195,51 @@ def test_unordered_outputs_are_realigned_by_default():
     finally:
         apply_module.separate_in_segments = original
     assert calls == [True, False]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Condition maps: the mask is the condition-weighted sum of the decoder's last K maps
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_condition_maps_weigh_the_last_maps_by_the_condition():
+    from tribert_hf.separation.unet import TriBertSeparationHead
+
+    torch.manual_seed(0)
+    head = TriBertSeparationHead(6, base_channels=4, num_downs=3, fusion_heads=1, condition_maps=3).eval()
+    mixture = torch.rand(2, 1, 16, 16) + 0.1
+    conditions = torch.randn(2, 2, 6)
+    logits = head(mixture, conditions)
+    assert logits.shape == (2, 2, 16, 16)
+    # the same computation by hand: the decoder's 3 maps, weighted by the linear map of the condition, plus its bias
+    skips = head.encode(mixture)
+    flat = conditions.flatten(0, 1)
+    hidden = head.fusion(skips[-1].repeat_interleave(2, dim=0), flat)
+    maps = head.decode(hidden, [s.repeat_interleave(2, dim=0) for s in skips[:-1]], flat)
+    assert maps.shape == (4, 3, 16, 16)
+    weights = head.condition_maps(flat)
+    expected = (maps * weights[:, :3, None, None]).sum(1) + weights[:, 3, None, None]
+    torch.testing.assert_close(logits, expected.view(2, 2, 16, 16))
+    # the two videos of a mixture get different masks from different conditions, the same from the same one
+    assert not torch.allclose(logits[:, 0], logits[:, 1])
+    same = head(mixture, conditions[:, :1].expand(2, 2, 6))
+    torch.testing.assert_close(same[:, 0], same[:, 1])
+
+
+def test_condition_maps_in_the_config_build_the_head_and_round_trip(tmp_path):
+    config = head_config()
+    config.separation_condition_maps = 4
+    model = TriBertForSourceSeparation(config).eval()
+    assert model.separation.condition_maps.out_features == 5
+    model.save_pretrained(tmp_path)
+    loaded = TriBertForSourceSeparation.from_pretrained(tmp_path).eval()
+    assert loaded.config.separation_condition_maps == 4
+    torch.manual_seed(0)
+    inputs = mixture_inputs(config)
+    torch.testing.assert_close(loaded(**inputs).masks, model(**inputs).masks)
+    with pytest.raises(ValueError, match="separation_condition_maps"):
+        type(config)(separation_condition_maps=-1)
+    from tribert_hf.separation.unet import TriBertSeparationHead
+
+    with pytest.raises(ValueError, match="condition_maps needs a condition"):
+        TriBertSeparationHead(None, base_channels=4, num_downs=3, condition_maps=2)

@@ -303,6 +303,10 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             scores from the vision stream's segmentation attention (`vision_class_scores` averaged over the frames,
             `num_labels` values in (0, 1) next to the `<SOS>` outputs): which instrument the frames show, learned
             from the videos' labels by the segmentation term of pre-training. Not in the paper (docs/training.md).
+        separation_condition_maps (`int`, defaults to 0): 0 (the paper): the U-Net's last layer gives the mask.
+            K > 0: it gives K maps, and each video's mask is their sum weighted by a linear map of its condition
+            (as Sound of Pixels weights its K maps by the frame vector). Not in the paper: with the true class as
+            the condition it learned faster than the single map (docs/training.md).
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
         *_loss_weight (`float`): weights of the pre-training loss terms (vision, pose, audio classification, the
@@ -341,6 +345,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
     separation_fusion_heads: int = 8
     separation_film: bool = False
     separation_class_conditioning: bool = False
+    separation_condition_maps: int = 0
     use_pose_input: bool = True
     mask_type: str = "binary"
     vision_classification_loss_weight: float | int = 1.0
@@ -388,6 +393,8 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"co_attention_num_heads ({self.co_attention_num_heads})."
             )
         check_positive(self, ("separation_base_channels", "separation_num_downs", "separation_fusion_heads", "retrieval_hidden_size"))
+        if not isinstance(self.separation_condition_maps, int) or self.separation_condition_maps < 0:
+            raise ValueError(f"separation_condition_maps must be an int >= 0, got {self.separation_condition_maps!r}.")
         bottleneck = bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
         if bottleneck % self.separation_fusion_heads != 0:
             raise ValueError(

@@ -887,7 +887,7 @@ def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
         condition_size += config.num_labels
     return TriBertSeparationHead(
         condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
-        config.separation_film,
+        config.separation_film, condition_maps=config.separation_condition_maps,
     )  # fmt: skip
 
 

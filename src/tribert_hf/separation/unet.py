@@ -71,6 +71,11 @@ class TriBertFiLM(nn.Linear):
     (it starts as the identity: training starts from the bottleneck-only conditioning)."""
 
 
+class TriBertConditionMaps(nn.Linear):
+    """Condition -> the weights (and a bias) of the decoder's last `K` feature maps: the mask logits are their
+    condition-weighted sum (Sound of Pixels' audio-visual synthesizer, here after the conditioned decoder)."""
+
+
 class TriBertSeparationHead(nn.Module):
     """The attention U-Net (see the module docstring).
 
@@ -83,6 +88,9 @@ class TriBertSeparationHead(nn.Module):
         fusion_heads: heads of the bottleneck self-attention fusion (they must divide the bottleneck width).
         film: also scale and shift every decoder level by the condition (FiLM; not in the paper).
         out_channels: maps of the last up-convolution: 1 (a mask per condition), or K feature maps.
+        condition_maps: 0 (the paper): the last up-convolution gives the mask logits. K > 0 (ours, not in the
+            paper): it gives K maps, and the mask logits are their sum weighted by `TriBertConditionMaps` of the
+            condition (plus a bias); measured to learn faster than the single map (docs/training.md).
     """
 
     def __init__(
@@ -93,8 +101,15 @@ class TriBertSeparationHead(nn.Module):
         fusion_heads: int = 8,
         film: bool = False,
         out_channels: int = 1,
+        condition_maps: int = 0,
     ):
         super().__init__()
+        if condition_maps and (condition_size is None or out_channels != 1):
+            raise ValueError("condition_maps needs a condition (condition_size) and a single output map (out_channels=1).")
+        self.condition_maps = None
+        if condition_maps:
+            self.condition_maps = TriBertConditionMaps(condition_size, condition_maps + 1)
+            out_channels = condition_maps
         self.depth = num_downs
         channels = unet_channels(base_channels, num_downs)
         self.input_norm = nn.BatchNorm2d(1)
@@ -171,12 +186,16 @@ class TriBertSeparationHead(nn.Module):
         hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions)
         skips = [skip.repeat_interleave(videos, dim=0) for skip in skips[:-1]]
         hidden = self.decode(hidden, skips, conditions)
+        if self.condition_maps is not None:
+            weights = self.condition_maps(conditions).to(hidden.dtype)
+            hidden = torch.einsum("nkft,nk->nft", hidden, weights[:, :-1]) + weights[:, -1, None, None]
         return hidden.view(batch, videos, *hidden.shape[-2:])
 
 
 __all__ = [
     "TriBertAttentionGate",
     "TriBertBottleneckFusion",
+    "TriBertConditionMaps",
     "TriBertFiLM",
     "TriBertSeparationHead",
     "bottleneck_channels",

@@ -54,11 +54,13 @@ class SeparationTrainingArguments:
     crops_per_clip: int = field(default=4, metadata={"help": "random training crops featurized per clip"})
     mixtures_per_batch: int = field(default=4, metadata={"help": "mixtures per step per process (paper: 12)"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (paper: 1e-5; 1e-7 to fine-tune)"})
+    separation_learning_rate: float | None = field(default=None, metadata={"help": "learning rate of the separation U-Net (the model's `separation` / `audio_unet` module), e.g. higher than the encoder's; default: --learning_rate"})
     weight_decay: float = field(default=1e-4)
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up (onecycle: rising to the peak)"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "cosine (linear warm-up, cosine decay), onecycle (torch's OneCycleLR: cosine rise to --learning_rate over warmup_ratio, cosine decay) or any transformers scheduler name"})
     mask_type: str | None = field(default=None, metadata={"help": "binary (sigmoid masks, weighted BCE: the paper) or ratio (masks in [0, 2], weighted L1); default: the config's"})
     separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
+    separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
@@ -95,6 +97,23 @@ RUN_FILES = ("checkpoints", "best", "best_metrics.json", "eval_history.json", "t
 
 class RunArgumentsError(ValueError):
     """Arguments that would mix two runs in one output_dir (or lose one)."""
+
+
+SEPARATION_MODULES = ("separation", "audio_unet")
+
+
+def parameter_groups(model, learning_rate: float, separation_learning_rate: float | None = None) -> list[dict]:
+    """The optimizer's parameter groups: the separation U-Net (a top-level module named in `SEPARATION_MODULES`)
+    at `separation_learning_rate`, everything else at `learning_rate`; one group when the two are the same."""
+    if separation_learning_rate is None or separation_learning_rate == learning_rate:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate}]
+    head, rest = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (head if name.split(".", 1)[0] in SEPARATION_MODULES else rest).append(parameter)
+    if not head:
+        raise ValueError(f"--separation_learning_rate: {type(model).__name__} has no separation module ({', '.join(SEPARATION_MODULES)}).")
+    return [{"params": rest, "lr": learning_rate}, {"params": head, "lr": separation_learning_rate}]
 
 
 def check_output_dir(args) -> None:
@@ -203,6 +222,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             config.mask_type = args.mask_type
         if args.separation_class_conditioning and isinstance(config, TriBertConfig):
             config.separation_class_conditioning = True
+        if args.separation_condition_maps and isinstance(config, TriBertConfig):
+            config.separation_condition_maps = args.separation_condition_maps
         model = model_class(args.model)(config)
     if args.mask_type is not None and config.mask_type != args.mask_type:
         raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")
@@ -237,12 +258,13 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         raise ValueError(f"Not enough training clips for one batch of {args.mixtures_per_batch * args.num_mix}.")
 
     # fused: one kernel for all parameters (5x faster than the per-parameter default on CPU, measured)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
+    groups = parameter_groups(model, args.learning_rate, args.separation_learning_rate)
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
     # accelerate steps a prepared scheduler once per process and optimizer step: count the steps of all processes
     total_steps = args.max_steps * accelerator.num_processes
     if args.lr_scheduler_type == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=args.learning_rate, total_steps=total_steps, pct_start=max(args.warmup_ratio, 1e-3)
+            optimizer, max_lr=[group["lr"] for group in groups], total_steps=total_steps, pct_start=max(args.warmup_ratio, 1e-3)
         )
     else:
         scheduler = get_scheduler(
@@ -360,6 +382,7 @@ __all__ = [
     "SeparationTrainingArguments",
     "check_output_dir",
     "dataset_frame_rate",
+    "parameter_groups",
     "main",
     "parse_args",
     "start_run",
