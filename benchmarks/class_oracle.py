@@ -110,7 +110,7 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int) ->
         step_seconds.append(time.perf_counter() - started)
         if step % args.eval_every == 0 or step == args.steps:
             result = validate()
-            curve.append({"step": step, "loss": float(loss), "sdr": result["sdr"], "sdr_mixture": result["sdr_mixture"]})
+            curve.append({"step": step, "loss": loss.item(), "sdr": result["sdr"], "sdr_mixture": result["sdr_mixture"]})
             print(f"  maps={condition_maps} seed {seed} step {step}: validation SDR {result['sdr']:.2f} dB (mixture {result['sdr_mixture']:.2f})", flush=True)
     parameters = sum(p.numel() for p in head.parameters())
     return {"condition_maps": condition_maps, "seed": seed, "parameters": parameters, "curve": curve, "seconds_per_step_median": statistics.median(step_seconds)}

@@ -53,7 +53,9 @@ BUDGETS = {
 # the recipe's defaults (the paper's binary masks and weighted BCE, fixed crops, warm-up + cosine schedule).
 # "levers": every lever of docs/training.md at once (ratio masks with weighted L1, per-clip gain jitter 0.5-1.5 as
 # in the authors' code, 4x more crops per clip, one-cycle learning rate up to 2e-3; TriBERT models also condition
-# the U-Net on their segmentation attention's class scores).
+# the U-Net on their segmentation attention's class scores). "baseline_*": the baseline with one lever added (issue
+# 14: which lever helps, which hurts). "maps": ratio masks, gain jitter, one-cycle with the U-Net at its own 5x
+# rate, class scores and 16 condition maps (see docs/training.md for what each did).
 RECIPES = {
     "baseline": {},
     "levers": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3, "crops_per_clip_factor": 4, "separation_class_conditioning": True},
@@ -61,6 +63,7 @@ RECIPES = {
     "baseline_ratio": {"mask_type": "ratio"},
     "baseline_gain": {"gain_range": "0.5,1.5"},
     "baseline_class": {"separation_class_conditioning": True},
+    "baseline_onecycle": {"lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},
 }  # fmt: skip
 
