@@ -14,7 +14,9 @@ and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), ne
 again with the two sources' conditioning exchanged (does the model use its conditioning?).
 
 Budgets (`--budget`; `--max_steps` etc. override): `tiny` (tests: seconds), `cpu` (small configs, 150 steps of
-4 mixtures: the 15 runs are estimated at under an hour on 2 CPU cores from the per-step times), `gpu` (small configs, 1500 steps of 8 mixtures),
+4 mixtures: the 15 runs are estimated at under an hour on 2 CPU cores from the per-step times), `cpu30` (small
+configs, 2000 steps of 4 mixtures: what fits the small TriBERT in 30 minutes of training on 2 CPU cores, 0.83 s
+a step; every method gets the same steps, and each run records its measured `train_seconds`), `gpu` (small configs, 1500 steps of 8 mixtures),
 `paper` (paper-size configs, 20000 steps of 12 mixtures). `--dataset` is `synthetic:tiny|small` or any folder
 in the `tribert prepare` format (see docs/data.md).
 
@@ -45,6 +47,7 @@ METHODS = {
 BUDGETS = {
     "tiny": {"model_size": "tiny", "max_steps": 3, "mixtures_per_batch": 2, "eval_steps": 3, "crops_per_clip": 2, "learning_rate": 1e-3, "test_mixtures": 4},
     "cpu": {"model_size": "small", "max_steps": 150, "mixtures_per_batch": 4, "eval_steps": 50, "crops_per_clip": 4, "learning_rate": 1e-3},
+    "cpu30": {"model_size": "small", "max_steps": 2000, "mixtures_per_batch": 4, "eval_steps": 250, "crops_per_clip": 4, "learning_rate": 1e-3},
     "gpu": {"model_size": "small", "max_steps": 1500, "mixtures_per_batch": 8, "eval_steps": 150, "crops_per_clip": 8, "learning_rate": 1e-3},
     "paper": {"model_size": "paper", "max_steps": 20000, "mixtures_per_batch": 12, "eval_steps": 1000, "crops_per_clip": 8, "learning_rate": 1e-5},
 }  # fmt: skip
@@ -55,7 +58,9 @@ BUDGETS = {
 # in the authors' code, 4x more crops per clip, one-cycle learning rate up to 2e-3; TriBERT models also condition
 # the U-Net on their segmentation attention's class scores). "baseline_*": the baseline with one lever added (issue
 # 14: which lever helps, which hurts). "maps": ratio masks, gain jitter, one-cycle with the U-Net at its own 5x
-# rate, class scores and 16 condition maps (see docs/training.md for what each did).
+# rate, class scores and 16 condition maps (see docs/training.md for what each did). "ratio_maps": the two
+# levers that each helped alone and that the class-told U-Net uses too (ratio masks; 16 condition maps with the
+# U-Net at 5e-3), nothing else.
 RECIPES = {
     "baseline": {},
     "levers": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3, "crops_per_clip_factor": 4, "separation_class_conditioning": True},
@@ -64,6 +69,7 @@ RECIPES = {
     "baseline_gain": {"gain_range": "0.5,1.5"},
     "baseline_class": {"separation_class_conditioning": True},
     "baseline_onecycle": {"lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3},
+    "ratio_maps": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},
 }  # fmt: skip
 
