@@ -2,13 +2,15 @@
 held-out mixtures (the paper's Table 1 layout).
 
     python benchmarks/quality.py [--budget cpu] [--dataset synthetic:small] [--seeds 0,1,2]
-                                 [--methods tribert,tribert_no_pose,tribert_self_attention,sop,audio_only]
+                                 [--methods tribert,tribert_no_pose,tribert_self_attention,tribert_temporal,sop,audio_only]
                                  [--output_dir benchmarks/results/quality]
 
 Methods (all trained by the training recipe, `tribert_hf.training.separation` (`examples/run_separation.py
 --model ...`), same data, steps, batch size, mixture sampling
-and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations), `sop` (Sound
-of Pixels) and `audio_only` (no conditioning, permutation-invariant training; scored with its best permutation).
+and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations),
+`tribert_temporal` (ours: the U-Net also conditioned frame by frame on the pose timeline,
+`separation_conditioning="temporal"`: for the shared-class pairs), `sop` (Sound of Pixels) and `audio_only` (no
+conditioning, permutation-invariant training; scored with its best permutation).
 Each run is evaluated on the TEST split: every pair of distinct clips (solos and duets, N = 2, centre crops) mixed
 and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), next to the mixture floor; and
 again with the two sources' conditioning exchanged (does the model use its conditioning?).
@@ -41,6 +43,7 @@ METHODS = {
     "tribert": "TriBERT (vision + pose + audio, co-attention)",
     "tribert_self_attention": "TriBERT, self-attention only (no co-attention)",
     "tribert_no_pose": "TriBERT without pose",
+    "tribert_temporal": "TriBERT, temporal pose conditioning (ours: per-frame FiLM from the pose timeline)",
     "sop": "Sound of Pixels (ResNet frames)",
     "audio_only": "Audio only (PIT, best permutation)",
 }

@@ -470,3 +470,90 @@ def test_cli_synthetic_sounds_dir(tmp_path, monkeypatch, capsys):
     (tmp_path / "kazoo").mkdir()
     assert cli.main(["synthetic", str(tmp_path / "out"), "--sounds-dir", str(tmp_path)]) == 2
     assert "kazoo" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Same-class duets (opt-in: same_class_duet_fraction), and the shared-class test pairs of the realistic preset
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_same_class_duets_are_opt_in_and_leave_the_other_videos_unchanged(tmp_path):
+    """With same_class_duet_fraction 0.5 every second duet has two players of one class, each with a melody of
+    their own (sources `<class>.wav` and `<class>-2.wav`); the other videos are byte for byte those generated
+    without the parameter."""
+    kwargs = {"num_videos": {"train": 4}, "duet_fraction": 0.5, "duration": 2.0, "frame_size": 32, "progress": False}
+    root = str(tmp_path / "same")
+    dataset = generate_synthetic_music(root, same_class_duet_fraction=0.5, **kwargs)
+    rows = list(dataset["train"])
+    assert [row["kind"] for row in rows] == ["solo", "duet", "solo", "duet"]
+    assert len(rows[1]["labels"]) == 2 and len(rows[3]["labels"]) == 1  # duet 0 distinct, duet 1 same-class
+    (label,) = rows[3]["labels"]
+    assert synthetic.video_players("train", 3, duet_fraction=0.5, same_class_duet_fraction=0.5) == [label, label]
+    sources = read_sources(root, rows[3])
+    assert list(sources) == [label, f"{label}-2"]
+    audio, _ = read_audio(root, rows[3])
+    np.testing.assert_allclose(sum(sources.values()), audio, atol=1e-4)
+    video = make_synthetic_video("train", 3, duet_fraction=0.5, duration=2.0, frame_size=32, same_class_duet_fraction=0.5)
+    assert video.labels == [label] and list(video.onsets) == [label, f"{label}-2"]
+    assert not np.array_equal(video.onsets[label], video.onsets[f"{label}-2"])  # two players, their own timing
+    assert np.all(video.pose[:, :, :, 2] > 0)  # both players are seen
+    assert json.load(open(os.path.join(root, synthetic.MARKER_FILE)))["same_class_duet_fraction"] == 0.5
+
+    plain = generate_synthetic_music(str(tmp_path / "plain"), **kwargs)
+    assert "same_class_duet_fraction" not in json.load(open(os.path.join(tmp_path / "plain", synthetic.MARKER_FILE)))
+    for index in (0, 1, 2):  # solos and the distinct-class duet: unchanged
+        assert plain["train"][index]["labels"] == rows[index]["labels"]
+        np.testing.assert_array_equal(read_audio(str(tmp_path / "plain"), plain["train"][index])[0], read_audio(root, rows[index])[0])
+        np.testing.assert_array_equal(read_pose(str(tmp_path / "plain"), plain["train"][index]), read_pose(root, rows[index]))
+    assert len(set(plain["train"][3]["labels"])) == 2
+    with pytest.raises(ValueError, match="same_class_duet_fraction"):
+        make_synthetic_video("train", 3, same_class_duet_fraction=1.5)
+    # one class is enough when every duet is a same-class duet
+    assert make_synthetic_video("train", 3, classes=["violin"], duet_fraction=0.25, duration=1.0, frame_size=32, same_class_duet_fraction=1.0).labels == ["violin"]
+
+
+def test_a_preset_with_same_class_duets_has_its_own_cache_and_the_others_keep_theirs(tmp_path, monkeypatch):
+    """The parameter enters a preset's cache key only when the preset sets it: the existing presets keep their
+    folders (and content)."""
+    calls = {}
+
+    def record(root, **parameters):
+        calls[os.path.basename(root)] = parameters
+        return {}
+
+    monkeypatch.setattr(synthetic.dataset, "generate_synthetic_music", record)
+    monkeypatch.setitem(synthetic.SYNTHETIC_PRESETS, "tiny_same_class", {**synthetic.SYNTHETIC_PRESETS["tiny"], "same_class_duet_fraction": 0.5})
+    tiny = os.path.basename(load_synthetic_music("tiny", cache_dir=str(tmp_path))[0])
+    same = os.path.basename(load_synthetic_music("tiny_same_class", cache_dir=str(tmp_path))[0])
+    assert "same_class_duet_fraction" not in calls[tiny] and calls[same]["same_class_duet_fraction"] == 0.5
+    key = {"generator_version": synthetic.GENERATOR_VERSION, "num_videos": None, "classes": list(DEFAULT_SYNTHETIC_CLASSES), **synthetic.GENERATION_DEFAULTS, **synthetic.SYNTHETIC_PRESETS["tiny"]}
+    import hashlib
+
+    assert tiny == "tiny-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]  # as before
+
+
+def test_the_realistic_preset_has_enough_shared_class_test_pairs():
+    """docs/data.md: the realistic set (21 classes of `tribert render-solos`) has 63 test pairs that share a class,
+    counted from the players' draw without rendering; with same-class duets its training set has them too."""
+    from tribert_hf.configuration_tribert import MUSIC21_LABELS
+
+    preset = {**synthetic.GENERATION_DEFAULTS, **synthetic.SYNTHETIC_PRESETS["realistic"]}
+    count = preset["num_videos"]["test"]
+    labels = [set(synthetic.video_players("test", i, MUSIC21_LABELS, preset["duet_fraction"], preset["seed"])) for i in range(count)]
+    shared = sum(bool(labels[i] & labels[j]) for i in range(count) for j in range(i + 1, count))
+    assert shared == 63 >= 40
+    train = [synthetic.video_players("train", i, MUSIC21_LABELS, preset["duet_fraction"], preset["seed"]) for i in range(preset["num_videos"]["train"])]
+    assert not any(len(p) == 2 and p[0] == p[1] for p in train)  # the preset itself: no same-class duet
+    train = [synthetic.video_players("train", i, MUSIC21_LABELS, preset["duet_fraction"], preset["seed"], 0.5) for i in range(preset["num_videos"]["train"])]
+    assert sum(len(p) == 2 and p[0] == p[1] for p in train) == 24  # half of the 48 duets
+
+
+def test_cli_synthetic_same_class_duet_fraction(tmp_path, monkeypatch, capsys):
+    from tribert_hf import cli
+
+    calls = []
+    monkeypatch.setattr(synthetic, "generate_synthetic_music", lambda root, **kw: calls.append(kw) or {"train": []})
+    assert cli.main(["synthetic", str(tmp_path / "a"), "--preset", "tiny", "--same-class-duet-fraction", "0.5"]) == 0
+    assert cli.main(["synthetic", str(tmp_path / "b"), "--preset", "tiny"]) == 0
+    assert calls[0]["same_class_duet_fraction"] == 0.5 and "same_class_duet_fraction" not in calls[1]
+    capsys.readouterr()

@@ -44,9 +44,10 @@ def _prepare(args) -> int:
 def _synthetic(args) -> int:
     from .data.synthetic import SYNTHETIC_PRESETS, generate_synthetic_music
 
-    dataset = generate_synthetic_music(
-        args.output_dir, **SYNTHETIC_PRESETS[args.preset], seed=args.seed, sounds_dir=args.sounds_dir
-    )
+    parameters = dict(SYNTHETIC_PRESETS[args.preset])
+    if args.same_class_duet_fraction is not None:
+        parameters["same_class_duet_fraction"] = args.same_class_duet_fraction
+    dataset = generate_synthetic_music(args.output_dir, **parameters, seed=args.seed, sounds_dir=args.sounds_dir)
     sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.items())
     sounds = f"; sounds from {args.sounds_dir}" if args.sounds_dir else ""
     print(f"Synthetic music dataset in {args.output_dir} ({sizes}{sounds}).")
@@ -259,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument(
         "--sounds-dir", metavar="DIR", help="folder of solo clips DIR/<class>/<name>.wav to take the sounds from"
     )
+    synthetic.add_argument(
+        "--same-class-duet-fraction", type=float, metavar="F",
+        help="share of the duets whose two players play the same class (two violins: only when each plays tells "
+        "them apart); default: the preset's (none)",
+    )  # fmt: skip
     synthetic.set_defaults(func=_synthetic)
 
     render = commands.add_parser(

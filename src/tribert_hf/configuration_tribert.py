@@ -67,6 +67,10 @@ RETRIEVAL_VARIANTS = {
     "vision_audio_to_pose": (("vision", "audio"), "pose", 4),
 }
 
+# How the separation U-Net is conditioned: "pooled", the paper's (each video's pooled `<SOS>` outputs, one vector);
+# "temporal" (ours) also per time frame, by the video's pose timeline (`TriBertPoseTimeline`).
+SEPARATION_CONDITIONINGS = ("pooled", "temporal")
+
 _ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new", "tanh", "gelu_pytorch_tanh")
 
 
@@ -307,6 +311,15 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             K > 0: it gives K maps, and each video's mask is their sum weighted by a linear map of its condition
             (as Sound of Pixels weights its K maps by the frame vector). Not in the paper: with the true class as
             the condition it learned faster than the single map (docs/training.md).
+        separation_conditioning (`str`, defaults to `"pooled"`): `"pooled"` (the paper): the U-Net is conditioned
+            on each video's pooled `<SOS>` outputs, one vector per video: which instrument to extract, not when it
+            plays. `"temporal"` (not in the paper): also frame by frame on the video's pose timeline (joint
+            velocities and the ST-GCN's frames, per keypoint frame: `TriBertPoseTimeline`), which scales and
+            shifts every decoder level but the last at each time frame (per-frame FiLM, zero-initialised: a
+            temporal model starts as the pooled one). The keypoint frames span the audio crop's time window, so
+            the timeline is aligned with the spectrogram's frames; its resolution is `pose_config.num_pose_frames`
+            per crop. For two players of the same instrument (docs/training.md). Configs saved without the field
+            load as `"pooled"`.
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
         *_loss_weight (`float`): weights of the pre-training loss terms (vision, pose, audio classification, the
@@ -346,6 +359,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
     separation_film: bool = False
     separation_class_conditioning: bool = False
     separation_condition_maps: int = 0
+    separation_conditioning: str = "pooled"
     use_pose_input: bool = True
     mask_type: str = "binary"
     vision_classification_loss_weight: float | int = 1.0
@@ -395,6 +409,11 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
         check_positive(self, ("separation_base_channels", "separation_num_downs", "separation_fusion_heads", "retrieval_hidden_size"))
         if not isinstance(self.separation_condition_maps, int) or self.separation_condition_maps < 0:
             raise ValueError(f"separation_condition_maps must be an int >= 0, got {self.separation_condition_maps!r}.")
+        if self.separation_conditioning not in SEPARATION_CONDITIONINGS:
+            raise ValueError(
+                f"separation_conditioning must be one of {', '.join(repr(c) for c in SEPARATION_CONDITIONINGS)}, got "
+                f"{self.separation_conditioning!r}."
+            )
         bottleneck = bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
         if bottleneck % self.separation_fusion_heads != 0:
             raise ValueError(
@@ -430,6 +449,7 @@ __all__ = [
     "MUSIC21_LABELS",
     "MUSIC_LABELS",
     "RETRIEVAL_VARIANTS",
+    "SEPARATION_CONDITIONINGS",
     "TriBertAudioConfig",
     "TriBertConfig",
     "TriBertPoseConfig",

@@ -27,11 +27,12 @@ def write_model_card(
     The model class is read from the folder's `config.json` (`architectures`) when it is there.
     """
     repo = repo_id or os.path.abspath(output_dir)
-    model_class = "TriBertForPreTraining"
+    model_class, config = "TriBertForPreTraining", {}
     config_path = os.path.join(output_dir, "config.json")
     if os.path.isfile(config_path):
         with open(config_path) as f:
-            model_class = (json.load(f).get("architectures") or [model_class])[0]
+            config = json.load(f)
+        model_class = (config.get("architectures") or [model_class])[0]
     lines = [
         "---",
         "library_name: transformers",
@@ -62,6 +63,7 @@ def write_model_card(
         'players = separator("performance.mp4")  # one waveform per player',
         "```",
         "",
+        *_conditioning_lines(config),
         "## Data",
         "",
         f"Dataset: `{dataset}`. Split sizes (clips): " + ", ".join(f"{k} {v}" for k, v in split_sizes.items()) + ".",
@@ -85,6 +87,25 @@ def write_model_card(
     return path
 
 
+CONDITIONING_TEXT = {
+    "pooled": "the paper's: the U-Net is conditioned on each video's pooled `<SOS>` outputs (one vector per video: "
+    "which instrument to extract, not when it plays).",
+    "temporal": "not in the paper: besides the pooled `<SOS>` outputs, each video's pose timeline (joint velocities "
+    "and ST-GCN features per keypoint frame, aligned with the spectrogram's frames) scales and shifts the U-Net's "
+    "decoder frame by frame, so that it can tell two players of the same instrument apart by when each plays. "
+    "`tribert separate` conditions every segment on the keypoints of its own time window.",
+}
+
+
+def _conditioning_lines(config: dict) -> list[str]:
+    """The card's "Separation conditioning" section, for a TriBERT config (baselines have none)."""
+    if config.get("model_type", "tribert") != "tribert":
+        return []
+    conditioning = config.get("separation_conditioning", "pooled")  # configs saved before the field: pooled
+    text = CONDITIONING_TEXT.get(conditioning, "")
+    return ["## Separation conditioning", "", f"`separation_conditioning = \"{conditioning}\"`: {text}", ""]
+
+
 def push_folder(output_dir: str, repo_id: str, token: str | None = None, private: bool = False, api: HfApi | None = None) -> str:
     """Create the hub repository if needed and upload `output_dir` (checkpoints and logs left out); returns its URL."""
     api = api or HfApi(token=token)
@@ -96,4 +117,4 @@ def push_folder(output_dir: str, repo_id: str, token: str | None = None, private
     return str(url)
 
 
-__all__ = ["push_folder", "resolve_hub_model_id", "write_model_card"]
+__all__ = ["CONDITIONING_TEXT", "push_folder", "resolve_hub_model_id", "write_model_card"]

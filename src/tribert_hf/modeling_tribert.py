@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput, logging
 
 from tribert_hf.pose.graph import spatial_partition_adjacency
 from tribert_hf.separation.losses import activate_masks, mask_loss
-from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead
+from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead, interpolate_frames
 
 from .configuration_tribert import TriBertConfig
 from .input_checks import (
@@ -73,6 +73,10 @@ class TriBertModelOutput(ModelOutput):
     *_attentions / *_cross_attentions: with `output_attentions=True` (eager attention), the self-attention
     weights `(batch, heads, length, length)` and co-attention weights `(batch, heads, length, other lengths)`,
     whose keys are the other two streams concatenated in the order vision, pose, audio.
+    pose_frame_features (`(batch, persons, gcn_channels[-1], T')`): with `config.separation_conditioning =
+    "temporal"` only, the ST-GCN's output averaged over the joints before its pooling into segments: one feature
+    per person and ST-GCN frame (T' = T / the product of `gcn_strides`; frame t' lies at keypoint frame
+    t' * T / T').
     """
 
     vision_last_hidden_state: torch.FloatTensor | None = None
@@ -99,6 +103,7 @@ class TriBertModelOutput(ModelOutput):
     vision_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     pose_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    pose_frame_features: torch.FloatTensor | None = None
 
 
 def _additive_mask(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -305,7 +310,9 @@ class TriBertPoseEmbeddings(nn.Module):
         self.layer_norm = nn.LayerNorm(pc.hidden_size, eps=pc.layer_norm_eps)
         self.dropout = nn.Dropout(pc.hidden_dropout_prob)
 
-    def forward(self, pose_keypoints: torch.Tensor, pose_mask: torch.Tensor | None = None):
+    def forward(self, pose_keypoints: torch.Tensor, pose_mask: torch.Tensor | None = None, return_frame_features: bool = False):
+        """-> token embeddings, token mask and, with `return_frame_features`, the ST-GCN's output averaged over the
+        joints `(batch, persons, channels, T')` (its frames before the pooling into segments)."""
         pc = self.config
         batch, persons, frames, joints, channels = pose_keypoints.shape
         if pose_mask is None:
@@ -313,8 +320,8 @@ class TriBertPoseEmbeddings(nn.Module):
         # Zero the absent persons so that nothing about them reaches the network (batch-norm statistics included).
         # (a `where`, not a product: NaN x 0 would still be NaN)
         keypoints = torch.where(pose_mask[:, :, None, None, None] != 0, pose_keypoints, 0.0)
-        hidden = self.graph_network(keypoints.reshape(batch * persons, frames, joints, channels))
-        hidden = F.adaptive_avg_pool2d(hidden, (pc.num_segments, joints))  # (B*P, C, S, V)
+        hidden_frames = self.graph_network(keypoints.reshape(batch * persons, frames, joints, channels))  # (B*P, C, T', V)
+        hidden = F.adaptive_avg_pool2d(hidden_frames, (pc.num_segments, joints))  # (B*P, C, S, V)
         features = hidden.view(batch, persons, -1, pc.num_segments, joints).permute(0, 3, 1, 2, 4)
         features = features.reshape(batch, pc.num_segments * persons, self.feature_size)  # segment-major tokens
 
@@ -327,7 +334,54 @@ class TriBertPoseEmbeddings(nn.Module):
             [torch.ones(batch, 1, dtype=torch.long, device=features.device), pose_mask.long().repeat(1, pc.num_segments)],
             dim=1,
         )
+        if return_frame_features:
+            return embeddings, token_mask, hidden_frames.mean(dim=-1).view(batch, persons, *hidden_frames.shape[1:3])
         return embeddings, token_mask
+
+
+class TriBertPoseTimeline(nn.Module):
+    """Per-frame pose features of a video, the timeline of the separation U-Net's per-frame FiLM
+    (`config.separation_conditioning = "temporal"`; not in the paper): *when* each player strikes, bows and presses.
+
+    Per person and keypoint frame: the velocity of every joint (central difference of x, y over the neighbouring
+    keypoint frames; 0 where a joint is missing in either of them) and the ST-GCN's output averaged over the joints,
+    brought back from its strided frames to the keypoint frames (linear interpolation: ST-GCN frame t' lies at
+    keypoint frame t' * T / T'); two temporal convolutions (`temporal_kernel_size`); then the mean over the present
+    persons: an absent person contributes nothing (their keypoints are never read), and a video without one gives
+    zeros. The result is on the keypoint frames, which the processor resamples over exactly the audio crop's time
+    window (`TriBertProcessor._pose_window`: keypoint frame i at `crop start + i * crop length / T`), so the
+    timeline is aligned with the spectrogram's frames (`separation.unet.timeline_to_frames`).
+    """
+
+    def __init__(self, config: TriBertConfig):
+        super().__init__()
+        pc = config.pose_config
+        self.hidden_size = pc.gcn_channels[-1]
+        self.motion_norm = nn.BatchNorm1d(2 * pc.num_joints)
+        padding = pc.temporal_kernel_size // 2
+        self.temporal = nn.Sequential(
+            nn.Conv1d(2 * pc.num_joints + pc.gcn_channels[-1], self.hidden_size, pc.temporal_kernel_size, padding=padding),
+            nn.ReLU(),
+            nn.Conv1d(self.hidden_size, self.hidden_size, pc.temporal_kernel_size, padding=padding),
+        )
+
+    def forward(self, pose_keypoints: torch.Tensor, pose_mask: torch.Tensor, frame_features: torch.Tensor) -> torch.Tensor:
+        """`pose_keypoints` `(M, persons, T, joints, 3)`, `pose_mask` `(M, persons)` (0: absent) and the ST-GCN's
+        `frame_features` `(M, persons, C, T')` -> the timeline `(M, hidden_size, T)`."""
+        batch, persons, frames, joints, _ = pose_keypoints.shape
+        present = pose_mask[:, :, None, None] != 0
+        seen = present & (pose_keypoints[..., 2] > 0)  # (M, P, T, J); a `where`, not a product: NaN x 0 is NaN
+        xy = torch.where(seen[..., None], pose_keypoints[..., :2], 0.0)
+        velocity = torch.zeros_like(xy)
+        if frames > 2:
+            both = (seen[:, :, 2:] & seen[:, :, :-2])[..., None]
+            velocity[:, :, 1:-1] = torch.where(both, (xy[:, :, 2:] - xy[:, :, :-2]) / 2, 0.0)
+        motion = self.motion_norm(velocity.permute(0, 1, 3, 4, 2).reshape(batch * persons, joints * 2, frames))
+        positions = torch.arange(frames, device=frame_features.device) * (frame_features.shape[-1] / frames)
+        graph = interpolate_frames(frame_features.flatten(0, 1), positions).to(motion.dtype)
+        hidden = self.temporal(torch.cat([motion, graph], dim=1)).view(batch, persons, self.hidden_size, frames)
+        present = present.to(hidden.dtype)
+        return (hidden * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)
 
 
 class TriBertAudioEmbeddings(nn.Module):
@@ -632,7 +686,7 @@ class TriBertPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             # Convolution stacks (ST-GCN, VGGish, V_e) keep their signal with He init, as torchvision's CNNs do; the
             # transformers default (normal, std 0.02) would shrink it layer after layer.
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -809,7 +863,8 @@ class TriBertModel(TriBertPreTrainedModel):
             [`TriBertModelOutput`] or `tuple`: per stream, `*_last_hidden_state` `(batch, length, hidden)`,
             `*_pooler_output` `(batch, hidden)`, `*_embeddings`, `*_attention_mask` `(batch, length)`; the
             segmentation attention's `vision_class_scores` `(batch, frames, num_labels)`; and on request
-            `*_hidden_states`, `*_attentions`, `*_cross_attentions` (tuples, one entry per layer).
+            `*_hidden_states`, `*_attentions`, `*_cross_attentions` (tuples, one entry per layer); with
+            `config.separation_conditioning="temporal"`, `pose_frame_features` (the separation heads' timeline input).
         """
         reject_unknown_kwargs(self, kwargs)
         output_attentions = resolve_output_attentions(self, output_attentions)
@@ -825,7 +880,13 @@ class TriBertModel(TriBertPreTrainedModel):
         vision, vision_mask, class_scores, object_classes, masked = self.vision_embeddings(pixel_values, bool_masked_pos)
         if not self.config.use_pose_input:  # the "without pose" ablation: nobody is seen
             pose_mask = torch.zeros(pose_keypoints.shape[:2], dtype=torch.long, device=pose_keypoints.device)
-        pose, pose_token_mask = self.pose_embeddings(pose_keypoints, pose_mask)
+        fields = {}
+        if self.config.separation_conditioning == "temporal":  # the separation heads' timeline needs the frames
+            pose, pose_token_mask, fields["pose_frame_features"] = self.pose_embeddings(
+                pose_keypoints, pose_mask, return_frame_features=True
+            )
+        else:
+            pose, pose_token_mask = self.pose_embeddings(pose_keypoints, pose_mask)
         audio, audio_mask = self.audio_embeddings(audio_spectrogram)
         if audio_repeats != 1:
             audio, audio_mask = audio.repeat_interleave(audio_repeats, dim=0), audio_mask.repeat_interleave(audio_repeats, dim=0)
@@ -834,7 +895,6 @@ class TriBertModel(TriBertPreTrainedModel):
 
         encoded = self.encoder(embeddings, token_masks, output_attentions, output_hidden_states)
         states = encoded["states"]
-        fields = {}
         for stream in STREAMS:
             fields[f"{stream}_last_hidden_state"] = states[stream]
             fields[f"{stream}_pooler_output"] = self.poolers[stream](states[stream])
@@ -881,14 +941,35 @@ class TriBertSeparationOutput(ModelOutput):
 
 def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
     """The attention U-Net of `config`, conditioned on each video's fused `<SOS>` outputs (and, with
-    `separation_class_conditioning`, the segmentation attention's class scores: see `_encode_videos`)."""
+    `separation_class_conditioning`, the segmentation attention's class scores: see `_encode_videos`; with
+    `separation_conditioning="temporal"`, also frame by frame on the pose timeline: `_pose_timeline`)."""
     condition_size = sum(config.streams[s].hidden_size for s in STREAMS)
     if config.separation_class_conditioning:
         condition_size += config.num_labels
+    timeline_size = config.pose_config.gcn_channels[-1] if config.separation_conditioning == "temporal" else None
     return TriBertSeparationHead(
         condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
-        config.separation_film, condition_maps=config.separation_condition_maps,
+        config.separation_film, condition_maps=config.separation_condition_maps, timeline_size=timeline_size,
     )  # fmt: skip
+
+
+def _pose_timeline(config: TriBertConfig) -> "TriBertPoseTimeline | None":
+    """The per-frame pose features of `separation_conditioning="temporal"`, else None (the paper's pooled `<SOS>`
+    conditioning only)."""
+    return TriBertPoseTimeline(config) if config.separation_conditioning == "temporal" else None
+
+
+def _video_timelines(pose_timeline, outputs, pose_keypoints, batch: int, videos: int):
+    """Each video's pose timeline `(B, N, size, T)` from the encoder `outputs` of its `(B * N)` videos and their
+    keypoints `(B, N, persons, T, joints, 3)`; None without a `pose_timeline`. The persons present are those the
+    pose stream saw (its token mask: none in the "without pose" ablation)."""
+    if pose_timeline is None:
+        return None
+    (pose_keypoints,) = cast_floating(outputs.pose_frame_features.dtype, pose_keypoints)
+    persons, frames = pose_keypoints.shape[2:4]
+    person_mask = outputs.pose_attention_mask[:, 1 : 1 + persons]  # segment-major tokens: segment 0's persons
+    timelines = pose_timeline(pose_keypoints.flatten(0, 1), person_mask, outputs.pose_frame_features)
+    return timelines.view(batch, videos, -1, frames)
 
 
 def _encode_videos(
@@ -924,7 +1005,9 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
 
     Each video is encoded by `TriBertModel` from its own frames and keypoints together with the mixture's
     spectrogram; the concatenated pooled `<SOS>` outputs (dense + tanh) of the three streams condition the U-Net at
-    its bottleneck.
+    its bottleneck. With `config.separation_conditioning="temporal"` (not in the paper) each video's pose timeline
+    (`TriBertPoseTimeline`: per keypoint frame, aligned with the spectrogram's frames) also scales and shifts the
+    decoder frame by frame: when each player plays, not only which instrument.
 
     Args:
         config ([`TriBertConfig`]): the architecture (`separation_*` fields for the U-Net, `mask_type`).
@@ -950,6 +1033,7 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
         self.tribert = TriBertModel(config)
+        self.pose_timeline = _pose_timeline(config)
         self.separation = _separation_head(config)
         self.post_init()
 
@@ -1001,7 +1085,8 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
             self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos,
             output_attentions, output_hidden_states,
         )  # fmt: skip
-        logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps)
+        timelines = _video_timelines(self.pose_timeline, outputs, pose_keypoints, *pixel_values.shape[:2])
+        logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps, timelines=timelines)
         loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
         output = TriBertSeparationOutput(
             loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), **encoder_fields(outputs)
@@ -1093,6 +1178,7 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         self.vision_classifier = TriBertWeaklySupervisedHead(config.vision_config.hidden_size, config.num_labels)
         self.pose_classifier = TriBertWeaklySupervisedHead(config.pose_config.hidden_size, config.num_labels)
         self.audio_classifier = nn.Linear(config.audio_config.hidden_size, config.num_labels)
+        self.pose_timeline = _pose_timeline(config)
         self.separation = _separation_head(config)
         self.post_init()
 
@@ -1142,7 +1228,8 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         pose_scores = self.pose_classifier(outputs.pose_last_hidden_state, outputs.pose_attention_mask).view(shape)
         audio_logits = self.audio_classifier(outputs.audio_last_hidden_state.mean(dim=1)).view(shape)
         segmentation_scores = outputs.vision_class_scores.mean(dim=1).clamp(1e-6, 1 - 1e-6).view(shape)
-        mask_logits = self.separation(audio_spectrogram, sos, self.config.audio_config.log_eps)
+        timelines = _video_timelines(self.pose_timeline, outputs, pose_keypoints, batch, videos)
+        mask_logits = self.separation(audio_spectrogram, sos, self.config.audio_config.log_eps, timelines=timelines)
 
         terms = {}
         if class_labels is not None:

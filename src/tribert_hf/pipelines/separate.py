@@ -177,7 +177,12 @@ def write_separation(
 
 def _common_info(checkpoint: Checkpoint, overlap: float, fps: float | None) -> dict:
     rate = training_frame_rate(checkpoint.processor) if fps is None else fps
-    return {"checkpoint": checkpoint.path, "device": str(checkpoint.device), "overlap": overlap, "fps": rate}
+    # how the checkpoint's U-Net is conditioned (its config says; each segment gets its own keypoints either way)
+    conditioning = getattr(checkpoint.model.config, "separation_conditioning", "pooled")
+    return {
+        "checkpoint": checkpoint.path, "device": str(checkpoint.device), "overlap": overlap, "fps": rate,
+        "separation_conditioning": conditioning,
+    }  # fmt: skip
 
 
 def separate_mixture(

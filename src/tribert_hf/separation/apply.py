@@ -161,6 +161,12 @@ def required_conditioning(model) -> list[str]:
     return [name for name in CONDITIONING_INPUTS if name in parameters and parameters[name].default is inspect.Parameter.empty]
 
 
+def time_resolved_pose(model) -> bool:
+    """Whether `model` is conditioned frame by frame on its keypoints (TriBERT with
+    `config.separation_conditioning="temporal"`): then every segment needs the keypoints of its own time window."""
+    return getattr(getattr(model, "config", None), "separation_conditioning", "pooled") == "temporal"
+
+
 @torch.no_grad()
 def separate(
     model,
@@ -191,10 +197,16 @@ def separate(
         pixel_values / pose_keypoints / pose_mask: each video's inputs, as the model's `forward` takes them
             (`(batch, videos, ...)`, or without `batch` for one mixture); the same frames and keypoints condition
             every segment. The model's required ones (`required_conditioning`), unless `conditioning` is given.
+            A model conditioned frame by frame on the keypoints (`config.separation_conditioning="temporal"`)
+            takes static keypoints for audio of one segment only: longer audio needs each segment's own keypoints
+            (`conditioning`), or every segment would be told the timing of the first.
         conditioning: per-segment inputs instead of those (pass None for them): called as
             `conditioning(start, num_samples)` for each segment (its first sample and length at
             `feature_extractor.sampling_rate`), it returns a dict with the same inputs, taken from the segment's
-            time window (so a long video is conditioned on the frames and keypoints of each moment).
+            time window (so a long video is conditioned on the frames and keypoints of each moment), e.g.
+            `lambda start, n: processor.window_inputs(videos, start / rate, video_fps, keypoints, pose_fps)`: the
+            keypoints cut to `[start, start + n)` samples and resampled over it, as the processor does for a
+            training crop (`tribert_hf.pipelines.SegmentConditioner` does the same for video files).
         overlap: fraction of a segment shared with the next one. Audio longer than one crop
             (`feature_extractor.num_samples`) is cut into segments that overlap by this much, separated one
             by one, and overlap-added with linear cross-fades (weights summing to one).
@@ -217,6 +229,16 @@ def separate(
         raise ValueError(
             f"separate() needs either {' and '.join(f'`{n}`' for n in required)} or a per-segment `conditioning` "
             f"({type(model).__name__} is conditioned on them)."
+        )
+    if (
+        conditioning is None and "pose_keypoints" in static and time_resolved_pose(model)
+        and waveform.shape[-1] > feature_extractor.num_samples
+    ):  # fmt: skip
+        raise ValueError(
+            f"{type(model).__name__} is conditioned frame by frame on the keypoints (separation_conditioning="
+            f"'temporal'): audio longer than one segment ({feature_extractor.num_samples} samples) needs each "
+            "segment's own keypoints. Pass a per-segment `conditioning` (e.g. `processor.window_inputs`) instead "
+            "of static `pose_keypoints`."
         )
     if align_sources is None:
         align_sources = not getattr(model, "outputs_in_order", True)
@@ -245,4 +267,12 @@ def separate(
     return output[0] if single else output
 
 
-__all__ = ["CONDITIONING_INPUTS", "reorder_sources", "required_conditioning", "segment_starts", "separate", "separate_in_segments"]
+__all__ = [
+    "CONDITIONING_INPUTS",
+    "reorder_sources",
+    "required_conditioning",
+    "segment_starts",
+    "separate",
+    "separate_in_segments",
+    "time_resolved_pose",
+]

@@ -4,9 +4,11 @@ The mixture's log-frequency magnitude goes through `num_downs` 4x4 / stride-2 do
 upsample + 3x3 up-convolutions, with skips through additive attention gates (Oktay et al., Attention U-Net). A
 condition vector per output (TriBERT: a video's fused `<SOS>` outputs; the audio-only baseline: a learned source
 embedding) is fused with the bottleneck by self-attention (`TriBertBottleneckFusion`) and, optionally, scales and
-shifts every decoder level (FiLM); the encoder runs once per mixture, the decoder once per condition. Without a
-condition (`condition_size=None`, Sound of Pixels' sound network) the decoder runs once and gives `out_channels`
-maps. Built from explicit sizes; the models map their configs onto them.
+shifts every decoder level (FiLM); the encoder runs once per mixture, the decoder once per condition. Optionally
+(`timeline_size`, TriBERT's `separation_conditioning="temporal"`) each output also has a timeline, features per
+time step aligned with the spectrogram's frames, that scales and shifts every decoder level frame by frame
+(per-frame FiLM). Without a condition (`condition_size=None`, Sound of Pixels' sound network) the decoder runs once
+and gives `out_channels` maps. Built from explicit sizes; the models map their configs onto them.
 """
 
 import torch
@@ -22,6 +24,25 @@ def unet_channels(base_channels: int, num_downs: int) -> list[int]:
 def bottleneck_channels(base_channels: int, num_downs: int) -> int:
     """Channels of the U-Net's deepest level (the width of the bottleneck fusion)."""
     return unet_channels(base_channels, num_downs)[-1]
+
+
+def interpolate_frames(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """`values` `(..., T)`, samples at positions 0 .. T - 1, linearly interpolated at the fractional `positions`
+    `(L,)` (clamped to [0, T - 1]: the first / last sample beyond the ends) -> `(..., L)`."""
+    last = values.shape[-1] - 1
+    positions = positions.to(values.dtype).clamp(0, last)
+    low = positions.floor().long().clamp(max=last)
+    high = (low + 1).clamp(max=last)
+    weight = positions - low.to(values.dtype)
+    return values[..., low] * (1 - weight) + values[..., high] * weight
+
+
+def timeline_to_frames(timeline: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """A timeline `(..., T)` whose sample i lies at time i / T of the window -> `(..., num_frames)` on the grid of a
+    spectrogram of `num_frames` frames over the same window (frame m at time m / num_frames: the STFT frames of a
+    crop, `center=True`, one hop apart, so that a crop of num_frames hops has its frame m at m hops)."""
+    positions = torch.arange(num_frames, device=timeline.device) * (timeline.shape[-1] / num_frames)
+    return interpolate_frames(timeline, positions)
 
 
 class TriBertAttentionGate(nn.Module):
@@ -71,6 +92,11 @@ class TriBertFiLM(nn.Linear):
     (it starts as the identity: training starts from the bottleneck-only conditioning)."""
 
 
+class TriBertTimelineFiLM(TriBertFiLM):
+    """Timeline features of one time step -> per-channel (scale, shift) of a decoder level at that step (per-frame
+    FiLM; not in the paper). Zero-initialised like `TriBertFiLM`: a temporal model starts as the pooled one."""
+
+
 class TriBertConditionMaps(nn.Linear):
     """Condition -> the weights (and a bias) of the decoder's last `K` feature maps: the mask logits are their
     condition-weighted sum (Sound of Pixels' audio-visual synthesizer, here after the conditioned decoder)."""
@@ -91,6 +117,11 @@ class TriBertSeparationHead(nn.Module):
         condition_maps: 0 (the paper): the last up-convolution gives the mask logits. K > 0 (ours, not in the
             paper): it gives K maps, and the mask logits are their sum weighted by `TriBertConditionMaps` of the
             condition (plus a bias); measured to learn faster than the single map (docs/training.md).
+        timeline_size: None (the paper): conditioning by vectors only. An int (ours, not in the paper): `forward`
+            also takes each output's timeline `(B, N, timeline_size, T)` (e.g. TriBERT's per-frame pose features)
+            whose sample i lies at time i / T of the spectrogram's window; every decoder level but the last is
+            scaled and shifted frame by frame (`TriBertTimelineFiLM`) by the timeline brought to the spectrogram's
+            frames (linear interpolation) and averaged over the frames each of the level's frames spans.
     """
 
     def __init__(
@@ -102,8 +133,11 @@ class TriBertSeparationHead(nn.Module):
         film: bool = False,
         out_channels: int = 1,
         condition_maps: int = 0,
+        timeline_size: int | None = None,
     ):
         super().__init__()
+        if timeline_size is not None and condition_size is None:
+            raise ValueError("timeline_size needs a condition (condition_size): the timeline adds to it.")
         if condition_maps and (condition_size is None or out_channels != 1):
             raise ValueError("condition_maps needs a condition (condition_size) and a single output map (out_channels=1).")
         self.condition_maps = None
@@ -140,6 +174,13 @@ class TriBertSeparationHead(nn.Module):
         self.films = None
         if film and condition_size is not None:
             self.films = nn.ModuleList(TriBertFiLM(condition_size, 2 * gate.gate[0].in_channels) for gate in gates)
+        # Optional per-frame FiLM (not in the paper): every decoder level (but the last) scaled and shifted per time
+        # frame by the timeline.
+        self.timeline_films = None
+        if timeline_size is not None:
+            self.timeline_films = nn.ModuleList(
+                TriBertTimelineFiLM(timeline_size, 2 * gate.gate[0].in_channels) for gate in gates
+            )
 
     def encode(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> list[torch.Tensor]:
         """The encoder path: the output of every down-convolution (the last one is the bottleneck)."""
@@ -156,12 +197,25 @@ class TriBertSeparationHead(nn.Module):
             skips.append(hidden)
         return skips
 
-    def decode(self, hidden: torch.Tensor, skips: list[torch.Tensor], conditions: torch.Tensor | None = None):
-        """The decoder path from the (fused) bottleneck, with the encoder's other outputs as skips."""
+    def decode(
+        self,
+        hidden: torch.Tensor,
+        skips: list[torch.Tensor],
+        conditions: torch.Tensor | None = None,
+        timelines: torch.Tensor | None = None,
+    ):
+        """The decoder path from the (fused) bottleneck, with the encoder's other outputs as skips; `timelines`
+        `(n, timeline_size, frames)` on the spectrogram's frame grid (`timeline_to_frames`), for `timeline_films`."""
         for index, up in enumerate(self.ups):
             hidden = up(hidden)
             if self.films is not None and index < len(self.films):
                 scale, shift = self.films[index](conditions)[:, :, None, None].chunk(2, dim=1)
+                hidden = hidden * (1 + scale) + shift
+            if timelines is not None and index < len(self.timeline_films):
+                # Frame j of this level spans spectrogram frames [j * s, (j + 1) * s) (stride-2 convolutions): the
+                # timeline averaged over them.
+                level = F.avg_pool1d(timelines, timelines.shape[-1] // hidden.shape[-1])
+                scale, shift = self.timeline_films[index](level.transpose(1, 2)).transpose(1, 2)[:, :, None].chunk(2, dim=1)
                 hidden = hidden * (1 + scale) + shift
             if index < len(self.gates):
                 skip = skips[-1 - index]
@@ -169,10 +223,20 @@ class TriBertSeparationHead(nn.Module):
         return hidden
 
     def forward(
-        self, mixture_magnitude: torch.Tensor, conditions: torch.Tensor | None = None, log_eps: float = 1e-10
+        self,
+        mixture_magnitude: torch.Tensor,
+        conditions: torch.Tensor | None = None,
+        log_eps: float = 1e-10,
+        timelines: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` -> mask logits `(B, N, F, T)`; without
-        conditioning (`condition_size=None`): -> `(B, out_channels, F, T)`."""
+        """`mixture_magnitude` `(B, 1, F, T)` and `conditions` `(B, N, D)` (and, with `timeline_size`, `timelines`
+        `(B, N, timeline_size, T')`) -> mask logits `(B, N, F, T)`; without conditioning (`condition_size=None`):
+        -> `(B, out_channels, F, T)`."""
+        if (timelines is None) != (self.timeline_films is None):
+            raise ValueError(
+                "This U-Net takes per-frame `timelines` (timeline_size)." if timelines is None
+                else "This U-Net was built without timelines (timeline_size=None): pass no `timelines`."
+            )
         skips = self.encode(mixture_magnitude, log_eps)
         if self.fusion is None:
             if conditions is not None:
@@ -183,9 +247,13 @@ class TriBertSeparationHead(nn.Module):
         batch, videos = conditions.shape[:2]
         # The encoder runs once per mixture; the decoder once per video of the mixture.
         conditions = conditions.flatten(0, 1)
+        if timelines is not None:
+            if timelines.shape[:2] != (batch, videos):
+                raise ValueError(f"`timelines` must be (batch, videos, size, frames) = ({batch}, {videos}, ...), got {tuple(timelines.shape)}.")
+            timelines = timeline_to_frames(timelines.flatten(0, 1).to(conditions.dtype), mixture_magnitude.shape[-1])
         hidden = self.fusion(skips[-1].repeat_interleave(videos, dim=0), conditions)
         skips = [skip.repeat_interleave(videos, dim=0) for skip in skips[:-1]]
-        hidden = self.decode(hidden, skips, conditions)
+        hidden = self.decode(hidden, skips, conditions, timelines)
         if self.condition_maps is not None:
             weights = self.condition_maps(conditions).to(hidden.dtype)
             hidden = torch.einsum("nkft,nk->nft", hidden, weights[:, :-1]) + weights[:, -1, None, None]
@@ -198,6 +266,9 @@ __all__ = [
     "TriBertConditionMaps",
     "TriBertFiLM",
     "TriBertSeparationHead",
+    "TriBertTimelineFiLM",
     "bottleneck_channels",
+    "interpolate_frames",
+    "timeline_to_frames",
     "unet_channels",
 ]

@@ -31,7 +31,7 @@ def model_config(size: str) -> tuple[TriBertConfig, dict]:
     return config, processor
 
 
-MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "audio_only", "sop")
+MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "tribert_temporal", "audio_only", "sop")
 
 
 def build_config(model: str, size: str):
@@ -46,6 +46,8 @@ def build_config(model: str, size: str):
     unet = {k: getattr(config, k) for k in ("separation_base_channels", "separation_num_downs", "mask_type")}
     if model == "tribert_no_pose":
         config.use_pose_input = False
+    elif model == "tribert_temporal":  # ours: the U-Net also sees the pose timeline, frame by frame
+        config.separation_conditioning = "temporal"
     elif model == "tribert_self_attention":
         streams = {}
         for name in ("vision_config", "pose_config", "audio_config"):

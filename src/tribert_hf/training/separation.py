@@ -32,6 +32,7 @@ import torch
 from transformers import HfArgumentParser, get_scheduler
 
 from .. import TriBertConfig, TriBertFeatureExtractor, TriBertProcessor, TriBertVideoProcessor
+from ..configuration_tribert import SEPARATION_CONDITIONINGS
 from ..data import MixAndSeparateCollator
 from ..evaluation import MODEL_INPUTS, evaluate_separation_model
 from ..hub import push_folder, resolve_hub_model_id, write_model_card
@@ -48,7 +49,7 @@ class SeparationTrainingArguments:
     dataset: str = field(default="synthetic:small", metadata={"help": "synthetic:tiny, synthetic:small or a prepared folder"})
     output_dir: str = field(default="outputs/separation", metadata={"help": "checkpoints, logs, the final model"})
     model_size: str = field(default="small", metadata={"help": "tiny (tests), small (CPU demo) or paper"})
-    model: str = field(default="tribert", metadata={"help": "tribert (the paper's joint objective); ablations: tribert_no_pose (the pose stream sees no keypoints), tribert_self_attention (co-attention layers replaced by per-stream self-attention layers); baselines: audio_only (the same U-Net, no conditioning, permutation-invariant loss, scored with the best permutation), sop (Sound-of-Pixels: ResNet frame vector weights K U-Net channels)"})
+    model: str = field(default="tribert", metadata={"help": "tribert (the paper's joint objective); ablations: tribert_no_pose (the pose stream sees no keypoints), tribert_self_attention (co-attention layers replaced by per-stream self-attention layers); ours: tribert_temporal (the U-Net also conditioned per time frame on the pose timeline, separation_conditioning=temporal); baselines: audio_only (the same U-Net, no conditioning, permutation-invariant loss, scored with the best permutation), sop (Sound-of-Pixels: ResNet frame vector weights K U-Net channels)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "start from this checkpoint (fine-tuning)"})
     num_mix: int = field(default=2, metadata={"help": "videos mixed per training example (N)"})
     crops_per_clip: int = field(default=4, metadata={"help": "random training crops featurized per clip"})
@@ -61,6 +62,7 @@ class SeparationTrainingArguments:
     mask_type: str | None = field(default=None, metadata={"help": "binary (sigmoid masks, weighted BCE: the paper) or ratio (masks in [0, 2], weighted L1); default: the config's"})
     separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
+    separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
@@ -215,7 +217,10 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
 
     config, processor_settings = build_config(args.model, args.model_size)
     if args.model_name_or_path:
-        model = model_class(args.model).from_pretrained(args.model_name_or_path)
+        overrides = {}
+        if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
+            overrides["separation_conditioning"] = args.separation_conditioning
+        model = model_class(args.model).from_pretrained(args.model_name_or_path, **overrides)
         config = model.config
     else:
         if args.mask_type is not None:
@@ -224,6 +229,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             config.separation_class_conditioning = True
         if args.separation_condition_maps and isinstance(config, TriBertConfig):
             config.separation_condition_maps = args.separation_condition_maps
+        if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
+            config.separation_conditioning = args.separation_conditioning
         model = model_class(args.model)(config)
     if args.mask_type is not None and config.mask_type != args.mask_type:
         raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")

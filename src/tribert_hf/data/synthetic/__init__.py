@@ -17,7 +17,8 @@ and flashes are detected in that segment (`detect_onsets`); train, val and test 
 
 A video depends only on `(seed, split, index)` and the generation parameters, so regenerating it gives the same
 audio and pose bytes. Besides the prepared-format files (see `tribert_hf.data.prepared`), each video also has its
-separate sources, the ground truth of separation: `media/<video_id>/sources/<class>.wav` (`read_sources`).
+separate sources, the ground truth of separation: `media/<video_id>/sources/<class>.wav` (`read_sources`;
+`<class>-2.wav` for the second player of a same-class duet, an opt-in: `same_class_duet_fraction`).
 
 Units: times in seconds, audio as mono float32 at `sampling_rate` Hz, pitches as MIDI note numbers
 (69 = A4 = 440 Hz), sizes of players and instruments in body heights ("H", head top to ankle, about
@@ -35,12 +36,15 @@ from .dataset import (
     GENERATION_DEFAULTS,
     GENERATOR_VERSION,
     MARKER_FILE,
+    OPTIONAL_GENERATION_DEFAULTS,
     SYNTHETIC_PRESETS,
     SyntheticVideo,
     generate_synthetic_music,
     load_synthetic_music,
     make_synthetic_video,
+    player_names,
     read_sources,
+    video_players,
 )
 from .onsets import detect_onsets
 from .sounds import SoundBank, clip_split, index_sounds
@@ -65,7 +69,9 @@ __all__ = [
     "index_sounds",
     "load_synthetic_music",
     "make_synthetic_video",
+    "player_names",
     "random_melody",
     "read_sources",
     "synthesize",
+    "video_players",
 ]

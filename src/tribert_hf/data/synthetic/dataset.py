@@ -41,6 +41,11 @@ GENERATION_DEFAULTS = {
     "pose_fps": 24.0,  # keypoint frames per second
     "seed": 0,
 }
+# Opt-in generation parameters: left out of a preset's parameters (and so of its cache key) unless the preset sets
+# them, so that the presets without them keep their content and their cache folders.
+OPTIONAL_GENERATION_DEFAULTS = {
+    "same_class_duet_fraction": 0.0,  # share of the duets whose two players play the same class (e.g. two violins)
+}
 SYNTHETIC_PRESETS: dict[str, dict] = {  # on top of GENERATION_DEFAULTS
     "tiny": {"num_videos": {"train": 16, "val": 4, "test": 4}},  # tests
     "small": {"num_videos": dict(DEFAULT_NUM_VIDEOS)},  # demos
@@ -57,10 +62,12 @@ MIXTURE_MAX_PEAK = 0.9
 class SyntheticVideo:
     """One generated video, in memory.
 
-    waveform: float32 (samples,), the sum of `sources`; sources: class -> float32 (samples,); onsets: class ->
-    note start times (s); frames: uint8 (frames, size, size, 3) RGB; pose: float32 (2, pose frames, 68, 3);
-    clips: class -> {"path": clip relative to the sounds folder, "start": s into the clip, "looped": bool} when
-    the sounds come from a `sounds_dir` (the onsets are then those detected in the clip), else empty.
+    labels: the classes playing, each once (a same-class duet has one label); waveform: float32 (samples,), the
+    sum of `sources`; sources: player -> float32 (samples,), a player named by its class (`<class>-2` for the
+    second player of a same-class duet, see `player_names`), in the order of the players (left to right); onsets:
+    player -> note start times (s); frames: uint8 (frames, size, size, 3) RGB; pose: float32 (2, pose frames, 68,
+    3); clips: player -> {"path": clip relative to the sounds folder, "start": s into the clip, "looped": bool}
+    when the sounds come from a `sounds_dir` (the onsets are then those detected in the clip), else empty.
     """
 
     video_id: str
@@ -104,6 +111,52 @@ def _is_duet(index: int, duet_fraction: float) -> bool:
     return int((index + 1) * duet_fraction) > int(index * duet_fraction)
 
 
+def player_names(players: Sequence[str]) -> list[str]:
+    """Names of a video's players (their classes, in order): the class, or `<class>-2` for the second player of a
+    class (a same-class duet), e.g. ["violin", "violin-2"]. The names of the per-player source files."""
+    names = []
+    for index, label in enumerate(players):
+        count = list(players[:index]).count(label)
+        names.append(label if count == 0 else f"{label}-{count + 1}")
+    return names
+
+
+def _draw_players(
+    classes: Sequence[str], split_id: int, index: int, duet_fraction: float, same_class_duet_fraction: float,
+    seed: int, rng: np.random.Generator,
+) -> list[str]:  # fmt: skip
+    """The classes of video `index`'s players (1 or 2), drawing from `rng` as the video's generation does."""
+    order = np.random.default_rng([seed, split_id]).permutation(len(classes))
+    players = [classes[order[index % len(classes)]]]
+    if _is_duet(index, duet_fraction):
+        # The k-th duet (k from 0) is a same-class duet when `_is_duet(k, same_class_duet_fraction)`: spread evenly
+        # over the duets, and no random draw (a fraction of 0 leaves every video as it was).
+        duet_number = int((index + 1) * duet_fraction) - 1
+        if _is_duet(duet_number, same_class_duet_fraction):
+            players.append(players[0])
+        else:
+            others = [name for name in classes if name != players[0]]
+            players.append(others[rng.integers(len(others))])
+    return players
+
+
+def video_players(
+    split: str,
+    index: int,
+    classes: Sequence[str] | None = None,
+    duet_fraction: float = GENERATION_DEFAULTS["duet_fraction"],
+    seed: int = GENERATION_DEFAULTS["seed"],
+    same_class_duet_fraction: float = OPTIONAL_GENERATION_DEFAULTS["same_class_duet_fraction"],
+) -> list[str]:
+    """The classes of the players of video `index` of `split` (what `make_synthetic_video` draws), without
+    generating it: e.g. to count the test pairs that share a class."""
+    classes = _check_classes(classes)
+    return _draw_players(
+        classes, SPLITS.index(split), index, duet_fraction, same_class_duet_fraction, seed,
+        np.random.default_rng([seed, SPLITS.index(split), index]),
+    )  # fmt: skip
+
+
 def make_synthetic_video(
     split: str,
     index: int,
@@ -116,13 +169,16 @@ def make_synthetic_video(
     pose_fps: float = GENERATION_DEFAULTS["pose_fps"],
     seed: int = GENERATION_DEFAULTS["seed"],
     sounds_dir: str | os.PathLike | SoundBank | None = None,
+    same_class_duet_fraction: float = OPTIONAL_GENERATION_DEFAULTS["same_class_duet_fraction"],
 ) -> SyntheticVideo:
     """Generate video `index` of `split` in memory (what `generate_synthetic_music` writes).
 
     Depends only on its arguments (and, with `sounds_dir`, the clips): `duration` s of audio
     (round(duration * sampling_rate) samples), round(duration * fps) frames of frame_size x frame_size pixels,
     round(duration * pose_fps) keypoint frames. Solo players take the classes in a per-split shuffled cycle; a
-    duet adds a different random class.
+    duet adds a different random class, or, in `same_class_duet_fraction` of the duets (spread evenly; default
+    none), a second player of the same class with a melody (or clip) of its own: two violins that differ only in
+    when each plays.
 
     sounds_dir: a folder of solo clips `<class>/<name>.wav` (or its `index_sounds`), whose sub-folders are the
     classes when `classes` is None. Each player then plays a clip of its class instead of a synthesised melody:
@@ -135,28 +191,28 @@ def make_synthetic_video(
     classes, bank = _resolve_sounds(classes, sounds_dir)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; use {SPLITS}.")
+    if not 0.0 <= same_class_duet_fraction <= 1.0:
+        raise ValueError(f"same_class_duet_fraction must be within [0, 1], got {same_class_duet_fraction}.")
     duet = _is_duet(index, duet_fraction)
-    if duet and len(classes) < 2:
+    if duet and len(classes) < 2 and same_class_duet_fraction < 1.0:
         raise ValueError("Duets need at least two classes (or use duet_fraction=0).")
     split_id = SPLITS.index(split)
-    order = np.random.default_rng([seed, split_id]).permutation(len(classes))
     rng = np.random.default_rng([seed, split_id, index])
-    labels = [classes[order[index % len(classes)]]]
-    if duet:
-        others = [name for name in classes if name != labels[0]]
-        labels.append(others[rng.integers(len(others))])
+    players = _draw_players(classes, split_id, index, duet_fraction, same_class_duet_fraction, seed, rng)
+    names = player_names(players)
 
     num_samples = round(duration * sampling_rate)
     clips = {}
     if bank is None:
-        melodies = {label: random_melody(TIMBRES[label], rng, duration) for label in labels}
+        melodies = {name: random_melody(TIMBRES[label], rng, duration) for name, label in zip(names, players)}
         sources = {
-            label: synthesize(TIMBRES[label], melodies[label], num_samples, sampling_rate, rng) for label in labels
+            name: synthesize(TIMBRES[label], melodies[name], num_samples, sampling_rate, rng)
+            for name, label in zip(names, players)
         }
     else:
         melodies, sources = {}, {}
-        for label in labels:
-            melodies[label], sources[label], clips[label] = _clip_source(
+        for name, label in zip(names, players):
+            melodies[name], sources[name], clips[name] = _clip_source(
                 bank, label, split, seed, num_samples, sampling_rate, rng
             )
     peak = float(np.abs(sum(sources.values())).max())
@@ -169,18 +225,18 @@ def make_synthetic_video(
         spots = [(rng.uniform(0.22, 0.32), rng.uniform(0.5, 0.58)), (rng.uniform(0.68, 0.78), rng.uniform(0.5, 0.58))]
     else:
         spots = [(rng.uniform(0.35, 0.65), rng.uniform(0.62, 0.75))]
-    players = []
-    for label, (x, height) in zip(labels, spots):
+    animated = []
+    for name, label, (x, height) in zip(names, players, spots):
         hip = np.array([x, 0.93 - 0.5 * height + rng.uniform(-0.03, 0.03)])
-        players.append(_animate_player(label, melodies[label], hip, height, times, rng))
-    pose = _pose_array(players, rng)
-    frames = _draw_frames(players, pose, round(duration * fps), fps, pose_fps, frame_size, rng)
+        animated.append(_animate_player(label, melodies[name], hip, height, times, rng))
+    pose = _pose_array(animated, rng)
+    frames = _draw_frames(animated, pose, round(duration * fps), fps, pose_fps, frame_size, rng)
     return SyntheticVideo(
         video_id=f"synth-{split}-{index:04d}",
-        labels=labels,
+        labels=list(dict.fromkeys(players)),
         waveform=waveform,
         sources=sources,
-        onsets={label: melodies[label].onsets for label in labels},
+        onsets={name: melodies[name].onsets for name in names},
         frames=frames,
         pose=pose,
         clips=clips,
@@ -205,16 +261,21 @@ def _write_sources(root: str, video_id: str, sources: Mapping[str, np.ndarray], 
 
 
 def read_sources(root: str, row: Mapping) -> dict[str, np.ndarray]:
-    """The separate sources of a synthetic video: class -> float32 waveform (samples,), in `row["labels"]` order.
+    """The separate sources of a synthetic video: player -> float32 waveform (samples,), in `row["labels"]` order,
+    a player named by its class (and `<class>-2` for the second player of a same-class duet: `player_names`).
 
     Their sum is the row's audio (to float32 precision).
     """
     sources = {}
+    folder = os.path.join(root, "media", row["video_id"], "sources")
     for label in row["labels"]:
-        path = os.path.join(root, "media", row["video_id"], "sources", f"{label}.wav")
+        path = os.path.join(folder, f"{label}.wav")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path!r} is missing: per-source audio exists only for synthetic videos.")
         sources[label] = read_wav(path)[0]
+        if row.get("kind") == "duet" and len(row["labels"]) == 1:  # a same-class duet: the second player
+            second = f"{label}-2"
+            sources[second] = read_wav(os.path.join(folder, f"{second}.wav"))[0]
     return sources
 
 
@@ -231,13 +292,15 @@ def generate_synthetic_music(
     seed: int = GENERATION_DEFAULTS["seed"],
     progress: bool = True,
     sounds_dir: str | os.PathLike | SoundBank | None = None,
+    same_class_duet_fraction: float = OPTIONAL_GENERATION_DEFAULTS["same_class_duet_fraction"],
 ) -> DatasetDict:
     """Write the synthetic music dataset into the prepared-dataset folder `root` and return its `DatasetDict`.
 
     num_videos: split -> number of videos (default train 64, val 16, test 16); classes: MUSIC21 names (default
     `DEFAULT_SYNTHETIC_CLASSES`, or with `sounds_dir` its class sub-folders); duet_fraction: share of two-player
     videos; duration: seconds per video; sampling_rate: Hz of the mono audio; fps: frames per second of the
-    frame_size x frame_size RGB frames; pose_fps: keypoint frames per second. Videos are
+    frame_size x frame_size RGB frames; pose_fps: keypoint frames per second; same_class_duet_fraction: share of
+    the duets whose two players play the same class (default 0: every duet has two classes). Videos are
     `synth-<split>-<index:04d>` (see `make_synthetic_video`); besides the prepared format, each has its sources
     in `media/<video_id>/sources/<class>.wav` (`read_sources`). `ROOT/synthetic.json`, the parameters, is
     written last: it marks a complete generation.
@@ -257,10 +320,14 @@ def generate_synthetic_music(
         raise ValueError(f"Unknown split(s) {sorted(unknown)}; use {SPLITS}.")
     if not 0.0 <= duet_fraction <= 1.0:
         raise ValueError(f"duet_fraction must be within [0, 1], got {duet_fraction}.")
+    if not 0.0 <= same_class_duet_fraction <= 1.0:
+        raise ValueError(f"same_class_duet_fraction must be within [0, 1], got {same_class_duet_fraction}.")
     parameters = {
         "num_videos": num_videos, "classes": list(classes), "duet_fraction": duet_fraction, "duration": duration,
         "sampling_rate": sampling_rate, "fps": fps, "frame_size": frame_size, "pose_fps": pose_fps, "seed": seed,
     }  # fmt: skip
+    if same_class_duet_fraction:  # recorded only when used: the record of a dataset without it is unchanged
+        parameters["same_class_duet_fraction"] = same_class_duet_fraction
     if bank is not None:
         parameters.update(sounds_dir=os.path.abspath(bank.root), sounds_fingerprint=bank.fingerprint)
     clips = {}
@@ -275,14 +342,14 @@ def generate_synthetic_music(
             for index in range(count):
                 video = make_synthetic_video(
                     split, index, classes, duet_fraction, duration, sampling_rate, fps, frame_size, pose_fps, seed,
-                    sounds_dir=bank,
+                    sounds_dir=bank, same_class_duet_fraction=same_class_duet_fraction,
                 )  # fmt: skip
                 if video.clips:
                     clips[video.video_id] = video.clips
                 rows.append(
                     write_media(
                         root, video.video_id, video.labels, video.waveform, sampling_rate, video.frames, fps,
-                        pose=video.pose, pose_fps=pose_fps,
+                        pose=video.pose, pose_fps=pose_fps, kind="duet" if len(video.sources) > 1 else "solo",
                     )  # fmt: skip
                 )
                 _write_sources(root, video.video_id, video.sources, sampling_rate)
