@@ -77,3 +77,33 @@ def test_gain_jitter_scales_each_clip_and_resumes_with_the_same_draws(clips):
     torch.testing.assert_close(collate(examples)["source_waveforms"], first["source_waveforms"])
     with pytest.raises(ValueError, match="gain_range"):
         MixAndSeparateCollator(fe, gain_range=(0.0, 1.0))
+
+
+def test_mixture_batch_sampler_plain_same_class_and_epochs():
+    import numpy as np
+
+    from tribert_hf.data import MixtureBatchSampler
+
+    labels = [{"violin"}, {"flute"}, {"violin"}, {"cello"}, {"flute"}, {"violin", "cello"}, {"drum"}, {"flute"}] * 2
+    clip_ids = list(range(8)) * 2  # two crops of each of 8 clips
+    plain = MixtureBatchSampler(labels, mixtures_per_batch=2, num_mix=2, seed=3, clip_ids=clip_ids)
+    assert len(plain) == 4
+    order = np.random.default_rng([3, 0]).permutation(16).tolist()
+    assert [row for batch in plain for row in batch] == order  # p = 0: the epoch's permutation, in groups
+    same = MixtureBatchSampler(labels, mixtures_per_batch=2, num_mix=2, same_class_fraction=1.0, seed=3, clip_ids=clip_ids)
+    first = list(same)
+    assert first == list(same)  # the same epoch draws the same batches
+    for batch in first:
+        for a, b in zip(batch[::2], batch[1::2]):
+            assert labels[a] & labels[b] and clip_ids[a] != clip_ids[b]  # a shared class, two different clips
+    assert "drum" not in same.rows_by_class  # one drum clip (two crops) cannot make a same-class mixture
+    same.sampler.set_epoch(1)  # what accelerate calls (also through a sharded batch sampler)
+    assert list(same) != first
+    half = MixtureBatchSampler(labels * 8, mixtures_per_batch=4, num_mix=2, same_class_fraction=0.5, seed=0)
+    pairs = [(batch[k], batch[k + 1]) for batch in half for k in range(0, 8, 2)]
+    shared = sum(bool((labels * 8)[a] & (labels * 8)[b]) for a, b in pairs) / len(pairs)
+    assert 0.45 < shared < 0.8  # half drawn same-class, plus the random pairs that happen to share one
+    with pytest.raises(ValueError, match="same_class_fraction must be in"):
+        MixtureBatchSampler(labels, 2, same_class_fraction=1.5)
+    with pytest.raises(ValueError, match="needs a class with 2 different clips"):
+        MixtureBatchSampler([{"a"}, {"b"}], 1, same_class_fraction=0.5)

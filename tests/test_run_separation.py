@@ -190,3 +190,20 @@ def test_the_separation_unet_gets_its_own_learning_rate():
     assert len(audio_head["params"]) > 0
     with pytest.raises(ValueError, match="no separation module"):
         parameter_groups(torch.nn.Linear(2, 2), 1e-3, 5e-3)
+
+
+@pytest.mark.slow
+def test_same_class_mixtures_resume_to_the_same_weights(tmp_path, cache):
+    """--same_class_mixtures (MixtureBatchSampler): every mixture shares a class at 1.0, and an interrupted run
+    resumes to the weights of a straight one (the sampler's draws depend on the seed and the epoch only)."""
+    args = COMMON + ["--eval_steps", "100", "--same_class_mixtures", "1.0"]
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    run(args + ["--output_dir", str(straight)], cache)
+    run(args + ["--output_dir", str(interrupted), "--stop_at_step", "2"], cache)
+    assert "Resumed from" in run(args + ["--output_dir", str(interrupted), "--resume"], cache)
+    a, b = load_file(straight / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6
+    plain = tmp_path / "plain"
+    run(COMMON + ["--eval_steps", "100", "--output_dir", str(plain)], cache)
+    c = load_file(plain / "model.safetensors")
+    assert max(float((a[k].float() - c[k].float()).abs().max()) for k in a) > 1e-4  # other mixtures were drawn

@@ -195,7 +195,7 @@ def test_save_and_load_give_the_same_masks(tmp_path):
 @pytest.mark.slow
 def test_a_temporal_folder_loads_as_remote_code(tmp_path):
     """The saved folder's flat code (modeling_tribert.py, unet.py) builds the temporal head where tribert_hf is not
-    installed, with the same masks."""
+    installed, with the same masks (up to float rounding: the other interpreter may use other thread counts)."""
     from test_remote_code import run_without_tribert_hf
 
     model = build(films=0.2)
@@ -212,7 +212,7 @@ def test_a_temporal_folder_loads_as_remote_code(tmp_path):
         assert model.config.separation_conditioning == "temporal" and model.pose_timeline is not None
         with torch.no_grad():
             logits = model(**torch.load({str(tmp_path / "inputs.pt")!r})).logits
-        torch.testing.assert_close(logits, torch.load({str(tmp_path / "expected.pt")!r}), rtol=0, atol=0)
+        torch.testing.assert_close(logits, torch.load({str(tmp_path / "expected.pt")!r}), rtol=1e-4, atol=1e-5)
         """,
     )
 

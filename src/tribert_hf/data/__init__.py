@@ -1,6 +1,6 @@
 """Data: the prepared-dataset format, the built-in synthetic music dataset, and preparation from real videos."""
 
-from .collator import MixAndSeparateCollator
+from .collator import MixAndSeparateCollator, MixtureBatchSampler
 from .features import PreparedClipFeaturizer
 from .prepared import (
     PREPARED_FEATURES,

@@ -33,7 +33,7 @@ from transformers import HfArgumentParser, get_scheduler
 
 from .. import TriBertConfig, TriBertFeatureExtractor, TriBertProcessor, TriBertVideoProcessor
 from ..configuration_tribert import SEPARATION_CONDITIONINGS
-from ..data import MixAndSeparateCollator
+from ..data import MixAndSeparateCollator, MixtureBatchSampler
 from ..evaluation import MODEL_INPUTS, evaluate_separation_model
 from ..hub import push_folder, resolve_hub_model_id, write_model_card
 from ..video_processing_tribert import FRAME_RATE
@@ -63,6 +63,7 @@ class SeparationTrainingArguments:
     separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
+    same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
@@ -255,11 +256,24 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         raise ValueError(f"--gain_range takes LOW,HIGH, got {args.gain_range!r}.")
     collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type, gain_range=gain_range, seed=args.seed)
     val_collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type)
-    generator = torch.Generator().manual_seed(args.seed)
-    train_loader = torch.utils.data.DataLoader(
-        train, batch_size=args.mixtures_per_batch * args.num_mix, shuffle=True, drop_last=True,
-        collate_fn=collate, generator=generator,
-    )  # fmt: skip
+    if args.same_class_mixtures > 0:  # rows are clip r % len(split) (`featurize`)
+        clips = len(dataset["train"])
+        labels = [frozenset(row) for row in dataset["train"]["labels"]]
+        sampler = MixtureBatchSampler(
+            [labels[r % clips] for r in range(len(train))], args.mixtures_per_batch, args.num_mix,
+            args.same_class_mixtures, args.seed, clip_ids=[r % clips for r in range(len(train))],
+        )  # fmt: skip
+        # a generator of its own: without one, each new iterator draws its base seed from the global RNG, and a
+        # resumed run (which restores that RNG, then makes a new iterator) would shift the dropout draws
+        train_loader = torch.utils.data.DataLoader(
+            train, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(args.seed)
+        )
+    else:
+        generator = torch.Generator().manual_seed(args.seed)
+        train_loader = torch.utils.data.DataLoader(
+            train, batch_size=args.mixtures_per_batch * args.num_mix, shuffle=True, drop_last=True,
+            collate_fn=collate, generator=generator,
+        )  # fmt: skip
     val_loader = torch.utils.data.DataLoader(val, batch_size=2 * args.num_mix, drop_last=True, collate_fn=val_collate)
     if len(train_loader) == 0:
         raise ValueError(f"Not enough training clips for one batch of {args.mixtures_per_batch * args.num_mix}.")
