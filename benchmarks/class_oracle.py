@@ -11,6 +11,12 @@ training recipe from the encoder: if this reference learns slowly, so will TriBE
     python benchmarks/class_oracle.py --dataset ~/.cache/tribert_hf/realistic --steps 500 --condition_maps 0 16 \\
         --output benchmarks/results/class_oracle.json
 
+Diagnostics of the head itself: `--base_channels` (the U-Net's width), `--no_attention_gates` (plain skips: the
+gates replaced by the identity), `--train_sounds_dir` (train on the whole solo clips of a `tribert render-solos`
+folder, the training split of `clip_split`, instead of the dataset's 6.5-s training videos: more material, the
+same validation pairs). Every evaluation also scores 32 fixed pairs of training clips (the `train_sdr` of the
+curve): the gap to the validation SDR says how much of what the head learns is specific to the training clips.
+
 Writes JSON (every variant's validation curve, seconds per step, the settings) and prints one line per variant.
 """
 
@@ -25,9 +31,11 @@ import statistics
 import time
 
 import torch
+from torch.nn import functional as F
 
 from tribert_hf import TriBertFeatureExtractor
 from tribert_hf.data import load_prepared
+from tribert_hf.data.synthetic.sounds import clip_split
 from tribert_hf.media import read_wav
 from tribert_hf.metrics import SeparationMetrics
 from tribert_hf.separation.losses import activate_masks, mask_loss
@@ -43,6 +51,31 @@ def load_split(root: str, split, label2id: dict) -> list[tuple[torch.Tensor, tor
         labels[[label2id[name] for name in row["labels"]]] = 1.0
         clips.append((torch.as_tensor(waveform, dtype=torch.float32), labels, frozenset(row["labels"])))
     return clips
+
+
+def load_solo_clips(sounds_dir: str, label2id: dict, split: str = "train", peak: float = 0.5):
+    """The whole clips of `split` (`clip_split`) of a `<class>/<name>.wav` folder, each scaled to `peak` (the level
+    of a generated video's source)."""
+    clips = []
+    for name in sorted(os.listdir(sounds_dir)):
+        folder = os.path.join(sounds_dir, name)
+        if name not in label2id or not os.path.isdir(folder):
+            continue
+        paths = [f"{name}/{file}" for file in sorted(os.listdir(folder)) if file.endswith(".wav")]
+        for path in clip_split(paths, split):
+            waveform, _ = read_wav(os.path.join(sounds_dir, path))
+            waveform = torch.as_tensor(waveform, dtype=torch.float32)
+            labels = torch.zeros(len(label2id))
+            labels[label2id[name]] = 1.0
+            clips.append((waveform * (peak / waveform.abs().max().clamp_min(1e-8)), labels, frozenset([name])))
+    return clips
+
+
+class _PlainSkip(torch.nn.Module):
+    """An attention gate replaced by the identity (`--no_attention_gates`): the skip passes as it is."""
+
+    def forward(self, g, x):
+        return x
 
 
 def make_batch(fe, pairs, mask_type, generator=None, gain_range=(0.5, 1.5)):
@@ -70,13 +103,32 @@ def make_batch(fe, pairs, mask_type, generator=None, gain_range=(0.5, 1.5)):
     }  # fmt: skip
 
 
-def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int) -> dict:
+@torch.no_grad()
+def ideal_mask_sdr(fe, batches, mask_type: str, factors=(1, 2, 4)) -> dict:
+    """SDR of the ideal masks of the validation mixtures (targets clamped to a mask's range) on the full grid and
+    coarsened `factor` times (average-pooled, bilinearly upsampled back): how much a mask of coarser resolution
+    can reach (the head's last up-convolution upsamples features of half the spectrogram's resolution)."""
+    result = {}
+    for factor in factors:
+        metrics = SeparationMetrics()
+        for batch in batches:
+            masks = batch["targets"].clamp(0, 2)
+            if factor > 1:
+                masks = F.interpolate(F.avg_pool2d(masks, factor), scale_factor=factor, mode="bilinear", align_corners=True)
+            metrics.update(batch["sources"], fe.masks_to_waveforms(masks, batch["stft"], fe.num_samples), batch["mixture"])
+        result[str(factor)] = metrics.compute()["sdr"]
+    return result
+
+
+def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, train_batches=()) -> dict:
     config, _ = model_config(args.model_size)
     torch.manual_seed(seed)
     head = TriBertSeparationHead(
-        len(config.label2id), config.separation_base_channels, config.separation_num_downs,
+        len(config.label2id), args.base_channels or config.separation_base_channels, config.separation_num_downs,
         config.separation_fusion_heads, film=True, condition_maps=condition_maps,
     )  # fmt: skip
+    if args.no_attention_gates:
+        head.gates = torch.nn.ModuleList(_PlainSkip() for _ in head.gates)
     for module in head.modules():
         if isinstance(module, TriBertFiLM):  # as the models initialise it: FiLM starts as the identity
             torch.nn.init.zeros_(module.weight)
@@ -86,10 +138,10 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int) ->
     generator, rng = torch.Generator().manual_seed(seed), random.Random(seed)
 
     @torch.no_grad()
-    def validate():
+    def validate(batches):
         head.eval()
         metrics = SeparationMetrics()
-        for batch in val_batches:
+        for batch in batches:
             masks = activate_masks(head(batch["magnitude"], batch["labels"]), args.mask_type)
             estimates = fe.masks_to_waveforms(masks, batch["stft"], fe.num_samples)
             metrics.update(batch["sources"], estimates, batch["mixture"])
@@ -109,9 +161,10 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int) ->
         scheduler.step()
         step_seconds.append(time.perf_counter() - started)
         if step % args.eval_every == 0 or step == args.steps:
-            result = validate()
-            curve.append({"step": step, "loss": loss.item(), "sdr": result["sdr"], "sdr_mixture": result["sdr_mixture"]})
-            print(f"  maps={condition_maps} seed {seed} step {step}: validation SDR {result['sdr']:.2f} dB (mixture {result['sdr_mixture']:.2f})", flush=True)
+            result = validate(val_batches)
+            train_sdr = validate(train_batches)["sdr"] if train_batches else math.nan
+            curve.append({"step": step, "loss": loss.item(), "sdr": result["sdr"], "sdr_mixture": result["sdr_mixture"], "train_sdr": train_sdr})
+            print(f"  maps={condition_maps} seed {seed} step {step}: validation SDR {result['sdr']:.2f} dB (mixture {result['sdr_mixture']:.2f}), training pairs {train_sdr:.2f}", flush=True)
     parameters = sum(p.numel() for p in head.parameters())
     return {"condition_maps": condition_maps, "seed": seed, "parameters": parameters, "curve": curve, "seconds_per_step_median": statistics.median(step_seconds)}
 
@@ -129,6 +182,10 @@ def main(argv=None):
     parser.add_argument("--val_pairs", type=int, default=64)
     parser.add_argument("--eval_every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--base_channels", type=int, default=None, help="the U-Net's first width (default: the preset's)")
+    parser.add_argument("--no_attention_gates", action="store_true", help="plain skips instead of the attention gates")
+    parser.add_argument("--train_sounds_dir", default=None, help="train on the whole clips of this render-solos folder")
+    parser.add_argument("--train_pairs", type=int, default=32, help="fixed pairs of training clips scored beside validation")
     parser.add_argument("--output", default="benchmarks/results/class_oracle.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -136,13 +193,22 @@ def main(argv=None):
     config, _ = model_config(args.model_size)
     fe = TriBertFeatureExtractor(num_frequency_bins=config.audio_config.num_frequency_bins)
     dataset = load_prepared(args.dataset)
-    train = load_split(args.dataset, dataset["train"], config.label2id)
+    if args.train_sounds_dir:
+        train = load_solo_clips(args.train_sounds_dir, config.label2id)
+    else:
+        train = load_split(args.dataset, dataset["train"], config.label2id)
     val = load_split(args.dataset, dataset["val"], config.label2id)
     pairs = [(a, b) for a, b in itertools.combinations(val, 2) if not a[2] & b[2]]
     random.Random(0).shuffle(pairs)
     pairs = pairs[: args.val_pairs]
     val_batches = [make_batch(fe, pairs[i : i + 8], args.mask_type) for i in range(0, len(pairs), 8)]
-    runs = [run_variant(train, val_batches, fe, args, k, seed) for k in args.condition_maps for seed in args.seeds]
+    train_pairs = [(a, b) for a, b in itertools.combinations(train, 2) if not a[2] & b[2]]
+    random.Random(1).shuffle(train_pairs)
+    train_pairs = train_pairs[: args.train_pairs]
+    train_batches = [make_batch(fe, train_pairs[i : i + 8], args.mask_type) for i in range(0, len(train_pairs), 8)]
+    runs = [
+        run_variant(train, val_batches, fe, args, k, seed, train_batches) for k in args.condition_maps for seed in args.seeds
+    ]
     summary = {}
     for k in args.condition_maps:
         finals = [run["curve"][-1]["sdr"] for run in runs if run["condition_maps"] == k]
@@ -153,6 +219,7 @@ def main(argv=None):
         "settings": vars(args), "summary": summary, "runs": runs, "validation_pairs": len(pairs),
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "load": os.getloadavg()},
         "mixture_floor": runs[0]["curve"][-1]["sdr_mixture"] if runs else math.nan,
+        "ideal_mask_sdr_by_coarsening": ideal_mask_sdr(fe, val_batches, args.mask_type),
     }  # fmt: skip
     with open(args.output + ".tmp", "w") as f:
         json.dump(data, f, indent=2)
