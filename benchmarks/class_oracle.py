@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from tribert_hf import TriBertFeatureExtractor
 from tribert_hf.data import load_prepared
-from tribert_hf.data.synthetic.sounds import clip_split
+from tribert_hf.data.synthetic import clip_split, index_sounds
 from tribert_hf.media import read_wav
 from tribert_hf.metrics import SeparationMetrics
 from tribert_hf.separation.losses import activate_masks, mask_loss
@@ -54,16 +54,12 @@ def load_split(root: str, split, label2id: dict) -> list[tuple[torch.Tensor, tor
 
 
 def load_solo_clips(sounds_dir: str, label2id: dict, split: str = "train", peak: float = 0.5):
-    """The whole clips of `split` (`clip_split`) of a `<class>/<name>.wav` folder, each scaled to `peak` (the level
-    of a generated video's source)."""
-    clips = []
-    for name in sorted(os.listdir(sounds_dir)):
-        folder = os.path.join(sounds_dir, name)
-        if name not in label2id or not os.path.isdir(folder):
-            continue
-        paths = [f"{name}/{file}" for file in sorted(os.listdir(folder)) if file.endswith(".wav")]
+    """The whole clips of `split` (`clip_split`) of a `<class>/<name>.wav` folder (`index_sounds`), each scaled to
+    `peak` (the level of a generated video's source)."""
+    bank, clips = index_sounds(sounds_dir), []
+    for name, paths in bank.clips.items():
         for path in clip_split(paths, split):
-            waveform, _ = read_wav(os.path.join(sounds_dir, path))
+            waveform, _ = read_wav(os.path.join(bank.root, path))
             waveform = torch.as_tensor(waveform, dtype=torch.float32)
             labels = torch.zeros(len(label2id))
             labels[label2id[name]] = 1.0
