@@ -38,7 +38,7 @@ from tribert_hf.data import load_prepared
 from tribert_hf.data.synthetic import clip_split, index_sounds
 from tribert_hf.media import read_wav
 from tribert_hf.metrics import SeparationMetrics
-from tribert_hf.separation.losses import activate_masks, mask_loss
+from tribert_hf.separation.losses import activate_masks, mask_loss, waveform_sdr_loss
 from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead
 from tribert_hf.training import model_config
 
@@ -116,7 +116,7 @@ def ideal_mask_sdr(fe, batches, mask_type: str, factors=(1, 2, 4)) -> dict:
     return result
 
 
-def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, train_batches=()) -> dict:
+def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, train_batches=(), solo_batches=()) -> dict:
     config, _ = model_config(args.model_size)
     torch.manual_seed(seed)
     head = TriBertSeparationHead(
@@ -149,7 +149,12 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, tr
         started = time.perf_counter()
         batch = make_batch(fe, [rng.sample(train, 2) for _ in range(args.mixtures)], args.mask_type, generator)
         logits = head(batch["magnitude"], batch["labels"])
-        loss = mask_loss(logits, batch["targets"], batch["magnitude"], batch["weight"], args.mask_type)
+        loss = 0.0
+        if args.mask_loss_weight:
+            loss = args.mask_loss_weight * mask_loss(logits, batch["targets"], batch["magnitude"], batch["weight"], args.mask_type)
+        if args.waveform_loss_weight:
+            estimates = fe.masks_to_waveforms(activate_masks(logits, args.mask_type), batch["stft"], fe.num_samples)
+            loss = loss + args.waveform_loss_weight * waveform_sdr_loss(estimates, batch["sources"])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -159,8 +164,9 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, tr
         if step % args.eval_every == 0 or step == args.steps:
             result = validate(val_batches)
             train_sdr = validate(train_batches)["sdr"] if train_batches else math.nan
-            curve.append({"step": step, "loss": loss.item(), "sdr": result["sdr"], "sdr_mixture": result["sdr_mixture"], "train_sdr": train_sdr})
-            print(f"  maps={condition_maps} seed {seed} step {step}: validation SDR {result['sdr']:.2f} dB (mixture {result['sdr_mixture']:.2f}), training pairs {train_sdr:.2f}", flush=True)
+            solo_sdr = validate(solo_batches)["sdr"] if solo_batches else math.nan
+            curve.append({"step": step, "loss": loss.item(), "sdr": result["sdr"], "sdr_mixture": result["sdr_mixture"], "solo_sdr": solo_sdr, "train_sdr": train_sdr})
+            print(f"  maps={condition_maps} seed {seed} step {step}: validation SDR {result['sdr']:.2f} dB (mixture {result['sdr_mixture']:.2f}; solo pairs {solo_sdr:.2f}), training pairs {train_sdr:.2f}", flush=True)
     parameters = sum(p.numel() for p in head.parameters())
     return {"condition_maps": condition_maps, "seed": seed, "parameters": parameters, "curve": curve, "seconds_per_step_median": statistics.median(step_seconds)}
 
@@ -182,6 +188,8 @@ def main(argv=None):
     parser.add_argument("--no_attention_gates", action="store_true", help="plain skips instead of the attention gates")
     parser.add_argument("--train_sounds_dir", default=None, help="train on the whole clips of this render-solos folder")
     parser.add_argument("--train_pairs", type=int, default=32, help="fixed pairs of training clips scored beside validation")
+    parser.add_argument("--mask_loss_weight", type=float, default=1.0, help="weight of the mask loss (--mask_type)")
+    parser.add_argument("--waveform_loss_weight", type=float, default=0.0, help="weight of the negative SDR of the masked waveforms (waveform_sdr_loss)")
     parser.add_argument("--output", default="benchmarks/results/class_oracle.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -198,12 +206,18 @@ def main(argv=None):
     random.Random(0).shuffle(pairs)
     pairs = pairs[: args.val_pairs]
     val_batches = [make_batch(fe, pairs[i : i + 8], args.mask_type) for i in range(0, len(pairs), 8)]
+    # The same kind of pairs restricted to videos of one instrument (a mixture of exactly two instruments): the
+    # validation pairs above also mix duet videos (a source of two instruments against a third).
+    solo = [(a, b) for a, b in itertools.combinations(val, 2) if not a[2] & b[2] and len(a[2]) == len(b[2]) == 1]
+    random.Random(0).shuffle(solo)
+    solo = solo[: args.val_pairs]
+    solo_batches = [make_batch(fe, solo[i : i + 8], args.mask_type) for i in range(0, len(solo), 8)]
     train_pairs = [(a, b) for a, b in itertools.combinations(train, 2) if not a[2] & b[2]]
     random.Random(1).shuffle(train_pairs)
     train_pairs = train_pairs[: args.train_pairs]
     train_batches = [make_batch(fe, train_pairs[i : i + 8], args.mask_type) for i in range(0, len(train_pairs), 8)]
     runs = [
-        run_variant(train, val_batches, fe, args, k, seed, train_batches) for k in args.condition_maps for seed in args.seeds
+        run_variant(train, val_batches, fe, args, k, seed, train_batches, solo_batches) for k in args.condition_maps for seed in args.seeds
     ]
     summary = {}
     for k in args.condition_maps:
@@ -212,7 +226,7 @@ def main(argv=None):
         print(f"class oracle, condition_maps={k}: validation SDR {summary[str(k)]['sdr']:.2f} ± {summary[str(k)]['std']:.2f} dB after {args.steps} steps of {args.mixtures} mixtures ({len(pairs)} distinct-class pairs)")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     data = {
-        "settings": vars(args), "summary": summary, "runs": runs, "validation_pairs": len(pairs),
+        "settings": vars(args), "summary": summary, "runs": runs, "validation_pairs": len(pairs), "solo_validation_pairs": len(solo),
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "load": os.getloadavg()},
         "mixture_floor": runs[0]["curve"][-1]["sdr_mixture"] if runs else math.nan,
         "ideal_mask_sdr_by_coarsening": ideal_mask_sdr(fe, val_batches, args.mask_type),

@@ -19,7 +19,7 @@ def test_class_oracle_trains_each_variant_and_writes_json(tmp_path, capsys):
     assert [run["condition_maps"] for run in data["runs"]] == [0, 3] and set(data["summary"]) == {"0", "3"}
     for run in data["runs"]:
         assert [point["step"] for point in run["curve"]] == [2, 4]
-        assert all(math.isfinite(point[key]) for point in run["curve"] for key in ("sdr", "loss", "train_sdr"))
+        assert all(math.isfinite(point[key]) for point in run["curve"] for key in ("sdr", "loss", "train_sdr", "solo_sdr"))
         # the same validation mixtures for every variant: the same floor
         assert run["curve"][-1]["sdr_mixture"] == data["mixture_floor"]
     # K maps: the last up-convolution gives 3 maps instead of 1, plus the condition's 4 weights
@@ -50,7 +50,8 @@ def test_class_oracle_head_diagnostics(tmp_path, capsys):
     assert len(clips) == 3 and all(abs(float(w.abs().max()) - 0.5) < 1e-6 for w, _, _ in clips)  # one train clip each
     runs = {}
     for name, extra in {"plain": [], "wide": ["--base_channels", "16"], "gateless": ["--no_attention_gates"],
-                        "solos": ["--train_sounds_dir", str(sounds)]}.items():  # fmt: skip
+                        "solos": ["--train_sounds_dir", str(sounds)],
+                        "waveform": ["--mask_loss_weight", "0", "--waveform_loss_weight", "1"]}.items():  # fmt: skip
         out = tmp_path / f"{name}.json"
         argv = ["--dataset", root, "--model_size", "tiny", "--steps", "2", "--eval_every", "2", "--mixtures", "2",
                 "--condition_maps", "0", "--val_pairs", "2", "--train_pairs", "2", "--threads", "1", "--output", str(out)]  # fmt: skip
@@ -58,3 +59,6 @@ def test_class_oracle_head_diagnostics(tmp_path, capsys):
     assert runs["wide"]["parameters"] > runs["plain"]["parameters"] > runs["gateless"]["parameters"]
     assert all(math.isfinite(run["curve"][-1]["train_sdr"]) for run in runs.values())
     assert runs["solos"]["curve"][-1]["train_sdr"] != runs["plain"]["curve"][-1]["train_sdr"]
+    # the mask loss (weighted L1 of ratio masks) is >= 0; the waveform loss is a negative SDR in dB, soft-capped at 30
+    assert runs["plain"]["curve"][-1]["loss"] >= 0 and -30 <= runs["waveform"]["curve"][-1]["loss"] <= 30
+    assert runs["waveform"]["curve"][-1]["loss"] != runs["plain"]["curve"][-1]["loss"]

@@ -207,3 +207,18 @@ def test_same_class_mixtures_resume_to_the_same_weights(tmp_path, cache):
     run(COMMON + ["--eval_steps", "100", "--output_dir", str(plain)], cache)
     c = load_file(plain / "model.safetensors")
     assert max(float((a[k].float() - c[k].float()).abs().max()) for k in a) > 1e-4  # other mixtures were drawn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["tribert", "audio_only"])
+def test_the_waveform_loss_joins_the_models_loss(tmp_path, cache, model):
+    """--waveform_loss_weight: the negative SDR of the masked waveforms (`waveform_sdr_loss`; the PIT baseline's in
+    its best permutation) is logged and added to the model's loss."""
+    out = tmp_path / model
+    run(COMMON + ["--model", model, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--output_dir", str(out),
+                  "--logging_steps", "1", "--waveform_loss_weight", "0.5"], cache)  # fmt: skip
+    log = [json.loads(line) for line in open(out / "train_log.jsonl")]
+    assert [row["step"] for row in log] == [1, 2]
+    for row in log:
+        assert -30 <= row["waveform_loss"] <= 30 and row["waveform_loss"] != 0  # an SDR in dB, soft-capped at 30
+        assert row["loss"] == pytest.approx(row["model_loss"] + 0.5 * row["waveform_loss"], rel=1e-5)

@@ -34,8 +34,9 @@ from transformers import HfArgumentParser, get_scheduler
 from .. import TriBertConfig, TriBertFeatureExtractor, TriBertProcessor, TriBertVideoProcessor
 from ..configuration_tribert import SEPARATION_CONDITIONINGS
 from ..data import MixAndSeparateCollator, MixtureBatchSampler
-from ..evaluation import MODEL_INPUTS, evaluate_separation_model
+from ..evaluation import MODEL_INPUTS, evaluate_separation_model, predicted_masks
 from ..hub import push_folder, resolve_hub_model_id, write_model_card
+from ..separation.losses import waveform_sdr_loss
 from ..video_processing_tribert import FRAME_RATE
 from .checkpoints import atomic_save_state, latest_checkpoint
 from .presets import build_config, featurize, load_data, model_class
@@ -64,6 +65,7 @@ class SeparationTrainingArguments:
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
     same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
+    waveform_loss_weight: float = field(default=0.0, metadata={"help": "add this weight x the negative SDR (dB) of the masked waveforms (`waveform_sdr_loss`: masks -> mixture phase -> inverse STFT, the quantity the evaluation scores) to the model's loss (not in the paper); 0: the model's loss alone"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
@@ -192,6 +194,14 @@ def dataset_frame_rate(split) -> float:
 def main(argv=None) -> list[dict]:
     """`examples/run_separation.py`: parse `argv` and train (see `train_separation`)."""
     return train_separation(parse_args(argv))
+
+
+def waveform_loss(model, outputs, batch: dict, fe) -> torch.Tensor:
+    """`waveform_sdr_loss` of a training batch: the model's masks in the targets' order (`predicted_masks`: the PIT
+    baseline's best permutation) applied to the mixture (its phase, inverse STFT) against the source waveforms."""
+    masks = predicted_masks(model, outputs).float()
+    estimates = fe.masks_to_waveforms(masks, batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
+    return waveform_sdr_loss(estimates, batch["source_waveforms"])
 
 
 def train_separation(args: SeparationTrainingArguments) -> list[dict]:
@@ -328,7 +338,11 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         for batch in loader:
             with accelerator.accumulate(model):
                 out = model(**{k: batch[k] for k in MODEL_INPUTS})
-                accelerator.backward(out.loss)
+                loss = out.loss
+                if args.waveform_loss_weight:
+                    out["waveform_loss"] = waveform_loss(accelerator.unwrap_model(model), out, batch, fe)
+                    loss = loss + args.waveform_loss_weight * out["waveform_loss"]
+                accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
@@ -339,6 +353,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             step += 1
             progress.update(1)
             logs = {name: value.item() for name, value in out.items() if name.endswith("loss")}
+            if args.waveform_loss_weight:
+                logs["model_loss"], logs["loss"] = logs["loss"], loss.item()
             logs["lr"] = scheduler.get_last_lr()[0]
             progress.set_postfix(loss=f"{logs['loss']:.3f}")
             if args.report_to != "none":
