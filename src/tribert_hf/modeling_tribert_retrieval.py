@@ -28,6 +28,37 @@ _MODALITY_INPUTS = {
 }
 
 
+def stream_token_counts(config: TriBertConfig) -> dict[str, int]:
+    """Tokens of each stream's sequence, `<SOS>` included (what a retrieval head flattens): frames x objects,
+    segments x persons, and the audio CNN's sequence."""
+    vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
+    return {"vision": 1 + vc.num_frames * vc.num_objects, "pose": 1 + pc.num_segments * pc.num_persons, "audio": 1 + ac.sequence_length}
+
+
+class TriBertFrozenEncoderMixin:
+    """`freeze_encoder` for the retrieval heads: the pre-trained `TriBertModel` (`self.tribert`) kept fixed while the
+    head trains. `_after_freeze_change` lets a head re-apply its own rules (e.g. parameters that never train)."""
+
+    def freeze_encoder(self, freeze: bool = True) -> None:
+        """Keep the pre-trained `TriBertModel` fixed (train only the head): no gradients, and the encoder stays in eval
+        mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too).
+        `freeze_encoder(False)` makes the encoder trainable again."""
+        self._encoder_frozen = freeze
+        for parameter in self.tribert.parameters():
+            parameter.requires_grad_(not freeze)
+        self._after_freeze_change()
+        self.train(self.training)
+
+    def _after_freeze_change(self) -> None:
+        pass
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "_encoder_frozen", False):
+            self.tribert.eval()
+        return self
+
+
 def compose_retrieval_pairs(variant: str, query: dict, candidates: dict) -> dict:
     """Model inputs for scoring one query against `n` candidates.
 
@@ -82,7 +113,7 @@ class TriBertRetrievalOutput(ModelOutput):
     audio_cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class TriBertForRetrieval(TriBertPreTrainedModel):
+class TriBertForRetrieval(TriBertFrozenEncoderMixin, TriBertPreTrainedModel):
     _extra_auto_map = {"AutoModel": "TriBertModel"}
 
     """Cross-modal retrieval as n-way multiple choice (paper Sec. 4.2): the query's and the candidate's embeddings
@@ -109,12 +140,7 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
         super().__init__(config)
         self.tribert = TriBertModel(config)
         self.query_streams, self.candidate_stream, self.num_choices = RETRIEVAL_VARIANTS[config.retrieval_variant]
-        vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
-        lengths = {
-            "vision": 1 + vc.num_frames * vc.num_objects,
-            "pose": 1 + pc.num_segments * pc.num_persons,
-            "audio": 1 + ac.sequence_length,
-        }
+        lengths = stream_token_counts(config)
         size = config.retrieval_hidden_size
         query_size = sum(lengths[s] * config.streams[s].hidden_size for s in self.query_streams)
         candidate_size = lengths[self.candidate_stream] * config.streams[self.candidate_stream].hidden_size
@@ -170,21 +196,9 @@ class TriBertForRetrieval(TriBertPreTrainedModel):
         model._freeze_unreachable()
         return loaded
 
-    def freeze_encoder(self, freeze: bool = True) -> None:
-        """Keep the pre-trained `TriBertModel` fixed (train only the retrieval head): no gradients, and the encoder
-        stays in eval mode under `model.train()` (BatchNorm statistics, dropout and region masking frozen too).
-        `freeze_encoder(False)` makes the encoder trainable again, except `unreachable_parameter_names()`."""
-        self._encoder_frozen = freeze
-        for parameter in self.tribert.parameters():
-            parameter.requires_grad_(not freeze)
+    def _after_freeze_change(self) -> None:
+        # `freeze_encoder(False)` makes the encoder trainable again, except `unreachable_parameter_names()`
         self._freeze_unreachable()
-        self.train(self.training)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if getattr(self, "_encoder_frozen", False):
-            self.tribert.eval()
-        return self
 
     def _embedding(self, outputs, streams):
         key = "last_hidden_state" if self.config.retrieval_embeddings == "transformer" else "embeddings"
@@ -347,7 +361,7 @@ class TriBertProjectionHead(nn.Module):
         return self.projection(self.activation(self.dense(self.layer_norm(features))))
 
 
-class TriBertForContrastiveRetrieval(TriBertPreTrainedModel):
+class TriBertForContrastiveRetrieval(TriBertFrozenEncoderMixin, TriBertPreTrainedModel):
     """Cross-modal retrieval with one embedding per clip and modality (CLIP/CLAP-style), for an index that is built
     once and searched with a dot product.
 
@@ -377,12 +391,7 @@ class TriBertForContrastiveRetrieval(TriBertPreTrainedModel):
     def __init__(self, config: TriBertConfig):
         super().__init__(config)
         self.tribert = TriBertModel(config)
-        vc, pc, ac = config.vision_config, config.pose_config, config.audio_config
-        self.token_counts = {
-            "vision": 1 + vc.num_frames * vc.num_objects,
-            "pose": 1 + pc.num_segments * pc.num_persons,
-            "audio": 1 + ac.sequence_length,
-        }
+        self.token_counts = stream_token_counts(config)
         size = config.retrieval_hidden_size
         self.projections = nn.ModuleDict(
             {s: TriBertProjectionHead(self.token_counts[s] * config.streams[s].hidden_size, size) for s in STREAMS}
@@ -394,20 +403,6 @@ class TriBertForContrastiveRetrieval(TriBertPreTrainedModel):
         super()._init_weights(module)
         if module is self:
             init.constant_(module.logit_scale, CONTRASTIVE_LOGIT_SCALE_INIT)
-
-    def freeze_encoder(self, freeze: bool = True) -> None:
-        """Keep the pre-trained `TriBertModel` fixed (train the projections and the temperature only): no
-        gradients, and the encoder stays in eval mode under `model.train()`."""
-        self._encoder_frozen = freeze
-        for parameter in self.tribert.parameters():
-            parameter.requires_grad_(not freeze)
-        self.train(self.training)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if getattr(self, "_encoder_frozen", False):
-            self.tribert.eval()
-        return self
 
     # -- encoding one modality ------------------------------------------------------------------------------------
 
