@@ -53,8 +53,7 @@ def plot_training(model_dir: str, path: str) -> str:
 
 def write_example(checkpoint, root: str, rows, index: int, output_dir: str) -> list[str]:
     """Separate test mixture `index` (two consecutive clips of the split) and write its WAVs."""
-    import torch
-
+    from tribert_hf import separate
     from tribert_hf.data import MixAndSeparateCollator, PreparedClipFeaturizer
     from tribert_hf.media import write_wav
 
@@ -62,9 +61,8 @@ def write_example(checkpoint, root: str, rows, index: int, output_dir: str) -> l
     featurizer = PreparedClipFeaturizer(root, checkpoint.processor, crop="center", return_waveform=True, label2id=model.config.label2id)
     group = [rows[2 * index], rows[2 * index + 1]]
     batch = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)([featurizer.example(r) for r in group])
-    with torch.no_grad():
-        masks = model(**{k: batch[k] for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram")}).masks
-    estimates = checkpoint.processor.post_process_source_separation(masks, batch["mixture_waveform"])[0]
+    conditioning = {k: batch[k] for k in ("pixel_values", "pose_keypoints", "pose_mask")}
+    estimates = separate(model, batch["mixture_waveform"], fe, **conditioning)[0]  # the library's separation
     os.makedirs(output_dir, exist_ok=True)
     written = [os.path.join(output_dir, "mixture.wav")]
     write_wav(written[0], batch["mixture_waveform"][0].numpy(), fe.sampling_rate)
