@@ -250,6 +250,21 @@ def test_separate_with_per_segment_conditioning_matches_static_inputs(checkpoint
     assert calls == [(s, SEGMENT) for s in segment_starts(len(waveform), SEGMENT, 0.25)] and len(calls) > 3
 
 
+def test_a_video_file_and_decoded_frames_get_the_same_frames_at_the_clips_edges(checkpoint):
+    """A segment near the start or the end of a video file is conditioned on the frames a training crop of the same
+    window would get (`frame_window`: the window shifted inside the clip, not clamped frame by frame)."""
+    processor = checkpoint.processor
+    rate, fps, frames = processor.feature_extractor.sampling_rate, 8.0, 20  # a 2.5-s clip at 8 fps
+    conditioner = SegmentConditioner([], processor, fps=fps)
+    window = SEGMENT / rate
+    for start in (0, SEGMENT // 8, int(2.5 * rate) - SEGMENT, int(2.5 * rate) - SEGMENT // 2):
+        indices = np.rint(conditioner.frame_times(start, SEGMENT, duration=frames / fps) * fps).astype(int)
+        video = np.arange(frames)[:, None, None, None] * np.ones((1, 2, 2, 3), dtype=np.uint8)  # frame k holds k
+        picked = processor._pick_frames(video, 0, start / rate, window, fps)[:, 0, 0, 0]
+        np.testing.assert_array_equal(indices, picked)
+        assert indices.min() >= 0 and indices.max() <= frames - 1 and len(set(indices.tolist())) == len(indices)
+
+
 def test_the_conditioning_frames_come_at_the_checkpoints_training_frame_rate(checkpoint_dir, tmp_path, capsys):
     """A checkpoint trained on 4-fps frames (its processor says so) is conditioned on frames 1/4 s apart, unless
     --fps says otherwise; separation.json records the rate used."""

@@ -12,6 +12,20 @@ from transformers.processing_utils import ProcessorMixin
 from .remote_code import RemoteCodeMixin
 
 
+def frame_window(centre: int, num_frames: int, stride: int, available: int | None = None) -> np.ndarray:
+    """Indices of the `num_frames` frames, `stride` apart, that condition a time window centred on frame `centre`:
+    the one rule of training crops (`TriBertProcessor.window_inputs`) and of segments of a video file
+    (`tribert_hf.pipelines.SegmentConditioner`). Near the clip's edges the window is shifted, not clamped, so that it
+    stays inside frames `[0, available)` (`available` None: no end); a clip shorter than the window repeats its
+    last frame."""
+    span = (num_frames - 1) * stride + 1
+    first = max(centre - span // 2, 0)
+    if available is not None:
+        first = min(first, max(available - span, 0))
+    indices = first + stride * np.arange(num_frames)
+    return indices if available is None else np.minimum(indices, available - 1)
+
+
 class TriBertProcessor(RemoteCodeMixin, ProcessorMixin):
     r"""Combines [`TriBertFeatureExtractor`] (audio), [`TriBertVideoProcessor`] (frames) and keypoint resampling.
 
@@ -151,9 +165,7 @@ class TriBertProcessor(RemoteCodeMixin, ProcessorMixin):
             raise ValueError(f"videos[{index}] has no frames (shape {tuple(np.shape(frames))}): give at least one.")
         if fps:
             centre = int(round((window_start + window_length / 2) * fps))
-            span = (vp.num_frames - 1) * vp.frame_stride + 1
-            first = min(max(centre - span // 2, 0), max(len(frames) - span, 0))
-            indices = np.minimum(first + vp.frame_stride * np.arange(vp.num_frames), len(frames) - 1)
+            indices = frame_window(centre, vp.num_frames, vp.frame_stride, len(frames))
         else:
             indices = vp.frame_indices(
                 len(frames), frame_sampling="random" if crop == "random" else "center",
@@ -327,4 +339,4 @@ def _check_pose(pose: np.ndarray, name: str) -> None:
         )
 
 
-__all__ = ["TriBertProcessor"]
+__all__ = ["TriBertProcessor", "frame_window"]

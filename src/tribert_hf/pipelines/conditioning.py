@@ -4,6 +4,7 @@ file belongs to its video (`load_clip_keypoints`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from ..media import VisualClip, require_file
+from ..processing_tribert import frame_window
 from ..video_processing_tribert import FRAME_RATE
 
 
@@ -126,13 +128,14 @@ class SegmentConditioner:
         self.boxes: dict[int, list] = {}
         self._video_boxes = [source.person_box() for source in self.sources]
 
-    def frame_times(self, start: int, num_samples: int) -> np.ndarray:
-        """Times (s) of the frames conditioning the window `[start, start + num_samples)` samples."""
+    def frame_times(self, start: int, num_samples: int, duration: float = math.inf) -> np.ndarray:
+        """Times (s) of the frames conditioning the window `[start, start + num_samples)` samples of a clip of
+        `duration` seconds: frames `1 / fps` apart around the window's centre, the window shifted inside the clip
+        near its edges (`frame_window`, the rule of training crops)."""
         vp = self.processor.video_processor
         centre = (start + num_samples / 2) / self.sampling_rate
-        span = (vp.num_frames - 1) * vp.frame_stride + 1
-        first = int(round(centre * self.fps)) - span // 2
-        return np.maximum(first + vp.frame_stride * np.arange(vp.num_frames), 0) / self.fps
+        available = None if math.isinf(duration) else max(int(math.floor(duration * self.fps + 1e-9)), 1)
+        return frame_window(int(round(centre * self.fps)), vp.num_frames, vp.frame_stride, available) / self.fps
 
     def window(self, index: int, start: int, num_samples: int):
         """Inputs of source `index` for one window: pixel_values `(F, 3, H, W)`, pose `(P, T, 68, 3)`, mask `(P,)`,
@@ -141,7 +144,7 @@ class SegmentConditioner:
 
         source, p = self.sources[index], self.processor
         t0, duration = start / self.sampling_rate, num_samples / self.sampling_rate
-        frames = source.clip.frames_at(self.frame_times(start, num_samples))
+        frames = source.clip.frames_at(self.frame_times(start, num_samples, source.clip.duration))
         pose = np.zeros((p.num_persons, p.num_pose_frames, 68, 3), dtype=np.float32)
         mask = np.zeros(p.num_persons, dtype=np.int64)
         box = None
