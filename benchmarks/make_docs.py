@@ -69,6 +69,17 @@ def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
         f"![validation SDR against steps]({figure})",
         "",
     ]
+    example = report.get("same_class_example")
+    if example:
+        sdr = "; ".join(f"{method} {a:.2f} / {b:.2f} dB" for method, (a, b) in example["sdr"].items())
+        lines += [
+            f"One mixture of two clips sharing a class (test pair {tuple(example['pair'])}: {' and '.join(example['classes'])}, "
+            f"the first such pair of the test mixtures; mixture SDR {example['sdr_mixture']:.2f} dB): the two players' "
+            f"ground truths and each variant's estimates (SDR of player 1 / player 2: {sdr}).",
+            "",
+            f"![one same-class mixture separated by each variant]({os.path.relpath(os.path.join(results, folder, example['figure']), docs_dir)})",
+            "",
+        ]
     return lines
 
 

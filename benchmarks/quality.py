@@ -23,7 +23,9 @@ a step; every method gets the same steps, and each run records its measured `tra
 in the `tribert prepare` format (see docs/data.md).
 
 Writes `quality.json` (every run: validation history, test metrics; the summary), `quality.md` (the table) and
-`quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir. Finished runs
+`quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir; with both
+`tribert` and `tribert_temporal`, also `same_class.png`: one same-instrument test mixture, its two players' ground
+truths and both variants' estimates (`same_class_figure`). Finished runs
 are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
 continues), unless --fresh.
 """
@@ -88,23 +90,11 @@ def _atomic_json(path, data):
 CONDITIONING_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "class_labels")
 
 
-def test_metrics(
-    run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 1000, swaps=(False,)
-) -> list[dict]:
-    """SDR/SIR/SAR of the run's final model on the test split: every pair of distinct test clips mixed (centre
-    crops) and separated, scored by the library's evaluation loop as in training (at most ``max_mixtures`` mixtures). One result
-    per entry of ``swaps``; the model and the test features are loaded once.
-
-    With a swap (``True``), the two sources of every mixture get each other's conditioning (frames, pose,
-    labels) while the estimates are still scored against the original references: a model that follows its
-    conditioning now separates the other source and its SDR falls; a model that ignores it scores the same.
-    """
-    import torch
-    from accelerate import Accelerator
-
+def load_test_split(run_dir: str, dataset: str, method: str, cache_dir=None):
+    """A finished run's final model (eval mode), its feature extractor, the featurised test split (centre crops, the
+    split's row order), each test clip's label set and the mixing collator: what the test mixtures are made of."""
     from tribert_hf import TriBertConfig, TriBertFeatureExtractor, TriBertProcessor
     from tribert_hf.data import MixAndSeparateCollator
-    from tribert_hf.evaluation import evaluate_separation_model
     from tribert_hf.training import featurize, load_data, model_class
 
     model = model_class(method).from_pretrained(run_dir).eval()
@@ -121,7 +111,27 @@ def test_metrics(
     label2id = getattr(model.config, "label2id", None) if method.startswith("tribert") else None
     label2id = label2id or TriBertConfig().label2id
     test = featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
-    mix_collate = MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
+    labels = [set(row) for row in data["test"]["labels"]]  # featurize keeps the split's row order
+    return model, fe, test, labels, MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
+
+
+def test_metrics(
+    run_dir: str, dataset: str, method: str, size: str, cache_dir=None, max_mixtures: int = 1000, swaps=(False,)
+) -> list[dict]:
+    """SDR/SIR/SAR of the run's final model on the test split: every pair of distinct test clips mixed (centre
+    crops) and separated, scored by the library's evaluation loop as in training (at most ``max_mixtures`` mixtures). One result
+    per entry of ``swaps``; the model and the test features are loaded once.
+
+    With a swap (``True``), the two sources of every mixture get each other's conditioning (frames, pose,
+    labels) while the estimates are still scored against the original references: a model that follows its
+    conditioning now separates the other source and its SDR falls; a model that ignores it scores the same.
+    """
+    import torch
+    from accelerate import Accelerator
+
+    from tribert_hf.evaluation import evaluate_separation_model
+
+    model, fe, test, labels, mix_collate = load_test_split(run_dir, dataset, method, cache_dir)
 
     def swapped_collate(examples):
         batch = mix_collate(examples)
@@ -129,7 +139,6 @@ def test_metrics(
             batch[key] = batch[key].flip(1)
         return batch
 
-    labels = [set(row) for row in data["test"]["labels"]]  # featurize keeps the split's row order
     pairs = select_pairs(labels, max_mixtures)
     order = [k for pair in pairs for k in pair]
     batches = [order[b : b + 16] for b in range(0, len(order), 16)]
@@ -199,6 +208,70 @@ def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture:
         for key, values in extra.items():
             out[kind][key] = float(np.nanmean(values[scored])) if scored.any() else None
     return out
+
+
+SAME_CLASS_FIGURE_METHODS = ("tribert", "tribert_temporal")
+
+
+def same_class_figure(run_dirs: dict, dataset: str, path: str, cache_dir=None, max_mixtures: int = TEST_MIXTURES) -> dict:
+    """One same-instrument test mixture separated by each method of `run_dirs` (method -> finished run): a PNG
+    of the mixture's spectrogram, the two players' ground truths and every method's two estimates (dB log-frequency
+    magnitudes, one colour scale), each estimate's SDR in its title. The mixture is the first test pair (in
+    `select_pairs` order) of two solo clips of one class, else the first pair that shares a class: chosen by
+    position, not by how well anything separates it. Returns the pair, each clip's classes, the SDRs (method ->
+    [player 1, player 2]) and the mixture floor; None when no test pair shares a class."""
+    import matplotlib
+    import numpy as np
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tribert_hf.evaluation import MODEL_INPUTS, predicted_masks
+    from tribert_hf.metrics import evaluate_separation
+
+    estimates, sdrs, example = {}, {}, None
+    for method, run_dir in run_dirs.items():
+        model, fe, test, labels, collate = load_test_split(run_dir, dataset, method, cache_dir)
+        if example is None:  # two solos of one class first; else clips that share a class (a duet with a solo)
+            pairs = [(i, j) for i, j in select_pairs(labels, max_mixtures) if labels[i] & labels[j]]
+            if not pairs:
+                return None
+            example = min(pairs, key=lambda p: (labels[p[0]] != labels[p[1]] or len(labels[p[0]]) > 1, pairs.index(p)))
+        batch = collate([test[example[0]], test[example[1]]])
+        with torch.no_grad():
+            masks = predicted_masks(model, model(**{k: batch[k] for k in MODEL_INPUTS}))
+        estimates[method] = fe.masks_to_waveforms(masks.float(), batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
+        scores = evaluate_separation(batch["source_waveforms"], estimates[method], batch["mixture_waveform"])
+        sdrs[method] = [float(v) for v in np.asarray(scores["sdr_sources"]).reshape(-1)]
+        floor = float(np.asarray(scores["sdr_mixture"]).reshape(-1)[0])
+    name = "+".join(sorted(labels[example[0]] & labels[example[1]]))
+    players = ["+".join(sorted(labels[k])) for k in example]
+    to_db = lambda wave: 20 * np.log10(fe.log_frequency_magnitude(wave.float()).numpy() + 1e-8)  # noqa: E731
+    panels = [("mixture", to_db(batch["mixture_waveform"][0]), None)]
+    for k in range(2):
+        panels.append((f"player {k + 1} ({players[k]}): ground truth", to_db(batch["source_waveforms"][0, k]), None))
+    for method in run_dirs:
+        for k in range(2):
+            panels.append((f"{METHODS[method].split(' (')[0]}: player {k + 1}", to_db(estimates[method][0, k]), sdrs[method][k]))
+    top = max(float(image.max()) for _, image, _ in panels)
+    rows = 1 + (len(panels) - 1) // 2
+    figure, axes = plt.subplots(rows, 2, figsize=(9, 2.3 * rows), dpi=100, squeeze=False)
+    axes[0, 1].axis("off")
+    seconds = fe.num_samples / fe.sampling_rate
+    for index, (title, image, sdr) in enumerate(panels):
+        axis = axes[0, 0] if index == 0 else axes[1 + (index - 1) // 2, (index - 1) % 2]
+        axis.imshow(image, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top, extent=(0, seconds, 0, image.shape[0]))
+        axis.set_title(title + ("" if sdr is None else f"  (SDR {sdr:.1f} dB)"), fontsize=8)
+        axis.set_xlabel("time (s)", fontsize=7)
+        axis.set_ylabel("log-frequency bin", fontsize=7)
+        axis.tick_params(labelsize=6)
+    figure.suptitle(f"Two players of {name} in one mixture (test pair {example}; mixture SDR {floor:.1f} dB)", fontsize=9)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return {"pair": list(example), "classes": players, "sdr": sdrs, "sdr_mixture": floor, "figure": os.path.basename(path)}
 
 
 TEST_PROTOCOL = "pairs (all shared-class), by pair kind, thresholded and ideal masks"  # bump when test_metrics changes: finished runs are scored again (models are kept)
@@ -458,6 +531,14 @@ def main(argv=None):
     with open(os.path.join(args.output_dir, "quality.md"), "w") as f:
         f.write(table)
     plot_curves(results, methods, os.path.join(args.output_dir, "quality.png"))
+    if all(m in methods for m in SAME_CLASS_FIGURE_METHODS):  # issue 15's figure: pooled and temporal, first seed
+        run_dirs = {m: os.path.join(args.output_dir, "runs", f"{m}-seed{seeds[0]}") for m in SAME_CLASS_FIGURE_METHODS}
+        report["same_class_example"] = same_class_figure(
+            run_dirs, args.dataset, os.path.join(args.output_dir, "same_class.png"), args.cache_dir, budget.get("test_mixtures", TEST_MIXTURES)
+        )  # fmt: skip
+        if report["same_class_example"] is None:
+            print("No test pair shares a class: no same_class.png.")
+        _atomic_json(os.path.join(args.output_dir, "quality.json"), report)
     print("\n" + table)
     s = report["summary"]
     print(

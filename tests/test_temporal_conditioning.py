@@ -369,9 +369,15 @@ def test_tribert_separate_uses_the_checkpoints_temporal_conditioning(temporal_ch
 def test_quality_benchmark_trains_and_scores_tribert_temporal(tmp_path, capsys):
     quality = load_script("benchmarks/quality.py")
     assert "temporal" in quality.METHODS["tribert_temporal"]
-    report = quality.main(["--budget", "tiny", "--methods", "tribert_temporal", "--seeds", "0", "--output_dir", str(tmp_path)])
-    (run,) = report["runs"]
+    report = quality.main(["--budget", "tiny", "--methods", "tribert,tribert_temporal", "--seeds", "0", "--output_dir", str(tmp_path)])
+    run = report["runs"][1]
     assert run["method"] == "tribert_temporal" and np.isfinite(run["test"]["sdr"])
+    # the same-class figure: both variants on one test mixture whose clips share a class (tiny: cello, accordion+cello)
+    example = report["same_class_example"]
+    assert (tmp_path / "same_class.png").stat().st_size > 10_000 and example["figure"] == "same_class.png"
+    assert example["classes"] == ["cello", "accordion+cello"] and set(example["sdr"]) == {"tribert", "tribert_temporal"}
+    assert all(len(v) == 2 and all(np.isfinite(v)) for v in example["sdr"].values()) and np.isfinite(example["sdr_mixture"])
+    assert example["sdr"]["tribert"] != example["sdr"]["tribert_temporal"]
     assert set(run["test"]["by_pair"]) == set(quality.PAIR_KINDS) and "test_swapped" in run
     config = TriBertConfig.from_pretrained(os.path.join(tmp_path, "runs", "tribert_temporal-seed0"))
     assert config.separation_conditioning == "temporal"
