@@ -192,6 +192,8 @@ def main(argv=None):
     parser.add_argument("--waveform_loss_weight", type=float, default=0.0, help="weight of the negative SDR of the masked waveforms (waveform_sdr_loss)")
     parser.add_argument("--output", default="benchmarks/results/class_oracle.json")
     args = parser.parse_args(argv)
+    if not (args.mask_loss_weight or args.waveform_loss_weight):
+        parser.error("--mask_loss_weight and --waveform_loss_weight are both 0: nothing to train on.")
     if args.threads:
         torch.set_num_threads(args.threads)
     config, _ = model_config(args.model_size)

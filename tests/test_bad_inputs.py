@@ -535,6 +535,8 @@ REFUSED_RUNS = {
     "resume with other arguments": (True, COMMON + ["--max_steps", "4", "--resume"], r"other arguments .*--max_steps 8 -> 4"),
     "resume past max_steps (no run_args.json)": (False, COMMON + ["--max_steps", "4", "--resume"], "step 8, past --max_steps 4"),
     "resume and overwrite": (True, COMMON + ["--resume", "--overwrite_output_dir"], "pass one"),
+    # an argument the saved run_args.json predates counts as its default: turning it on is a change
+    "resume turning on an argument added since": (True, COMMON + ["--max_steps", "8", "--resume", "--waveform_loss_weight", "0.5"], r"--waveform_loss_weight 0\.0 -> 0\.5"),
 }
 
 

@@ -20,6 +20,7 @@ from tribert_hf.cli import main
 from tribert_hf.data import read_wav, write_wav
 from tribert_hf.data.synthetic import make_synthetic_video
 from tribert_hf.media import VisualClip
+from tribert_hf.processing_tribert import frame_window
 from tribert_hf.pipelines import SegmentConditioner, SourceSpec, load_checkpoint, segment_starts, separate_mixture
 
 
@@ -263,6 +264,11 @@ def test_a_video_file_and_decoded_frames_get_the_same_frames_at_the_clips_edges(
         picked = processor._pick_frames(video, 0, start / rate, window, fps)[:, 0, 0, 0]
         np.testing.assert_array_equal(indices, picked)
         assert indices.min() >= 0 and indices.max() <= frames - 1 and len(set(indices.tolist())) == len(indices)
+    # a 2.55-s clip at 8 fps has the 21 frames at 0, 1/8, ... 2.5 s (media.iter_frames, what `tribert prepare` keeps)
+    end = conditioner.frame_times(int(2.55 * rate) - SEGMENT // 2, SEGMENT, duration=2.55)
+    assert np.rint(end * fps).astype(int).max() == 20
+    with pytest.raises(ValueError, match="at least one frame"):
+        frame_window(3, 3, 1, available=0)
 
 
 def test_the_conditioning_frames_come_at_the_checkpoints_training_frame_rate(checkpoint_dir, tmp_path, capsys):

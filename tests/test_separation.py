@@ -114,7 +114,13 @@ def test_waveform_sdr_loss_is_the_negative_sdr_and_trains_masks_through_the_inve
     # half the reference: error |s|^2 / 4 -> SDR 10 log10(4) = 6.02 dB (the 30-dB floor adds 1e-3 |s|^2 to the error)
     assert float(waveform_sdr_loss(0.5 * reference, reference)) == pytest.approx(-10 * torch.log10(torch.tensor(1 / 0.251)).item(), abs=1e-4)
     assert float(waveform_sdr_loss(reference, reference)) == pytest.approx(-30.0, abs=1e-3)  # soft-capped at 30 dB
-    assert torch.isfinite(waveform_sdr_loss(torch.zeros(1, 100), torch.zeros(1, 100)))  # silent references stay finite
+    # a silent reference defines no SDR: it counts max_sdr, without gradient, and does not swamp the others
+    silent, leak = torch.zeros(2, 1000), (0.01 * reference[0]).requires_grad_()
+    pair = waveform_sdr_loss(torch.stack([reference[0, 0] * 0.5, leak[0]]), torch.stack([reference[0, 0], silent[0]]))
+    assert float(pair) == pytest.approx((-6.003 + 30.0) / 2, abs=1e-3)
+    pair.backward()
+    assert not leak.grad.any()
+    assert waveform_sdr_loss(0.5 * reference.bfloat16(), reference.bfloat16()).dtype == torch.float32
     with pytest.raises(ValueError, match="same shape"):
         waveform_sdr_loss(reference[:, :2], reference)
     # Masks trained by the loss through masks_to_waveforms (unwarp, mixture phase, inverse STFT) separate a mixture

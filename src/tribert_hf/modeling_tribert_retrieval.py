@@ -114,8 +114,6 @@ class TriBertRetrievalOutput(ModelOutput):
 
 
 class TriBertForRetrieval(TriBertFrozenEncoderMixin, TriBertPreTrainedModel):
-    _extra_auto_map = {"AutoModel": "TriBertModel"}
-
     """Cross-modal retrieval as n-way multiple choice (paper Sec. 4.2): the query's and the candidate's embeddings
     are projected to `retrieval_hidden_size`, multiplied element-wise and scored by an MLP; softmax over the n.
 
@@ -135,6 +133,8 @@ class TriBertForRetrieval(TriBertFrozenEncoderMixin, TriBertPreTrainedModel):
     >>> scores = model.score_pool(query, pool)  # (pool size,): one clip's inputs against every clip of a pool
     ```
     """
+
+    _extra_auto_map = {"AutoModel": "TriBertModel"}
 
     def __init__(self, config: TriBertConfig):
         super().__init__(config)

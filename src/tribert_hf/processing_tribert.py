@@ -18,6 +18,8 @@ def frame_window(centre: int, num_frames: int, stride: int, available: int | Non
     (`tribert_hf.pipelines.SegmentConditioner`). Near the clip's edges the window is shifted, not clamped, so that it
     stays inside frames `[0, available)` (`available` None: no end); a clip shorter than the window repeats its
     last frame."""
+    if available is not None and available < 1:
+        raise ValueError(f"frame_window needs a clip of at least one frame, got available={available}.")
     span = (num_frames - 1) * stride + 1
     first = max(centre - span // 2, 0)
     if available is not None:

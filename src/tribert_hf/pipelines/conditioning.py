@@ -134,7 +134,8 @@ class SegmentConditioner:
         near its edges (`frame_window`, the rule of training crops)."""
         vp = self.processor.video_processor
         centre = (start + num_samples / 2) / self.sampling_rate
-        available = None if math.isinf(duration) else max(int(math.floor(duration * self.fps + 1e-9)), 1)
+        # the frames at 0, 1/fps, ... before the clip's end: what `tribert prepare` (`media.iter_frames`) keeps
+        available = None if math.isinf(duration) else max(math.ceil(duration * self.fps - 1e-9), 1)
         return frame_window(int(round(centre * self.fps)), vp.num_frames, vp.frame_stride, available) / self.fps
 
     def window(self, index: int, start: int, num_samples: int):

@@ -109,22 +109,26 @@ def permutation_invariant_mask_loss(
 def waveform_sdr_loss(
     estimates: torch.Tensor, references: torch.Tensor, max_sdr: float = 30.0, eps: float = 1e-8
 ) -> torch.Tensor:
-    """Negative signal-to-distortion ratio of waveforms (dB), averaged over every estimate: the quantity the
-    evaluation scores (the plain SDR, `10 log10 |s|^2 / |s - s_hat|^2`, without BSS Eval's distortion filter),
+    """Negative signal-to-distortion ratio of waveforms (dB), averaged over every estimate: the plain SDR,
+    `10 log10 |s|^2 / |s - s_hat|^2` (the evaluation's BSS Eval SDR also forgives a short distortion filter),
     trained through the masks, the mixture's phase and the inverse STFT (`masks_to_waveforms` is differentiable).
+    Computed in float32.
 
-    Soft-thresholded at `max_sdr` (the error counts at least `10 ** (-max_sdr / 10) |s|^2`): an estimate already
-    that good stops pulling, so easy mixtures do not dominate the mean; `eps` keeps silent references finite.
+    Bounded to [-max_sdr, max_sdr] per estimate: the error counts at least `10 ** (-max_sdr / 10) |s|^2` (an
+    estimate already that good stops pulling, so easy mixtures do not dominate the mean), and an estimate more
+    than `max_sdr` dB off, which in practice means a silent or near-silent reference (a pause, a tiny gain), counts
+    `max_sdr` and gives no gradient: no SDR is defined for it, and it would otherwise dominate the mean.
 
     Args:
         estimates, references: `(..., samples)` waveforms of the same shape.
     """
     if estimates.shape != references.shape:
         raise ValueError(f"`estimates` {tuple(estimates.shape)} and `references` {tuple(references.shape)} must have the same shape.")
-    references = references.to(estimates.dtype)
+    estimates, references = estimates.float(), references.float()
     power = references.pow(2).sum(-1)
     error = (references - estimates).pow(2).sum(-1) + 10 ** (-max_sdr / 10) * power
-    return -(10 * torch.log10((power + eps) / (error + eps))).mean()
+    sdr = 10 * torch.log10((power + eps) / (error + eps))
+    return (-sdr).clamp(max=max_sdr).mean()
 
 
 __all__ = [

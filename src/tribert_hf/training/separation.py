@@ -65,7 +65,7 @@ class SeparationTrainingArguments:
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
     same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
-    waveform_loss_weight: float = field(default=0.0, metadata={"help": "add this weight x the negative SDR (dB) of the masked waveforms (`waveform_sdr_loss`: masks -> mixture phase -> inverse STFT, the quantity the evaluation scores) to the model's loss (not in the paper); 0: the model's loss alone"})
+    waveform_loss_weight: float = field(default=0.0, metadata={"help": "add this weight x the negative plain SDR (dB) of the masked waveforms (`waveform_sdr_loss`: masks -> mixture phase -> inverse STFT; the evaluation's BSS Eval SDR also forgives a short distortion filter) to the model's loss (not in the paper); 0: the model's loss alone"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
     max_steps: int = field(default=200, metadata={"help": "optimizer steps"})
     gradient_accumulation_steps: int = field(default=1)
@@ -144,6 +144,8 @@ def check_output_dir(args) -> None:
         with open(saved_file) as f:
             saved = json.load(f)
         current = asdict(args)
+        # an argument added after the run started counts as its default then (the run computed it that way)
+        saved = {**asdict(type(args)()), **saved}
         changed = [
             f"--{k} {saved[k]!r} -> {current[k]!r}" for k in current if k not in OPERATIONAL_ARGS and k in saved and saved[k] != current[k]
         ]
