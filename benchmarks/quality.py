@@ -225,13 +225,11 @@ def same_class_figure(run_dirs: dict, dataset: str, path: str, cache_dir=None, m
     [player 1, player 2]) and the mixture floor; None when no test pair shares a class."""
     import matplotlib
     import numpy as np
-    import torch
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tribert_hf.evaluation import MODEL_INPUTS, predicted_masks
-    from tribert_hf.metrics import evaluate_separation
+    from tribert_hf.evaluation import evaluate_separation_model
 
     estimates, sdrs, example = {}, {}, None
     for method, run_dir in run_dirs.items():
@@ -242,12 +240,15 @@ def same_class_figure(run_dirs: dict, dataset: str, path: str, cache_dir=None, m
                 return None
             example = min(pairs, key=lambda p: (labels[p[0]] != labels[p[1]] or len(labels[p[0]]) > 1, pairs.index(p)))
         batch = collate([test[example[0]], test[example[1]]])
-        with torch.no_grad():
-            masks = predicted_masks(model, model(**{k: batch[k] for k in MODEL_INPUTS}))
-        estimates[method] = fe.masks_to_waveforms(masks.float(), batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
-        scores = evaluate_separation(batch["source_waveforms"], estimates[method], batch["mixture_waveform"])
-        sdrs[method] = [float(v) for v in np.asarray(scores["sdr_sources"]).reshape(-1)]
-        floor = float(np.asarray(scores["sdr_mixture"]).reshape(-1)[0])
+        seen = {}  # the evaluation loop's own masks and scores of the one mixture
+
+        def keep(_, masks, results, method=method):
+            seen.update(masks=masks, scores=results["soft"])
+
+        evaluate_separation_model(model, [batch], fe, on_batch=keep)
+        estimates[method] = fe.masks_to_waveforms(seen["masks"].float(), batch["mixture_stft"], batch["mixture_waveform"].shape[-1])
+        sdrs[method] = [float(v) for v in np.asarray(seen["scores"]["sdr_sources"]).reshape(-1)]
+        floor = float(np.asarray(seen["scores"]["sdr_mixture"]).reshape(-1)[0])
     name = "+".join(sorted(labels[example[0]] & labels[example[1]]))
     players = ["+".join(sorted(labels[k])) for k in example]
     to_db = lambda wave: 20 * np.log10(fe.log_frequency_magnitude(wave.float()).numpy() + 1e-8)  # noqa: E731
@@ -529,11 +530,6 @@ def main(argv=None):
         "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
         "seconds": time.perf_counter() - started, "train_seconds_total": sum(r["train_seconds"] for r in results), "summary": summarize(results, methods), "runs": results,
     }  # fmt: skip
-    _atomic_json(os.path.join(args.output_dir, "quality.json"), report)
-    table = markdown_table(report)
-    with open(os.path.join(args.output_dir, "quality.md"), "w") as f:
-        f.write(table)
-    plot_curves(results, methods, os.path.join(args.output_dir, "quality.png"))
     if all(m in methods for m in SAME_CLASS_FIGURE_METHODS):  # issue 15's figure: pooled and temporal, first seed
         run_dirs = {m: os.path.join(args.output_dir, "runs", f"{m}-seed{seeds[0]}") for m in SAME_CLASS_FIGURE_METHODS}
         report["same_class_example"] = same_class_figure(
@@ -541,7 +537,11 @@ def main(argv=None):
         )  # fmt: skip
         if report["same_class_example"] is None:
             print("No test pair shares a class: no same_class.png.")
-        _atomic_json(os.path.join(args.output_dir, "quality.json"), report)
+    _atomic_json(os.path.join(args.output_dir, "quality.json"), report)
+    table = markdown_table(report)
+    with open(os.path.join(args.output_dir, "quality.md"), "w") as f:
+        f.write(table)
+    plot_curves(results, methods, os.path.join(args.output_dir, "quality.png"))
     print("\n" + table)
     s = report["summary"]
     print(

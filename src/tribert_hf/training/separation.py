@@ -268,6 +268,9 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         raise ValueError(f"--gain_range takes LOW,HIGH, got {args.gain_range!r}.")
     collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type, gain_range=gain_range, seed=args.seed)
     val_collate = MixAndSeparateCollator(fe, num_mix=args.num_mix, mask_type=config.mask_type)
+    # a generator of the loader's own: without one, each new iterator draws its base seed from the global RNG, and
+    # a resumed run (which restores that RNG, then makes a new iterator) would shift the dropout draws
+    generator = torch.Generator().manual_seed(args.seed)
     if args.same_class_mixtures > 0:  # rows are clip r % len(split) (`featurize`)
         clips = len(dataset["train"])
         labels = [frozenset(row) for row in dataset["train"]["labels"]]
@@ -275,13 +278,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             [labels[r % clips] for r in range(len(train))], args.mixtures_per_batch, args.num_mix,
             args.same_class_mixtures, args.seed, clip_ids=[r % clips for r in range(len(train))],
         )  # fmt: skip
-        # a generator of its own: without one, each new iterator draws its base seed from the global RNG, and a
-        # resumed run (which restores that RNG, then makes a new iterator) would shift the dropout draws
-        train_loader = torch.utils.data.DataLoader(
-            train, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(args.seed)
-        )
+        train_loader = torch.utils.data.DataLoader(train, batch_sampler=sampler, collate_fn=collate, generator=generator)
     else:
-        generator = torch.Generator().manual_seed(args.seed)
         train_loader = torch.utils.data.DataLoader(
             train, batch_size=args.mixtures_per_batch * args.num_mix, shuffle=True, drop_last=True,
             collate_fn=collate, generator=generator,
