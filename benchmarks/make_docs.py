@@ -119,6 +119,28 @@ def speed_section(results: str) -> list[str]:
     return lines + [intro, "", f"```bash\n{command}\n```", "", text.replace("\n## ", "\n### "), ""]
 
 
+GPU_SPEED = """The same suite on a GPU (`--device cuda`; the `features` suite is the CPU data pipeline and is not run
+there), one table per run (`speed-cuda-*.json` and `.md`). The MFU is against the matmul peak of the training dtype
+(bf16: about 770 TFLOP/s on an H100): the paper-size step is not matmul-bound there; the profile's table of self GPU
+time says where the step goes (each aten op and its kernel are listed with the same time)."""
+
+
+def gpu_speed_section(results: str) -> list[str]:
+    """Every `speed-cuda-*.md` (speed.py runs with --device cuda), each with its command."""
+    names = sorted(n for n in os.listdir(results) if n.startswith("speed-cuda-") and n.endswith(".md"))
+    if not names:
+        return []
+    lines = ["### On a GPU", "", GPU_SPEED, ""]
+    for name in names:
+        with open(os.path.join(results, name)) as f:
+            title, _, text = f.read().strip().partition("\n")
+        run = _load(os.path.join(results, name[:-3] + ".json")) or {}
+        command = run.get("command", "speed.py").replace("/root/out/", "benchmarks/results/")
+        lines += [f"#### `{name[:-3]}`", "", f"```bash\npython benchmarks/{command}\n```", ""]
+        lines += [text.strip().replace("\n## ", "\n##### "), ""]
+    return lines
+
+
 def train_step_section(results: str) -> list[str]:
     """The legacy training-step table (the former benchmarks/train_step.py), unless the speed suite has its own."""
     if _has_steps(results):
@@ -158,7 +180,8 @@ def main(argv=None):
         "run against a reference on the same machine.",
         "",
     ]
-    lines += quality_sections(args.results, docs_dir) + speed_section(args.results) + train_step_section(args.results)
+    lines += quality_sections(args.results, docs_dir) + speed_section(args.results) + gpu_speed_section(args.results)
+    lines += train_step_section(args.results)
     with open(args.output + ".tmp", "w") as f:
         f.write("\n".join(lines))
     os.replace(args.output + ".tmp", args.output)

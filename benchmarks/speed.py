@@ -152,22 +152,30 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def top_ops(prof, count: int = 15) -> list[dict]:
-    """The `count` ops with the most self CPU time of a torch.profiler run (times in ms)."""
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
+def _short(name: str, width: int = 60) -> str:
+    """A kernel's name cut to `width` characters (CUDA kernels carry their whole template signature)."""
+    return name if len(name) <= width else name[: width - 3] + "..."
+
+
+def top_ops(prof, count: int = 15, key: str = "self_cpu_time_total") -> list[dict]:
+    """The `count` ops with the most self CPU time (or, `key="self_device_time_total"`, self GPU time) of a
+    torch.profiler run (times in ms, shares in % of all ops' self time of that kind)."""
+    events = prof.key_averages()
+    cpu_total = sum(e.self_cpu_time_total for e in events) or 1.0
+    device_total = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events) or 1.0
     rows = []
-    for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:count]:
+    for e in sorted((e for e in events if (getattr(e, key, 0) or 0) > 0), key=lambda e: getattr(e, key), reverse=True)[:count]:
         row = {
             "name": e.key,
             "calls": e.count,
             "self_cpu_ms": e.self_cpu_time_total / 1e3,
-            "self_cpu_percent": 100.0 * e.self_cpu_time_total / total,
+            "self_cpu_percent": 100.0 * e.self_cpu_time_total / cpu_total,
             "cpu_total_ms": e.cpu_time_total / 1e3,
         }
         device_time = getattr(e, "self_device_time_total", 0) or 0
         if device_time:
             row["self_device_ms"] = device_time / 1e3
+            row["self_device_percent"] = 100.0 * device_time / device_total
         rows.append(row)
     return rows
 
@@ -183,7 +191,10 @@ def profiled(fn, device: torch.device) -> dict:
         fn()
         sync(device)
     wall = time.perf_counter() - start
-    return {"wall_s_profiled": wall, "top_ops_by_self_cpu": top_ops(prof)}
+    out = {"wall_s_profiled": wall, "top_ops_by_self_cpu": top_ops(prof)}
+    if device.type == "cuda":  # where the GPU's time goes (CPU time there is mostly kernel launches)
+        out["top_ops_by_self_device"] = top_ops(prof, key="self_device_time_total")
+    return out
 
 
 
@@ -829,6 +840,10 @@ def markdown(result: dict) -> str:
         lines += ["", f"## Profile: {name} [{p['config']}], {p['what']}: top ops by self CPU time", "",
                   "| op | calls | self CPU ms | self CPU % |", "|---|---|---|---|"]  # fmt: skip
         lines += [f"| `{_cell(o['name'])}` | {o['calls']} | {o['self_cpu_ms']:.1f} | {o['self_cpu_percent']:.1f} |" for o in p["top_ops_by_self_cpu"]]
+        if p.get("top_ops_by_self_device"):
+            lines += ["", f"## Profile: {name} [{p['config']}], {p['what']}: top ops by self GPU time", "",
+                      "| op | calls | self GPU ms | self GPU % |", "|---|---|---|---|"]  # fmt: skip
+            lines += [f"| `{_cell(_short(o['name'], 90))}` | {o['calls']} | {o['self_device_ms']:.1f} | {o['self_device_percent']:.1f} |" for o in p["top_ops_by_self_device"]]
     return "\n".join(lines) + "\n"
 
 
@@ -1043,6 +1058,9 @@ def main(argv=None) -> int:
         for key, p in profiles.items():
             ops = ", ".join(f"{o['name']} {o['self_cpu_percent']:.0f}%" for o in p["top_ops_by_self_cpu"][:5])
             print(f"profile: {key} [{p['config']}] top self-CPU ops: {ops}", flush=True)
+            if p.get("top_ops_by_self_device"):
+                ops = ", ".join(f"{_short(o['name'])} {o['self_device_percent']:.0f}%" for o in p["top_ops_by_self_device"][:8])
+                print(f"profile: {key} [{p['config']}] top self-GPU ops: {ops}", flush=True)
     result["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result["wall_s"] = time.perf_counter() - started
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

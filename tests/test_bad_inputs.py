@@ -537,6 +537,7 @@ REFUSED_RUNS = {
     "resume and overwrite": (True, COMMON + ["--resume", "--overwrite_output_dir"], "pass one"),
     # an argument the saved run_args.json predates counts as its default: turning it on is a change
     "resume turning on an argument added since": (True, COMMON + ["--max_steps", "8", "--resume", "--waveform_loss_weight", "0.5"], r"--waveform_loss_weight 0\.0 -> 0\.5"),
+    "resume with another mask activation": (True, COMMON + ["--max_steps", "8", "--resume", "--mask_activation", "softmax"], r"--mask_activation None -> 'softmax'"),
 }
 
 

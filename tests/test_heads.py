@@ -310,15 +310,21 @@ def test_a_frozen_encoder_stays_in_eval_mode():
     assert model.tribert.training and all(p.requires_grad != (n in unreachable) for n, p in model.named_parameters())
 
 
-def test_pretraining_step_under_bf16_autocast():
-    """Mixed precision (accelerate --mixed_precision bf16): finite losses, float32 classification terms."""
-    config = head_config()
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+)
+@pytest.mark.parametrize("mask_activation", ["sigmoid", "softmax"])
+def test_pretraining_step_under_bf16_autocast(device, mask_activation):
+    """Mixed precision (accelerate --mixed_precision bf16): finite losses, float32 classification terms. On CUDA,
+    autocast refuses F.binary_cross_entropy whatever its inputs' dtype (it crashed the GPU speed benchmark)."""
+    config = head_config(mask_activation=mask_activation)
     torch.manual_seed(0)
-    model = TriBertForPreTraining(config).train()
-    inputs = mixture_inputs(config)
-    class_labels = torch.nn.functional.one_hot(torch.tensor([[0, 1], [2, 3]]), config.num_labels).float()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(**inputs, class_labels=class_labels, labels=(torch.rand(2, 2, 32, 24) > 0.5).float())
+    model = TriBertForPreTraining(config).train().to(device)
+    inputs = {k: v.to(device) for k, v in mixture_inputs(config).items()}
+    class_labels = torch.nn.functional.one_hot(torch.tensor([[0, 1], [2, 3]]), config.num_labels).float().to(device)
+    labels = (torch.rand(2, 2, 32, 24) > 0.5).float().to(device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        out = model(**inputs, class_labels=class_labels, labels=labels)
     assert out.vision_classification_loss.dtype == torch.float32 and torch.isfinite(out.loss)
     out.loss.backward()
 

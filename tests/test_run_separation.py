@@ -222,3 +222,22 @@ def test_the_waveform_loss_joins_the_models_loss(tmp_path, cache, model):
     for row in log:
         assert -30 <= row["waveform_loss"] <= 30 and row["waveform_loss"] != 0  # an SDR in dB, soft-capped at 30
         assert row["loss"] == pytest.approx(row["model_loss"] + 0.5 * row["waveform_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["tribert", "sop"])
+def test_softmax_masks_train_save_and_evaluate_as_recorded(tmp_path, cache, model):
+    """--mask_activation softmax: the saved config carries it, and the recorded validation is what the saved model
+    scores through the public API (its masks normalised across the mixture's videos)."""
+    out = tmp_path / model
+    run(COMMON + ["--model", model, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--output_dir", str(out),
+                  "--mask_type", "ratio", "--mask_activation", "softmax"], cache)  # fmt: skip
+    from transformers import AutoConfig
+
+    import tribert_hf
+
+    config = AutoConfig.from_pretrained(out)
+    assert config.mask_activation == "softmax" and config.mask_type == "ratio"
+    cls = {"sop": tribert_hf.SoundOfPixelsForSourceSeparation}.get(model, tribert_hf.TriBertForPreTraining)
+    history = json.load(open(out / "eval_history.json"))
+    assert_recorded(history[0], recompute_validation(out, cache, cls))

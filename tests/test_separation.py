@@ -109,6 +109,58 @@ def test_mask_loss_and_its_permutation_invariant_version_agree():
         mask_loss(logits, labels[:, :1], mixture)
 
 
+def test_softmax_masks_share_out_the_mixture_and_their_losses_match_a_reference():
+    """`activation="softmax"`: a mixture's N masks sum to 1 in every bin; the losses are BCE / L1 of those masks
+    (checked against a direct formula), PIT works on them as a whole (one softmax, then the pairing), and a bad
+    name is refused."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 3, 8, 8, generator=generator) * 3
+    ratios = torch.rand(3, 3, 8, 8, generator=generator) * 2.5
+    binary = (ratios > 1.25).float()
+    mixture = torch.rand(3, 1, 8, 8, generator=generator) * 20
+    weight = mask_loss_weight(mixture)
+    for mask_type in ("binary", "ratio"):
+        masks = activate_masks(logits, mask_type, "softmax")
+        torch.testing.assert_close(masks, torch.softmax(logits, dim=1))
+        torch.testing.assert_close(masks.sum(dim=1), torch.ones(3, 8, 8))
+    p = torch.softmax(logits, dim=1).clamp(1e-6, 1 - 1e-6)
+    bce = -(binary * p.log() + (1 - binary) * (1 - p).log())
+    torch.testing.assert_close(mask_loss(logits, binary, mixture, mask_type="binary", activation="softmax"), (bce * weight).mean())
+    l1 = (torch.softmax(logits, dim=1) - ratios.clamp(0, 2)).abs()
+    torch.testing.assert_close(mask_loss(logits, ratios, mixture, mask_type="ratio", activation="softmax"), (l1 * weight).mean())
+    # PIT: the best assignment's loss is mask_loss of the reordered logits (a reordering commutes with the softmax)
+    for mask_type, targets in (("binary", binary), ("ratio", ratios)):
+        loss, permutation = permutation_invariant_mask_loss(logits, targets, mixture, mask_type=mask_type, activation="softmax")
+        aligned = logits.gather(1, permutation[:, :, None, None].expand_as(logits))
+        torch.testing.assert_close(loss, mask_loss(aligned, targets, mixture, mask_type=mask_type, activation="softmax"))
+    with pytest.raises(ValueError, match="activation"):
+        activate_masks(logits, "binary", "relu")
+
+
+@pytest.mark.parametrize("name", ["tribert", "pretraining", "audio_only", "sop"])
+def test_every_model_can_normalise_its_masks_across_the_sources(name):
+    """`config.mask_activation = "softmax"`: every separation model's masks sum to 1 per bin, its loss is the
+    softmax loss of its logits, and the gradient reaches the logits; the field round-trips and a bad one is refused."""
+    model, inputs, field = _models()[name]
+    model.config.mask_activation = "softmax"
+    model.config.mask_type = "ratio"
+    shape = (2, 2, *inputs["audio_spectrogram"].shape[-2:])
+    ratios = torch.rand(shape, generator=torch.Generator().manual_seed(3)) * 2
+    output = model(**inputs, labels=ratios)
+    logits = output.logits if "logits" in output else output.mask_logits
+    masks = output.masks if "masks" in output else activate_masks(logits, "ratio", "softmax")
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones_like(masks[:, 0]))
+    if name != "audio_only":  # the PIT baseline's loss takes its best permutation
+        expected = mask_loss(logits, ratios, inputs["audio_spectrogram"], mask_type="ratio", activation="softmax")
+        torch.testing.assert_close(output[field], expected)
+    output[field].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    config = type(model.config).from_dict(model.config.to_dict())
+    assert config.mask_activation == "softmax"
+    with pytest.raises(ValueError, match="mask_activation"):
+        type(model.config)(**{**model.config.to_dict(), "mask_activation": "tanh"})
+
+
 def test_waveform_sdr_loss_is_the_negative_sdr_and_trains_masks_through_the_inverse_stft():
     reference = torch.randn(2, 3, 1000, generator=torch.Generator().manual_seed(0))
     # half the reference: error |s|^2 / 4 -> SDR 10 log10(4) = 6.02 dB (the 30-dB floor adds 1e-3 |s|^2 to the error)

@@ -12,7 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-from tribert_hf.separation.losses import MASK_TYPES
+from tribert_hf.separation.losses import MASK_ACTIVATIONS, MASK_TYPES
 from tribert_hf.separation.unet import bottleneck_channels
 
 from .remote_code import RemoteCodeMixin
@@ -322,6 +322,10 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             load as `"pooled"`.
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
+        mask_activation (`str`, defaults to `"sigmoid"`): `"sigmoid"` (the paper's: each video's mask on its own)
+            or `"softmax"` (a mixture's masks normalised across its videos: they sum to 1 in every bin, so the
+            videos share out the mixture; binary and ratio masks alike, in [0, 1]). Configs saved without the field
+            load as `"sigmoid"`.
         *_loss_weight (`float`): weights of the pre-training loss terms (vision, pose, audio classification, the
             segmentation attention's class scores, separation).
         retrieval_variant (`str`, defaults to `"audio_to_vision"`): one of `RETRIEVAL_VARIANTS`.
@@ -362,6 +366,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
     separation_conditioning: str = "pooled"
     use_pose_input: bool = True
     mask_type: str = "binary"
+    mask_activation: str = "sigmoid"
     vision_classification_loss_weight: float | int = 1.0
     pose_classification_loss_weight: float | int = 1.0
     audio_classification_loss_weight: float | int = 1.0
@@ -422,6 +427,8 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             )
         if self.mask_type not in MASK_TYPES:
             raise ValueError(f"mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
+        if self.mask_activation not in MASK_ACTIVATIONS:
+            raise ValueError(f"mask_activation must be 'sigmoid' or 'softmax', got {self.mask_activation!r}.")
         if self.retrieval_variant not in RETRIEVAL_VARIANTS:
             raise ValueError(f"retrieval_variant must be one of {sorted(RETRIEVAL_VARIANTS)}, got {self.retrieval_variant!r}.")
         if self.retrieval_embeddings not in ("transformer", "pre_transformer"):

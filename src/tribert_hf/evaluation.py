@@ -37,7 +37,8 @@ def predicted_masks(model, outputs) -> torch.Tensor:
     """Masks in the targets' order: the model's masks, or the PIT baseline's outputs in their best permutation."""
     masks = outputs.get("masks")
     if masks is None:
-        masks = activate_masks(outputs["mask_logits"], model.config.mask_type)
+        config = model.config
+        masks = activate_masks(outputs["mask_logits"], config.mask_type, getattr(config, "mask_activation", "sigmoid"))
     if outputs.get("permutation") is not None:
         masks = reorder_sources(masks, outputs["permutation"])
     return masks

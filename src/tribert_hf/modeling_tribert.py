@@ -1087,9 +1087,10 @@ class TriBertForSourceSeparation(TriBertPreTrainedModel):
         )  # fmt: skip
         timelines = _video_timelines(self.pose_timeline, outputs, pose_keypoints, *pixel_values.shape[:2])
         logits = self.separation(audio_spectrogram, conditions, self.config.audio_config.log_eps, timelines=timelines)
-        loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
+        mask_type, activation = self.config.mask_type, self.config.mask_activation
+        loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, mask_type, activation)
         output = TriBertSeparationOutput(
-            loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), **encoder_fields(outputs)
+            loss=loss, logits=logits, masks=activate_masks(logits, mask_type, activation), **encoder_fields(outputs)
         )
         return output if return_dict else output.to_tuple()
 
@@ -1238,20 +1239,24 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
                     f"`class_labels` must have shape (batch, videos, num_labels) = {tuple(vision_scores.shape)}, got "
                     f"{tuple(class_labels.shape)}."
                 )
-            # BCE on probabilities is not autocast-safe: the classification terms are computed in float32
+            # BCE on probabilities is not autocast-safe (CUDA's autocast refuses F.binary_cross_entropy whatever the
+            # dtype): the classification terms are computed in float32 with autocast off.
             vision_scores, pose_scores, audio_logits = vision_scores.float(), pose_scores.float(), audio_logits.float()
             segmentation_scores = segmentation_scores.float()
             targets = class_labels.float()
             heard = targets.amax(dim=1, keepdim=True).expand_as(targets)  # every instrument of the mixture
-            terms["vision_classification_loss"] = F.binary_cross_entropy(vision_scores, targets)
-            # Videos in which nobody was detected (every person masked) have no pose evidence: left out of this term.
-            has_person = outputs.pose_attention_mask[:, 1:].any(dim=1).view(batch, videos, 1).to(targets.dtype)
-            pose_terms = F.binary_cross_entropy(pose_scores, targets, reduction="none") * has_person
-            terms["pose_classification_loss"] = pose_terms.sum() / (has_person.sum() * targets.shape[-1]).clamp_min(1)
-            terms["audio_classification_loss"] = F.binary_cross_entropy_with_logits(audio_logits, heard)
-            terms["segmentation_loss"] = F.binary_cross_entropy(segmentation_scores, targets)
+            with torch.autocast(device_type=vision_scores.device.type, enabled=False):
+                terms["vision_classification_loss"] = F.binary_cross_entropy(vision_scores, targets)
+                # Videos in which nobody was detected (every person masked) have no pose evidence: left out.
+                has_person = outputs.pose_attention_mask[:, 1:].any(dim=1).view(batch, videos, 1).to(targets.dtype)
+                pose_terms = F.binary_cross_entropy(pose_scores, targets, reduction="none") * has_person
+                terms["pose_classification_loss"] = pose_terms.sum() / (has_person.sum() * targets.shape[-1]).clamp_min(1)
+                terms["audio_classification_loss"] = F.binary_cross_entropy_with_logits(audio_logits, heard)
+                terms["segmentation_loss"] = F.binary_cross_entropy(segmentation_scores, targets)
         if labels is not None:
-            terms["separation_loss"] = mask_loss(mask_logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
+            terms["separation_loss"] = mask_loss(
+                mask_logits, labels, audio_spectrogram, loss_weight, self.config.mask_type, self.config.mask_activation
+            )
         weights = {
             "vision_classification_loss": self.config.vision_classification_loss_weight,
             "pose_classification_loss": self.config.pose_classification_loss_weight,

@@ -17,7 +17,7 @@ from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from tribert_hf.configuration_tribert import check_positive
 from tribert_hf.remote_code import RemoteCodeMixin
-from tribert_hf.separation.losses import MASK_TYPES
+from tribert_hf.separation.losses import MASK_ACTIVATIONS, MASK_TYPES
 from tribert_hf.separation.unet import bottleneck_channels
 
 
@@ -39,6 +39,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
     separation_base_channels: int = 64
     separation_num_downs: int = 7
     mask_type: str = "binary"
+    mask_activation: str = "sigmoid"
     log_eps: float = 1e-10
     initializer_range: float = 0.02
 
@@ -64,6 +65,10 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
             )
         if self.mask_type not in MASK_TYPES:
             raise ValueError(f"{type(self).__name__}.mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
+        if self.mask_activation not in MASK_ACTIVATIONS:
+            raise ValueError(
+                f"{type(self).__name__}.mask_activation must be 'sigmoid' or 'softmax', got {self.mask_activation!r}."
+            )
 
 
 @strict

@@ -138,11 +138,10 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
         loss = permutation = None
         if labels is not None:
             loss, permutation = permutation_invariant_mask_loss(
-                logits, labels, audio_spectrogram, loss_weight, self.config.mask_type
+                logits, labels, audio_spectrogram, loss_weight, self.config.mask_type, self.config.mask_activation
             )
-        output = AudioOnlySeparationOutput(
-            loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type), permutation=permutation
-        )
+        masks = activate_masks(logits, self.config.mask_type, self.config.mask_activation)
+        output = AudioOnlySeparationOutput(loss=loss, logits=logits, masks=masks, permutation=permutation)
         return output if return_dict else output.to_tuple()
 
 
@@ -239,8 +238,9 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         vectors = self.encode_frames(pixel_values)  # (batch, videos, K)
         feature_maps = self.encode_audio(audio_spectrogram)  # (batch, K, F, T)
         logits = torch.einsum("bvk,bkft->bvft", vectors * self.feature_scale, feature_maps) + self.mask_bias
-        loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, self.config.mask_type)
-        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=activate_masks(logits, self.config.mask_type))
+        mask_type, activation = self.config.mask_type, self.config.mask_activation
+        loss = None if labels is None else mask_loss(logits, labels, audio_spectrogram, loss_weight, mask_type, activation)
+        output = TriBertSeparationOutput(loss=loss, logits=logits, masks=activate_masks(logits, mask_type, activation))
         return output if return_dict else output.to_tuple()
 
 

@@ -8,6 +8,10 @@
   target clamped to that range (`ratio_mask_target`). The feature extractor makes ratio targets clamped at its own
   `mask_ratio_max` (5: the ideal ratio mask of evaluation is built from them, and may go above what a model can
   output); in a loss they count up to 2, the effective rule for training.
+* Mask activation (`MASK_ACTIVATIONS`): `"sigmoid"` (the paper's) makes each of a mixture's N masks on its own;
+  `"softmax"` normalises them across the N sources (dim 1) so that they sum to 1 in every bin (binary and ratio
+  masks alike): the sources share out the mixture, no bin can be given to nobody or to everybody, and masks cannot
+  all collapse to 0 (which an unconditioned PIT model does under ratio L1 with sigmoid masks: docs/training.md).
 """
 
 import itertools
@@ -19,6 +23,8 @@ from torch.nn import functional as F
 LOSS_WEIGHT_RANGE = (1e-3, 10.0)
 RATIO_MASK_MAX = 2.0
 MASK_TYPES = ("binary", "ratio")
+MASK_ACTIVATIONS = ("sigmoid", "softmax")
+PROBABILITY_EPS = 1e-6  # softmax binary masks: BCE on probabilities clamped to [eps, 1 - eps]
 
 
 def mask_loss_weight(mixture_magnitude: torch.Tensor, weight_range: tuple[float, float] = LOSS_WEIGHT_RANGE) -> torch.Tensor:
@@ -32,18 +38,36 @@ def ratio_mask_target(labels: torch.Tensor) -> torch.Tensor:
     return labels.clamp(0, RATIO_MASK_MAX)
 
 
-def activate_masks(logits: torch.Tensor, mask_type: str = "binary") -> torch.Tensor:
-    """Masks from mask logits: `sigmoid` (binary masks, in [0, 1]) or `RATIO_MASK_MAX * sigmoid` (ratio masks)."""
+def activate_masks(logits: torch.Tensor, mask_type: str = "binary", activation: str = "sigmoid") -> torch.Tensor:
+    """Masks from mask logits `(batch, N, frequency_bins, frames)`. `activation="sigmoid"`: each mask on its own,
+    `sigmoid` (binary masks, in [0, 1]) or `RATIO_MASK_MAX * sigmoid` (ratio masks). `activation="softmax"`: the
+    softmax across the N masks of each mixture (dim 1, computed in float32): in [0, 1], summing to 1 per bin."""
+    if activation == "softmax":
+        return torch.softmax(logits.float(), dim=1).to(logits.dtype)
+    if activation != "sigmoid":
+        raise ValueError(f"Mask activation must be one of {MASK_ACTIVATIONS}, got {activation!r}.")
     return torch.sigmoid(logits) if mask_type == "binary" else RATIO_MASK_MAX * torch.sigmoid(logits)
 
 
-def elementwise_mask_loss(logits: torch.Tensor, labels: torch.Tensor, mask_type: str = "binary") -> torch.Tensor:
-    """Unweighted per-pixel loss: BCE with logits (binary masks) or L1 of the ratio mask against
-    `ratio_mask_target(labels)` (ratio masks)."""
-    labels = labels.to(logits.dtype)
+def _mask_error(masks: torch.Tensor, labels: torch.Tensor, mask_type: str) -> torch.Tensor:
+    """Unweighted per-pixel loss of activated masks: BCE on probabilities (in float32; F.binary_cross_entropy
+    refuses autocast) or L1 against `ratio_mask_target(labels)`."""
     if mask_type == "binary":
-        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    return (activate_masks(logits, mask_type) - ratio_mask_target(labels)).abs()
+        p = masks.float().clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
+        y = labels.float()
+        return -(y * torch.log(p) + (1 - y) * torch.log1p(-p))
+    return (masks - ratio_mask_target(labels.to(masks.dtype))).abs()
+
+
+def elementwise_mask_loss(
+    logits: torch.Tensor, labels: torch.Tensor, mask_type: str = "binary", activation: str = "sigmoid"
+) -> torch.Tensor:
+    """Unweighted per-pixel loss: BCE (with logits for sigmoid masks) of binary masks, or L1 of the ratio mask
+    against `ratio_mask_target(labels)`. With `activation="softmax"`, dim 1 of `logits` must be the mixture's
+    sources (the masks are normalised across it)."""
+    if activation == "sigmoid" and mask_type == "binary":
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")
+    return _mask_error(activate_masks(logits, mask_type, activation), labels, mask_type)
 
 
 def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -57,6 +81,7 @@ def mask_loss(
     mixture_magnitude: torch.Tensor,
     loss_weight: torch.Tensor | None = None,
     mask_type: str = "binary",
+    activation: str = "sigmoid",
 ) -> torch.Tensor:
     """Weighted per-pixel mask loss, averaged over every pixel of every mask.
 
@@ -66,11 +91,12 @@ def mask_loss(
         mixture_magnitude: `(batch, 1, frequency_bins, frames)`: the default weight is `mask_loss_weight` of it.
         loss_weight: `(batch, 1, frequency_bins, frames)` or `(batch, N, ...)` per-pixel weight.
         mask_type: `"binary"` (weighted BCE) or `"ratio"` (weighted L1).
+        activation: `"sigmoid"` or `"softmax"` (across the N masks), as in `activate_masks`.
     """
     _check_labels(logits, labels)
     weight = mask_loss_weight(mixture_magnitude) if loss_weight is None else loss_weight
     weight = weight.expand_as(logits) if weight.shape != logits.shape else weight
-    return (elementwise_mask_loss(logits, labels, mask_type) * weight).mean()
+    return (elementwise_mask_loss(logits, labels, mask_type, activation) * weight).mean()
 
 
 def permutation_invariant_mask_loss(
@@ -79,6 +105,7 @@ def permutation_invariant_mask_loss(
     mixture_magnitude: torch.Tensor,
     loss_weight: torch.Tensor | None = None,
     mask_type: str = "binary",
+    activation: str = "sigmoid",
 ) -> tuple[torch.Tensor, torch.LongTensor]:
     """Permutation-invariant (PIT) version of `mask_loss`, for outputs in no particular order.
 
@@ -87,7 +114,7 @@ def permutation_invariant_mask_loss(
     the batch loss their mean (so it equals `mask_loss` of the outputs reordered by the best permutation).
 
     Args:
-        logits, labels, mixture_magnitude, mask_type: as in `mask_loss`.
+        logits, labels, mixture_magnitude, mask_type, activation: as in `mask_loss`.
         loss_weight: `(batch, 1, frequency_bins, frames)` per-pixel weight, or `(batch, N, ...)` one per target (it
             follows the target whatever output is assigned to it); defaults to `mask_loss_weight(mixture_magnitude)`.
     Returns:
@@ -97,8 +124,13 @@ def permutation_invariant_mask_loss(
     batch, sources = logits.shape[:2]
     weight = (mask_loss_weight(mixture_magnitude) if loss_weight is None else loss_weight).expand_as(labels)
     # pair_loss[b, i, j]: output i against target j, (batch, N outputs, N targets).
-    outputs, targets = torch.broadcast_tensors(logits[:, :, None], labels[:, None])
-    pixels = elementwise_mask_loss(outputs, targets, mask_type) * weight[:, None]
+    if activation == "sigmoid":
+        outputs, targets = torch.broadcast_tensors(logits[:, :, None], labels[:, None])
+        pixels = elementwise_mask_loss(outputs, targets, mask_type)
+    else:  # normalised across the outputs before they are paired with targets
+        outputs, targets = torch.broadcast_tensors(activate_masks(logits, mask_type, activation)[:, :, None], labels[:, None])
+        pixels = _mask_error(outputs, targets, mask_type)
+    pixels = pixels * weight[:, None]
     pair_loss = pixels.mean(dim=(-2, -1))
     permutations = torch.tensor(list(itertools.permutations(range(sources))), device=logits.device)  # (P, N)
     costs = pair_loss[:, permutations, torch.arange(sources, device=logits.device)].mean(dim=-1)  # (batch, P)
@@ -133,6 +165,7 @@ def waveform_sdr_loss(
 
 __all__ = [
     "LOSS_WEIGHT_RANGE",
+    "MASK_ACTIVATIONS",
     "MASK_TYPES",
     "RATIO_MASK_MAX",
     "activate_masks",

@@ -43,7 +43,7 @@ def build_config(model: str, size: str):
     if model not in MODELS:
         raise ValueError(f"Unknown --model {model!r}; use one of {', '.join(MODELS)}.")
     config, processor = model_config(size)
-    unet = {k: getattr(config, k) for k in ("separation_base_channels", "separation_num_downs", "mask_type")}
+    unet = {k: getattr(config, k) for k in ("separation_base_channels", "separation_num_downs", "mask_type", "mask_activation")}
     if model == "tribert_no_pose":
         config.use_pose_input = False
     elif model == "tribert_temporal":  # ours: the U-Net also sees the pose timeline, frame by frame

@@ -61,6 +61,7 @@ class SeparationTrainingArguments:
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps spent warming up (onecycle: rising to the peak)"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "cosine (linear warm-up, cosine decay), onecycle (torch's OneCycleLR: cosine rise to --learning_rate over warmup_ratio, cosine decay) or any transformers scheduler name"})
     mask_type: str | None = field(default=None, metadata={"help": "binary (sigmoid masks, weighted BCE: the paper) or ratio (masks in [0, 2], weighted L1); default: the config's"})
+    mask_activation: str | None = field(default=None, metadata={"help": "sigmoid (each source's mask on its own: the paper) or softmax (a mixture's masks normalised across its sources, summing to 1 per bin; not in the paper); default: the config's", "choices": ["sigmoid", "softmax"]})
     separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
@@ -238,6 +239,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
     else:
         if args.mask_type is not None:
             config.mask_type = args.mask_type
+        if args.mask_activation is not None:
+            config.mask_activation = args.mask_activation
         if args.separation_class_conditioning and isinstance(config, TriBertConfig):
             config.separation_class_conditioning = True
         if args.separation_condition_maps and isinstance(config, TriBertConfig):
@@ -247,6 +250,11 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         model = model_class(args.model)(config)
     if args.mask_type is not None and config.mask_type != args.mask_type:
         raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")
+    if args.mask_activation is not None and config.mask_activation != args.mask_activation:
+        raise ValueError(
+            f"--mask_activation {args.mask_activation} differs from the checkpoint's mask_activation "
+            f"{config.mask_activation!r}."
+        )
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     num_bins = config.audio_config.num_frequency_bins if isinstance(config, TriBertConfig) else config.num_frequency_bins
