@@ -350,8 +350,8 @@ def summarize(results: list[dict], methods: list[str]) -> dict:
     "sdr_percent_of_ideal" / "sdr_threshold_percent_of_ideal" (percent of the ideal binary mask's SDR); rows
     "ideal_binary_mask" and "ideal_ratio_mask" (the ceilings of the same mixtures) and "mixture" (the floor)."""
 
-    def stats(values):
-        values = [v for v in values if v is not None]
+    def stats(values):  # a NaN (every mixture skipped) is left out like a missing value: `n` counts the rest
+        values = [v for v in values if v is not None and v == v]
         if not values:
             return {"mean": None, "std": None, "n": 0}
         return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
@@ -441,6 +441,20 @@ def markdown_table(report: dict) -> str:
         "against the original references. A model that uses its conditioning falls there (it now separates the "
         "other source); one that ignores it scores as in the SDR column. The audio-only model has no conditioning.",
     ]
+    skipped = {
+        m: [(r["test"].get("num_skipped", 0), r["test"].get("num_skipped", 0) + r["test"]["num_mixtures"]) for r in report.get("runs", []) if r["method"] == m]
+        for m in methods
+    }  # fmt: skip
+    skipped = {m: runs for m, runs in skipped.items() if any(k for k, _ in runs)}
+    if skipped:
+        lines += [
+            "",
+            "**Skipped mixtures** (Sound-of-Pixels' rule: a silent estimate or reference leaves the mixture out of "
+            "the means; a model that gives a whole mixture to one output and nothing to the other is skipped "
+            "there, not scored low): "
+            + "; ".join(f"{ROW_NAMES.get(m, m)}: " + ", ".join(f"{k} of {n}" for k, n in runs) + " (per seed)" for m, runs in skipped.items())
+            + ".",
+        ]
     by_pair = {m: summary[m].get("by_pair", {}) for m in rows}
     counts = report["runs"][0]["test"].get("by_pair", {}) if report.get("runs") else {}
     if any(by_pair.values()) and counts:

@@ -87,3 +87,41 @@ def test_benchmark_docs_are_generated_from_the_json(tmp_path):
     text = output.read_text()
     assert "| small | 3.6 M | 4 | 1.50 | 0.38 | +700 MiB |" in text
     assert "Not run yet: `python benchmarks/quality.py`" in text and "Not run yet: `python benchmarks/speed.py`" in text
+
+
+def test_the_table_says_which_mixtures_were_skipped():
+    """A model that gives a whole mixture to one output has a silent estimate: Sound-of-Pixels' rule skips the
+    mixture rather than scoring it; the table says so per seed instead of printing a bare mean."""
+    quality = load_script("benchmarks/quality.py")
+
+    def run(method, seed, sdr, skipped):
+        test = {"sdr": sdr, "sir": sdr, "sar": sdr, "sdr_mixture": 0.1, "sir_mixture": 0.1, "sar_mixture": 50.0,
+                "num_mixtures": 4 - skipped, "num_skipped": skipped}  # fmt: skip
+        return {"method": method, "seed": seed, "test": test, "validation": []}
+
+    runs = [run("tribert", 0, 2.0, 0), run("audio_only", 0, float("nan"), 4), run("audio_only", 1, 1.0, 1)]
+    methods = ["tribert", "audio_only"]
+    report = {"summary": quality.summarize(runs, methods), "methods": methods, "seeds": [0, 1], "runs": runs,
+              "dataset": "synthetic:tiny", "budget_name": "tiny", "budget": quality.BUDGETS["tiny"]}  # fmt: skip
+    assert report["summary"]["audio_only"]["sdr"] == {"mean": 1.0, "std": 0.0, "n": 1}  # the NaN seed left out
+    table = quality.markdown_table(report)
+    assert "**Skipped mixtures**" in table and "Audio only (PIT, best permutation): 4 of 4, 1 of 4 (per seed)" in table
+    assert "TriBERT (vision" not in table.split("**Skipped mixtures**")[1]
+    report["runs"], report["methods"] = runs[:1], methods[:1]
+    report["summary"] = quality.summarize(runs[:1], methods[:1])
+    assert "Skipped" not in quality.markdown_table(report)
+
+
+def test_gpu_speed_runs_get_their_own_section(tmp_path):
+    """speed-cuda-*.md (speed.py --device cuda) are shown under 'On a GPU', each with the command that made it."""
+    load_script("benchmarks/quality.py")
+    make_docs = load_script("benchmarks/make_docs.py")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "speed-cuda-bf16.md").write_text("# Speed suite\n\n| figure | measured |\n|---|---|\n| MFU | 5.3 % |\n")
+    (results / "speed-cuda-bf16.json").write_text(json.dumps({"command": "speed.py --device cuda --bf16 --output /root/out/speed-cuda-bf16.json"}))
+    output = tmp_path / "benchmarks.md"
+    make_docs.main(["--results", str(results), "--output", str(output)])
+    text = output.read_text()
+    assert "### On a GPU" in text and "#### `speed-cuda-bf16`" in text and "| MFU | 5.3 % |" in text
+    assert "python benchmarks/speed.py --device cuda --bf16 --output benchmarks/results/speed-cuda-bf16.json" in text
