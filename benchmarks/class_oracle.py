@@ -138,7 +138,7 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, tr
         head.eval()
         metrics = SeparationMetrics()
         for batch in batches:
-            masks = activate_masks(head(batch["magnitude"], batch["labels"]), args.mask_type)
+            masks = activate_masks(head(batch["magnitude"], batch["labels"]), args.mask_type, args.mask_activation)
             estimates = fe.masks_to_waveforms(masks, batch["stft"], fe.num_samples)
             metrics.update(batch["sources"], estimates, batch["mixture"])
         head.train()
@@ -151,9 +151,12 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, tr
         logits = head(batch["magnitude"], batch["labels"])
         loss = 0.0
         if args.mask_loss_weight:
-            loss = args.mask_loss_weight * mask_loss(logits, batch["targets"], batch["magnitude"], batch["weight"], args.mask_type)
+            loss = args.mask_loss_weight * mask_loss(
+                logits, batch["targets"], batch["magnitude"], batch["weight"], args.mask_type, args.mask_activation
+            )
         if args.waveform_loss_weight:
-            estimates = fe.masks_to_waveforms(activate_masks(logits, args.mask_type), batch["stft"], fe.num_samples)
+            masks = activate_masks(logits, args.mask_type, args.mask_activation)
+            estimates = fe.masks_to_waveforms(masks, batch["stft"], fe.num_samples)
             loss = loss + args.waveform_loss_weight * waveform_sdr_loss(estimates, batch["sources"])
         optimizer.zero_grad()
         loss.backward()
@@ -179,6 +182,7 @@ def main(argv=None):
     parser.add_argument("--mixtures", type=int, default=4, help="mixtures of 2 clips per step")
     parser.add_argument("--learning_rate", type=float, default=5e-3, help="one-cycle peak (30 %% warm-up)")
     parser.add_argument("--mask_type", default="ratio", choices=("ratio", "binary"))
+    parser.add_argument("--mask_activation", default="sigmoid", choices=("sigmoid", "softmax"), help="softmax: the two masks of a mixture sum to 1 per bin")
     parser.add_argument("--condition_maps", type=int, nargs="+", default=[0, 16], help="variants: 0 = the paper's single map")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--val_pairs", type=int, default=64)

@@ -67,8 +67,9 @@ BUDGETS = {
 # levers that each helped alone and that the class-told U-Net uses too (ratio masks; 16 condition maps with the
 # U-Net at 5e-3), nothing else. "same_class": the baseline with half the training mixtures made of two clips of
 # one class (issue 15: what tribert_temporal learns timing from); "ratio_maps_same_class": ratio_maps with those
-# same-class mixtures. "ratio_maps_softmax": ratio_maps with a mixture's masks normalised across its sources
-# (`--mask_activation softmax`: they share out the mixture, and cannot all collapse to 0). "ratio_maps_waveform": ratio_maps plus 0.02 x the
+# same-class mixtures. "ratio_maps_softmax": ratio masks and 16 condition maps as in ratio_maps, a mixture's masks
+# normalised across its sources (`--mask_activation softmax`: they share out the mixture), and one learning rate
+# for everything (with the U-Net at 5e-3 TriBERT's softmax masks collapsed: each mixture given to one video). "ratio_maps_waveform": ratio_maps plus 0.02 x the
 # negative SDR of the masked waveforms (`--waveform_loss_weight`; at 0.02 its gradient is about as large as the
 # mask loss's at initialisation, measured on the class-told head: 56-86 against 0.9-1.1 at weight 1).
 RECIPES = {
@@ -81,7 +82,7 @@ RECIPES = {
     "baseline_onecycle": {"lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3},
     "ratio_maps": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3},
     "same_class": {"same_class_mixtures": 0.5},
-    "ratio_maps_softmax": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "mask_activation": "softmax"},
+    "ratio_maps_softmax": {"mask_type": "ratio", "separation_condition_maps": 16, "mask_activation": "softmax"},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
     "ratio_maps_waveform": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "waveform_loss_weight": 0.02},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},

@@ -51,7 +51,8 @@ def test_class_oracle_head_diagnostics(tmp_path, capsys):
     runs = {}
     for name, extra in {"plain": [], "wide": ["--base_channels", "16"], "gateless": ["--no_attention_gates"],
                         "solos": ["--train_sounds_dir", str(sounds)],
-                        "waveform": ["--mask_loss_weight", "0", "--waveform_loss_weight", "1"]}.items():  # fmt: skip
+                        "waveform": ["--mask_loss_weight", "0", "--waveform_loss_weight", "1"],
+                        "softmax": ["--mask_activation", "softmax"]}.items():  # fmt: skip
         out = tmp_path / f"{name}.json"
         argv = ["--dataset", root, "--model_size", "tiny", "--steps", "2", "--eval_every", "2", "--mixtures", "2",
                 "--condition_maps", "0", "--val_pairs", "2", "--train_pairs", "2", "--threads", "1", "--output", str(out)]  # fmt: skip
@@ -62,3 +63,4 @@ def test_class_oracle_head_diagnostics(tmp_path, capsys):
     # the mask loss (weighted L1 of ratio masks) is >= 0; the waveform loss is a negative SDR in dB, soft-capped at 30
     assert runs["plain"]["curve"][-1]["loss"] >= 0 and -30 <= runs["waveform"]["curve"][-1]["loss"] <= 30
     assert runs["waveform"]["curve"][-1]["loss"] != runs["plain"]["curve"][-1]["loss"]
+    assert runs["softmax"]["curve"][-1]["loss"] != runs["plain"]["curve"][-1]["loss"]  # the same batches, other masks

@@ -10,8 +10,8 @@
   output); in a loss they count up to 2, the effective rule for training.
 * Mask activation (`MASK_ACTIVATIONS`): `"sigmoid"` (the paper's) makes each of a mixture's N masks on its own;
   `"softmax"` normalises them across the N sources (dim 1) so that they sum to 1 in every bin (binary and ratio
-  masks alike): the sources share out the mixture, no bin can be given to nobody or to everybody, and masks cannot
-  all collapse to 0 (which an unconditioned PIT model does under ratio L1 with sigmoid masks: docs/training.md).
+  masks alike): the sources share out the mixture, and no bin can be given to nobody or to everybody. (A model
+  can still give a whole mixture to one source: the unconditioned PIT baseline does, docs/training.md.)
 """
 
 import itertools
