@@ -26,10 +26,14 @@ def test_model_card(tmp_path):
     assert "`synthetic:small`" in card and "train 64, val 16" in card and '"learning_rate": 1e-05' in card
     assert "license: apache-2.0" in card and "pipeline_tag: audio-to-audio" in card
     assert "REPO" not in card and repr(str(tmp_path)) in card  # no placeholder: the folder, or the hub id below
+    assert "binary mask targets (weighted BCE), one sigmoid mask per source (the paper's)" in card  # no config: defaults
     (tmp_path / "config.json").write_text('{"architectures": ["TriBertForSourceSeparation"]}')
     card = open(write_model_card(str(tmp_path), {}, "d", {}, None, [], repo_id="me/tribert")).read()
     assert "TriBertForSourceSeparation.from_pretrained('me/tribert')" in card
     assert "pipeline(\"audio-source-separation\", model='me/tribert', trust_remote_code=True)" in card
+    (tmp_path / "config.json").write_text('{"architectures": ["TriBertForPreTraining"], "mask_type": "ratio", "mask_activation": "softmax"}')
+    card = open(write_model_card(str(tmp_path), {}, "d", {}, None, [])).read()
+    assert "ratio mask targets (weighted L1), masks normalised across the mixture's sources" in card
 
 
 class RecordingApi:

@@ -67,7 +67,7 @@ def write_model_card(
         "## Data",
         "",
         f"Dataset: `{dataset}`. Split sizes (clips): " + ", ".join(f"{k} {v}" for k, v in split_sizes.items()) + ".",
-        "Mixtures of `num_mix` clips (`mix = a1 + a2`), binary mask targets, loss weighted by log1p of the mixture.",
+        "Mixtures of `num_mix` clips (`mix = a1 + a2`), " + _mask_text(config) + ", loss weighted by log1p of the mixture.",
         "",
         "## Evaluation (validation mixtures, fast BSS Eval v3, dB)",
         "",
@@ -95,6 +95,18 @@ CONDITIONING_TEXT = {
     "decoder frame by frame, so that it can tell two players of the same instrument apart by when each plays. "
     "`tribert separate` conditions every segment on the keypoints of its own time window.",
 }
+
+
+def _mask_text(config: dict) -> str:
+    """What the model's masks are (`mask_type`, `mask_activation`; configs saved before a field: its default)."""
+    mask_type, activation = config.get("mask_type", "binary"), config.get("mask_activation", "sigmoid")
+    targets = "binary mask targets (weighted BCE)" if mask_type == "binary" else "ratio mask targets (weighted L1)"
+    masks = (
+        "masks normalised across the mixture's sources (`mask_activation = \"softmax\"`: they sum to 1 per bin)"
+        if activation == "softmax"
+        else "one sigmoid mask per source (the paper's)"
+    )
+    return f"{targets}, {masks}"
 
 
 def _conditioning_lines(config: dict) -> list[str]:
