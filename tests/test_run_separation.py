@@ -239,5 +239,10 @@ def test_softmax_masks_train_save_and_evaluate_as_recorded(tmp_path, cache, mode
     config = AutoConfig.from_pretrained(out)
     assert config.mask_activation == "softmax" and config.mask_type == "ratio"
     cls = {"sop": tribert_hf.SoundOfPixelsForSourceSeparation}.get(model, tribert_hf.TriBertForPreTraining)
-    history = json.load(open(out / "eval_history.json"))
-    assert_recorded(history[0], recompute_validation(out, cache, cls))
+    recorded, recomputed = json.load(open(out / "eval_history.json"))[0], recompute_validation(out, cache, cls)
+    assert recorded["num_mixtures"] == recomputed["num_mixtures"] == VAL_MIXTURES and recorded["num_skipped"] == 0
+    for key in ("sdr", "sir", "sdr_mixture", "sir_mixture"):
+        assert recorded[key] == pytest.approx(recomputed[key], abs=1e-3), key
+    # an untrained model's softmax masks can give nearly all of a mixture to one video: its estimate is then the
+    # mixture, whose SAR (~70 dB) is ill-conditioned: relative agreement
+    assert recorded["sar"] == pytest.approx(recomputed["sar"], rel=1e-4)
