@@ -69,7 +69,8 @@ BUDGETS = {
 # one class (issue 15: what tribert_temporal learns timing from); "ratio_maps_same_class": ratio_maps with those
 # same-class mixtures. "ratio_maps_softmax": ratio masks and 16 condition maps as in ratio_maps, a mixture's masks
 # normalised across its sources (`--mask_activation softmax`: they share out the mixture), and one learning rate
-# for everything (with the U-Net at 5e-3 TriBERT's softmax masks collapsed: each mixture given to one video). "ratio_maps_waveform": ratio_maps plus 0.02 x the
+# for everything (with the U-Net at 5e-3 TriBERT's softmax masks collapsed: each mixture given to one video).
+# "ratio_maps_waveform": ratio_maps plus 0.02 x the
 # negative SDR of the masked waveforms (`--waveform_loss_weight`; at 0.02 its gradient is about as large as the
 # mask loss's at initialisation, measured on the class-told head: 56-86 against 0.9-1.1 at weight 1).
 RECIPES = {
