@@ -70,6 +70,9 @@ BUDGETS = {
 # same-class mixtures. "ratio_maps_softmax": ratio masks and 16 condition maps as in ratio_maps, a mixture's masks
 # normalised across its sources (`--mask_activation softmax`: they share out the mixture), and one learning rate
 # for everything (with the U-Net at 5e-3 TriBERT's softmax masks collapsed: each mixture given to one video).
+# "maps_softmax": the same with the paper's binary masks and weighted BCE (on the class-told head softmax + BCE
+# was the best pair). "ratio_maps_one_rate": ratio_maps_softmax with the paper's sigmoid masks (the control that
+# tells what the softmax adds and what dropping the U-Net's own rate does).
 # "ratio_maps_waveform": ratio_maps plus 0.02 x the
 # negative SDR of the masked waveforms (`--waveform_loss_weight`; at 0.02 its gradient is about as large as the
 # mask loss's at initialisation, measured on the class-told head: 56-86 against 0.9-1.1 at weight 1).
@@ -84,6 +87,8 @@ RECIPES = {
     "ratio_maps": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3},
     "same_class": {"same_class_mixtures": 0.5},
     "ratio_maps_softmax": {"mask_type": "ratio", "separation_condition_maps": 16, "mask_activation": "softmax"},
+    "maps_softmax": {"separation_condition_maps": 16, "mask_activation": "softmax"},
+    "ratio_maps_one_rate": {"mask_type": "ratio", "separation_condition_maps": 16},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
     "ratio_maps_waveform": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "waveform_loss_weight": 0.02},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},

@@ -313,6 +313,35 @@ def run_error(args, capsys):
     return err
 
 
+@needs_video
+def test_softmax_masks_need_two_or_more_sources(checkpoint_dir, media, tmp_path, capsys):
+    """A checkpoint whose masks share the mixture out (mask_activation="softmax") gives every bin to one source when
+    there is one: separating a whole video as one source, or a mixture with one clip, is refused with a message that
+    says so; per player, the estimates add up to the mixture (the masks sum to 1, the residual is silence)."""
+    softmax_dir = tmp_path / "softmax"
+    shutil.copytree(checkpoint_dir, softmax_dir)
+    config = json.load(open(softmax_dir / "config.json"))
+    json.dump({**config, "mask_activation": "softmax"}, open(softmax_dir / "config.json", "w"))
+    err = run_error(["separate", str(softmax_dir), "--video", media["duet"], "-o", str(tmp_path / "whole"), "--quiet"], capsys)
+    assert "separated as one source" in err and "mask_activation='softmax'" in err and "no keypoint file" in err
+    args = ["--mixture", media["mixture"], "--clips", media["a"], "-o", str(tmp_path / "one"), "--quiet"]
+    err = run_error(["separate", str(softmax_dir), *args], capsys)
+    assert "with one source the mask is 1 everywhere" in err
+
+    out = tmp_path / "players"
+    args = ["--video", media["duet"], "--keypoints", media["duet.json"], "-o", str(out), "--quiet", "--no-figure"]
+    assert main(["separate", str(softmax_dir), *args]) == 0
+    from tribert_hf.media import load_audio
+
+    mixture = load_audio(media["duet"], RATE)
+    summary = check_outputs(out, 2, mixture, figure=False)
+    assert summary["mode"] == "per-person"
+    estimates = [read_wav(str(out / source["file"]))[0] for source in summary["sources"]]
+    energy = [float((estimate**2).sum() / (mixture**2).sum()) for estimate in estimates]
+    assert all(0.05 < e < 0.95 for e in energy), energy  # neither is the mixture nor silence ...
+    np.testing.assert_allclose(estimates[0] + estimates[1], mixture, atol=2e-3)  # ... that share out the mixture
+
+
 def test_checkpoint_errors(checkpoint_dir, tmp_path, capsys):
     mixture = tmp_path / "mix.wav"
     write_wav(str(mixture), 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), RATE)

@@ -135,6 +135,9 @@ def test_softmax_masks_share_out_the_mixture_and_their_losses_match_a_reference(
         torch.testing.assert_close(loss, mask_loss(aligned, targets, mixture, mask_type=mask_type, activation="softmax"))
     with pytest.raises(ValueError, match="activation"):
         activate_masks(logits, "binary", "relu")
+    with pytest.raises(ValueError, match="with one source the mask is 1 everywhere"):
+        activate_masks(logits[:, :1], "ratio", "softmax")  # a softmax over one source is 1: the mixture itself
+    torch.testing.assert_close(activate_masks(logits[:, :1], "binary"), torch.sigmoid(logits[:, :1]))
 
 
 @pytest.mark.parametrize("name", ["tribert", "pretraining", "audio_only", "sop"])

@@ -12,7 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-from tribert_hf.separation.losses import MASK_ACTIVATIONS, MASK_TYPES
+from tribert_hf.separation.losses import check_mask_options
 from tribert_hf.separation.unet import bottleneck_channels
 
 from .remote_code import RemoteCodeMixin
@@ -425,10 +425,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"The U-Net bottleneck width ({bottleneck}) is not divisible by separation_fusion_heads "
                 f"({self.separation_fusion_heads})."
             )
-        if self.mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
-        if self.mask_activation not in MASK_ACTIVATIONS:
-            raise ValueError(f"mask_activation must be 'sigmoid' or 'softmax', got {self.mask_activation!r}.")
+        check_mask_options(self.mask_type, self.mask_activation)
         if self.retrieval_variant not in RETRIEVAL_VARIANTS:
             raise ValueError(f"retrieval_variant must be one of {sorted(RETRIEVAL_VARIANTS)}, got {self.retrieval_variant!r}.")
         if self.retrieval_embeddings not in ("transformer", "pre_transformer"):

@@ -17,7 +17,7 @@ from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from tribert_hf.configuration_tribert import check_positive
 from tribert_hf.remote_code import RemoteCodeMixin
-from tribert_hf.separation.losses import MASK_ACTIVATIONS, MASK_TYPES
+from tribert_hf.separation.losses import check_mask_options
 from tribert_hf.separation.unet import bottleneck_channels
 
 
@@ -63,12 +63,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"{type(self).__name__}.num_frequency_bins ({self.num_frequency_bins}) must be divisible by "
                 f"2 ** separation_num_downs = {2**self.separation_num_downs}."
             )
-        if self.mask_type not in MASK_TYPES:
-            raise ValueError(f"{type(self).__name__}.mask_type must be 'binary' or 'ratio', got {self.mask_type!r}.")
-        if self.mask_activation not in MASK_ACTIVATIONS:
-            raise ValueError(
-                f"{type(self).__name__}.mask_activation must be 'sigmoid' or 'softmax', got {self.mask_activation!r}."
-            )
+        check_mask_options(self.mask_type, self.mask_activation, type(self).__name__)
 
 
 @strict

@@ -293,6 +293,14 @@ def separate_video(
             pose = pose[keep]
         specs = [SourceSpec(clip, pose, clip.fps, None, keypoint_path)]
         mode = "single-source"
+        if getattr(checkpoint.model.config, "mask_activation", "sigmoid") == "softmax":
+            raise ValueError(
+                f"{clip.path!r} is separated as one source ({len(persons)} player(s) found"
+                f"{'' if keypoint_path else ', no keypoint file'}{'' if person_split else ', person_split off'}), but "
+                "this checkpoint's masks share the mixture out among its sources (mask_activation='softmax'): one "
+                "source would get the whole mixture. Give a keypoint file with two or more players, one clip per "
+                "player (`tribert separate --mixture M --clips A B`), or a checkpoint with mask_activation='sigmoid'."
+            )
     result = separate_sources(
         checkpoint, waveform, specs, overlap=overlap, batch_size=batch_size, fps=fps, crop_margin=crop_margin,
         mask_threshold=mask_threshold, progress=progress,

@@ -27,6 +27,15 @@ MASK_ACTIVATIONS = ("sigmoid", "softmax")
 PROBABILITY_EPS = 1e-6  # softmax binary masks: BCE on probabilities clamped to [eps, 1 - eps]
 
 
+def check_mask_options(mask_type: str, mask_activation: str, owner: str = "") -> None:
+    """Refuse a mask type or activation the losses do not know (the configs' check), naming the field."""
+    prefix = f"{owner}." if owner else ""
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"{prefix}mask_type must be one of {MASK_TYPES}, got {mask_type!r}.")
+    if mask_activation not in MASK_ACTIVATIONS:
+        raise ValueError(f"{prefix}mask_activation must be one of {MASK_ACTIVATIONS}, got {mask_activation!r}.")
+
+
 def mask_loss_weight(mixture_magnitude: torch.Tensor, weight_range: tuple[float, float] = LOSS_WEIGHT_RANGE) -> torch.Tensor:
     """Per-pixel loss weight: `log1p(mixture magnitude)` clamped to `weight_range` (Sound of Pixels)."""
     low, high = weight_range
@@ -43,6 +52,12 @@ def activate_masks(logits: torch.Tensor, mask_type: str = "binary", activation: 
     `sigmoid` (binary masks, in [0, 1]) or `RATIO_MASK_MAX * sigmoid` (ratio masks). `activation="softmax"`: the
     softmax across the N masks of each mixture (dim 1, computed in float32): in [0, 1], summing to 1 per bin."""
     if activation == "softmax":
+        if logits.shape[1] < 2:
+            raise ValueError(
+                "Softmax masks (mask_activation='softmax') share a mixture out among its sources: with one source "
+                "the mask is 1 everywhere and the estimate is the mixture itself. Give two or more videos per "
+                "mixture, or use a model with mask_activation='sigmoid'."
+            )
         return torch.softmax(logits.float(), dim=1).to(logits.dtype)
     if activation != "sigmoid":
         raise ValueError(f"Mask activation must be one of {MASK_ACTIVATIONS}, got {activation!r}.")
@@ -169,6 +184,7 @@ __all__ = [
     "MASK_TYPES",
     "RATIO_MASK_MAX",
     "activate_masks",
+    "check_mask_options",
     "elementwise_mask_loss",
     "mask_loss",
     "mask_loss_weight",
