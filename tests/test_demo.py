@@ -44,3 +44,15 @@ def test_demo_resumes_instead_of_retraining(demo, capsys):
     run_demo.main(["--output_dir", str(output), "--preset", "tiny", "--model_size", "tiny", "--max_steps", "4", "--eval_steps", "2", "--report_to", "none"])
     assert os.path.getmtime(output / "model" / "checkpoints" / "step-4") == before  # nothing retrained
     assert "Outputs:" in capsys.readouterr().out
+
+
+def test_a_demo_trained_with_another_recipe_is_not_resumed(tmp_path):
+    """Resuming checkpoints of another recipe would load another model: the demo refuses, naming --fresh; the same
+    recipe (or a run_args.json from before the field existed, which trained the paper's defaults) passes."""
+    run_demo = load_demo()
+    (tmp_path / "run_args.json").write_text(json.dumps({"mask_type": None, "separation_condition_maps": 0}))
+    run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["paper"])
+    with pytest.raises(SystemExit, match="--fresh") as error:
+        run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["recommended"])
+    assert "mask_activation 'sigmoid' -> 'softmax'" in str(error.value)
+    run_demo.check_previous_recipe(str(tmp_path / "missing"), run_demo.DEMO_RECIPES["recommended"])  # a new demo

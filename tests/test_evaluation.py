@@ -77,6 +77,10 @@ def test_thresholding_and_model_free_ceilings(batches):
     ratio = torch.full((1, 2, 4, 4), 0.3)  # ratio masks are scored as they are (Sound-of-Pixels' evaluation)
     assert scoring_masks("threshold", loader[0], fe, ratio, mask_type="ratio") is ratio
     assert not scoring_masks("threshold", loader[0], fe, ratio).any()
+    # masks normalised across the sources are in [0, 1] whatever their targets: thresholded (the louder source's)
+    shared = torch.tensor([0.7, 0.3])[None, :, None, None].expand(1, 2, 4, 4)
+    thresholded = scoring_masks("threshold", loader[0], fe, shared, mask_type="ratio", mask_activation="softmax")
+    assert torch.equal(thresholded, (shared > 0.5).float())
 
 
 def test_on_batch_sees_each_batch_with_its_masks_and_results(batches):
@@ -96,3 +100,21 @@ def test_on_batch_sees_each_batch_with_its_masks_and_results(batches):
     ceiling = []
     evaluate_separation_model(None, loader, fe, scorings=("ideal_binary",), on_batch=lambda b, m, r: ceiling.append(m))
     assert ceiling == [None, None]
+
+
+def test_the_metrics_table_names_the_protocol_the_masks_got():
+    """`tribert evaluate`'s table: binary and softmax masks are thresholded (masks > 0.5), sigmoid ratio masks are
+    scored as they are and the row says so instead of claiming a threshold."""
+    from tribert_hf.pipelines.evaluate import metrics_table
+
+    scores = {"sdr": 3.0, "sir": 4.0, "sar": 10.0}
+    summary = {
+        "dataset": "synthetic:tiny", "split": "test", "num_mixtures": 2, "num_mix": 2, "segment_seconds": 1.0,
+        "num_skipped": 0, "backend": "fast", "checkpoint": "ckpt", "model": scores, "mixture": scores,
+        "improvement": scores, "threshold": scores,
+    }  # fmt: skip
+    for mask_type, activation, thresholded in [("binary", "sigmoid", True), ("ratio", "softmax", True), ("ratio", "sigmoid", False)]:
+        table = metrics_table({**summary, "mask_type": mask_type, "mask_activation": activation})
+        assert ("| model, masks > 0.5 (SoP protocol, as the paper) |" in table) is thresholded, (mask_type, activation)
+        assert ("| model, SoP protocol (ratio masks as they are) |" in table) is not thresholded
+    assert "masks > 0.5" in metrics_table(summary)  # summaries written before the fields: binary, as then

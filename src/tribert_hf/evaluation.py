@@ -4,8 +4,9 @@ One loop scores a separation model (TriBERT or a baseline) under several *scorin
 
 * `soft`: the predicted masks as they are;
 * `threshold`: binary masks thresholded at 0.5: the Sound-of-Pixels protocol, which the paper's Table 1 and the
-  authors' evaluation use: the scoring comparable with the paper (ratio masks are used as they are, as
-  Sound-of-Pixels' evaluation does);
+  authors' evaluation use: the scoring comparable with the paper (sigmoid ratio masks, in [0, 2], are used as they
+  are, as Sound-of-Pixels' evaluation does; masks normalised across the sources, in [0, 1], are thresholded
+  whatever their targets: with two sources that is the louder-source assignment);
 * `ideal_binary`: the ideal binary mask (1 where the source is the loudest in a bin of the log-frequency grid),
   the ceiling of binary-mask separation through this audio chain;
 * `ideal_ratio`: the ideal ratio mask (source over mixture magnitude, clamped as the feature extractor does).
@@ -46,14 +47,17 @@ def predicted_masks(model, outputs) -> torch.Tensor:
 
 def scoring_masks(
     scoring: str, batch: dict, feature_extractor, predicted: torch.Tensor | None, threshold: float = 0.5,
-    mask_type: str = "binary",
+    mask_type: str = "binary", mask_activation: str = "sigmoid",
 ):  # fmt: skip
     """The masks `(B, N, 256, frames)` that `scoring` (a key of `SCORINGS`) applies to the batch's mixtures
-    (`predicted`: the model's masks, of `mask_type`; ratio masks are not thresholded)."""
+    (`predicted`: the model's masks, of `mask_type` and `mask_activation`; sigmoid ratio masks are not
+    thresholded, softmax masks are, whatever their type)."""
     if scoring == "soft":
         return predicted
     if scoring == "threshold":
-        return predicted if mask_type == "ratio" else (predicted > threshold).to(predicted.dtype)
+        if mask_type == "ratio" and mask_activation == "sigmoid":
+            return predicted
+        return (predicted > threshold).to(predicted.dtype)
     if scoring in IDEAL_SCORINGS:
         fe = feature_extractor
         sources = fe.log_frequency_magnitude(batch["source_waveforms"].float())  # (B, N, 256, frames)
@@ -109,7 +113,7 @@ def evaluate_separation_model(
         model.eval()
     seen = 0
     for batch in loader:
-        predicted, mask_type = None, "binary"
+        predicted, mask_type, activation = None, "binary", "sigmoid"
         if any(name not in IDEAL_SCORINGS for name in scorings):
             inputs = {k: batch[k] if device is None else batch[k].to(device) for k in MODEL_INPUTS}
             outputs = model(**inputs)  # labels: the PIT baseline's best permutation
@@ -118,10 +122,11 @@ def evaluate_separation_model(
             if device is not None:
                 predicted = predicted.to(batch["mixture_stft"].device)
             mask_type = getattr(getattr(unwrapped, "config", None), "mask_type", "binary")
+            activation = getattr(getattr(unwrapped, "config", None), "mask_activation", "sigmoid")
         length = batch["mixture_waveform"].shape[-1]
         results = {}
         for name in scorings:
-            masks = scoring_masks(name, batch, feature_extractor, predicted, threshold, mask_type)
+            masks = scoring_masks(name, batch, feature_extractor, predicted, threshold, mask_type, activation)
             estimates = feature_extractor.masks_to_waveforms(masks, batch["mixture_stft"], length)
             mixture = batch["mixture_waveform"][:, None].expand_as(estimates)
             references = batch["source_waveforms"]

@@ -46,11 +46,16 @@ def metrics_table(summary: dict) -> str:
         f"| mixture (floor) | {cell(floor['sdr'])} | {cell(floor['sir'])} | {cell(floor['sar'])} |",
         f"| model - mixture | {cell(gain['sdr'])} | {cell(gain['sir'])} | - |",
     ]
-    rows = {"threshold": "model, masks > 0.5 (SoP protocol, as the paper)", "ideal_binary_mask": "ideal binary mask (ceiling)", "ideal_ratio_mask": "ideal ratio mask (ceiling)"}  # fmt: skip
+    thresholded = summary.get("mask_type", "binary") == "binary" or summary.get("mask_activation") == "softmax"
+    protocol = "masks > 0.5 (SoP protocol, as the paper)" if thresholded else "SoP protocol (ratio masks as they are)"
+    rows = {"threshold": f"model, {protocol}", "ideal_binary_mask": "ideal binary mask (ceiling)", "ideal_ratio_mask": "ideal ratio mask (ceiling)"}  # fmt: skip
     lines += [f"| {name} | {cell(summary[key]['sdr'])} | {cell(summary[key]['sir'])} | {cell(summary[key]['sar'])} |" for key, name in rows.items() if key in summary]
     lines += [
         "",
-        "Masks > 0.5: the predicted masks thresholded, the Sound-of-Pixels protocol of the paper's Table 1. The ideal "
+        ("Masks > 0.5: the predicted masks thresholded, the Sound-of-Pixels protocol of the paper's Table 1. "
+         if thresholded else "SoP protocol: Sound-of-Pixels thresholds binary masks at 0.5 (the paper's Table 1) and "
+         "uses ratio masks as they are; this model's are sigmoid ratio masks. ")
+        + "The ideal "
         "masks, computed from the true sources, go through the same chain (log-frequency mask, mixture phase, inverse "
         "STFT): the ceiling of mask-based separation on these mixtures.",
         "The mixture floor scores the mixture itself as every source's estimate. Its SAR is not a floor: the mixture "
@@ -151,7 +156,8 @@ def evaluate_checkpoint(
         "checkpoint": checkpoint.path, "dataset": dataset, "split": split, "num_mix": num_mix, "backend": backend,
         "num_mixtures": scores["num_mixtures"], "num_skipped": scores["num_skipped"],
         "segment_samples": fe.num_samples, "segment_seconds": fe.num_samples / fe.sampling_rate,
-        "sampling_rate": fe.sampling_rate, "device": str(model.device),
+        "sampling_rate": fe.sampling_rate, "device": str(model.device), "mask_type": model.config.mask_type,
+        "mask_activation": getattr(model.config, "mask_activation", "sigmoid"),
         "model": {k: scores[k] for k in ("sdr", "sir", "sar")},
         "mixture": {k: scores[f"{k}_mixture"] for k in ("sdr", "sir", "sar")},
         "improvement": {k: scores[k] - scores[f"{k}_mixture"] for k in ("sdr", "sir", "sar")},
