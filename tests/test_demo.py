@@ -53,6 +53,6 @@ def test_a_demo_trained_with_another_recipe_is_not_resumed(tmp_path):
     (tmp_path / "run_args.json").write_text(json.dumps({"mask_type": None, "separation_condition_maps": 0}))
     run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["paper"])
     with pytest.raises(SystemExit, match="--fresh") as error:
-        run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["recommended"])
+        run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["softmax"])
     assert "mask_activation 'sigmoid' -> 'softmax'" in str(error.value)
-    run_demo.check_previous_recipe(str(tmp_path / "missing"), run_demo.DEMO_RECIPES["recommended"])  # a new demo
+    run_demo.check_previous_recipe(str(tmp_path / "missing"), run_demo.DEMO_RECIPES["softmax"])  # a new demo
