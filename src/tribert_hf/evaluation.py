@@ -21,7 +21,7 @@ import torch
 
 from .metrics import SeparationMetrics
 from .separation.apply import reorder_sources
-from .separation.losses import activate_masks
+from .separation.losses import activate_masks, masks_in_unit_range
 
 
 MODEL_INPUTS = ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")
@@ -55,9 +55,7 @@ def scoring_masks(
     if scoring == "soft":
         return predicted
     if scoring == "threshold":
-        if mask_type == "ratio" and mask_activation == "sigmoid":
-            return predicted
-        return (predicted > threshold).to(predicted.dtype)
+        return (predicted > threshold).to(predicted.dtype) if masks_in_unit_range(mask_type, mask_activation) else predicted
     if scoring in IDEAL_SCORINGS:
         fe = feature_extractor
         sources = fe.log_frequency_magnitude(batch["source_waveforms"].float())  # (B, N, 256, frames)
@@ -121,8 +119,8 @@ def evaluate_separation_model(
             predicted = predicted_masks(unwrapped, outputs)
             if device is not None:
                 predicted = predicted.to(batch["mixture_stft"].device)
-            mask_type = getattr(getattr(unwrapped, "config", None), "mask_type", "binary")
-            activation = getattr(getattr(unwrapped, "config", None), "mask_activation", "sigmoid")
+            config = getattr(unwrapped, "config", None)
+            mask_type, activation = getattr(config, "mask_type", "binary"), getattr(config, "mask_activation", "sigmoid")
         length = batch["mixture_waveform"].shape[-1]
         results = {}
         for name in scorings:

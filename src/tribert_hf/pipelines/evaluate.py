@@ -8,6 +8,7 @@ import math
 import os
 import time
 
+from ..separation.losses import masks_in_unit_range
 from .checkpoint import as_checkpoint
 from .outputs import json_ready, write_json
 
@@ -46,7 +47,7 @@ def metrics_table(summary: dict) -> str:
         f"| mixture (floor) | {cell(floor['sdr'])} | {cell(floor['sir'])} | {cell(floor['sar'])} |",
         f"| model - mixture | {cell(gain['sdr'])} | {cell(gain['sir'])} | - |",
     ]
-    thresholded = summary.get("mask_type", "binary") == "binary" or summary.get("mask_activation") == "softmax"
+    thresholded = masks_in_unit_range(summary.get("mask_type", "binary"), summary.get("mask_activation", "sigmoid"))
     protocol = "masks > 0.5 (SoP protocol, as the paper)" if thresholded else "SoP protocol (ratio masks as they are)"
     rows = {"threshold": f"model, {protocol}", "ideal_binary_mask": "ideal binary mask (ceiling)", "ideal_ratio_mask": "ideal ratio mask (ceiling)"}  # fmt: skip
     lines += [f"| {name} | {cell(summary[key]['sdr'])} | {cell(summary[key]['sir'])} | {cell(summary[key]['sar'])} |" for key, name in rows.items() if key in summary]

@@ -36,6 +36,12 @@ def check_mask_options(mask_type: str, mask_activation: str, owner: str = "") ->
         raise ValueError(f"{prefix}mask_activation must be one of {MASK_ACTIVATIONS}, got {mask_activation!r}.")
 
 
+def masks_in_unit_range(mask_type: str, mask_activation: str) -> bool:
+    """Whether a model's masks lie in [0, 1] (binary masks, or any masks normalised across the sources), so that
+    thresholding them at 0.5 is meaningful; sigmoid ratio masks lie in [0, RATIO_MASK_MAX]."""
+    return mask_type == "binary" or mask_activation == "softmax"
+
+
 def mask_loss_weight(mixture_magnitude: torch.Tensor, weight_range: tuple[float, float] = LOSS_WEIGHT_RANGE) -> torch.Tensor:
     """Per-pixel loss weight: `log1p(mixture magnitude)` clamped to `weight_range` (Sound of Pixels)."""
     low, high = weight_range
@@ -188,6 +194,7 @@ __all__ = [
     "elementwise_mask_loss",
     "mask_loss",
     "mask_loss_weight",
+    "masks_in_unit_range",
     "permutation_invariant_mask_loss",
     "ratio_mask_target",
     "waveform_sdr_loss",
