@@ -335,6 +335,11 @@ def train_and_score(method, seed, budget, args) -> dict:
             argv += [f"--{key}", str(value)]
     if args.cache_dir:
         argv += ["--cache_dir", args.cache_dir]
+    if method != "audio_only":  # the methods that see frames
+        if args.vision_backbone:
+            argv += ["--vision_backbone", args.vision_backbone]
+        if args.freeze_vision_backbone:
+            argv += ["--freeze_vision_backbone"]
     started = time.perf_counter()
     history = train(argv)
     train_seconds = time.perf_counter() - started
@@ -522,6 +527,8 @@ def main(argv=None):
     parser.add_argument("--mixtures_per_batch", type=int, help="override the budget's batch")
     parser.add_argument("--eval_steps", type=int, help="override the budget's validation interval")
     parser.add_argument("--recipe", default="baseline", choices=sorted(RECIPES), help="how every method is trained (RECIPES)")
+    parser.add_argument("--vision_backbone", help="every method with frames starts its frame backbone from this pretrained ResNet (hub id or local folder; run_separation.py's --vision_backbone)")
+    parser.add_argument("--freeze_vision_backbone", action="store_true", help="and keeps it fixed (run_separation.py's --freeze_vision_backbone)")
     parser.add_argument("--num_proc", type=int, default=1)
     parser.add_argument("--cache_dir")
     parser.add_argument("--output_dir", default=os.path.join(HERE, "results", "quality"))
@@ -551,6 +558,7 @@ def main(argv=None):
     report = {
         "benchmark": "quality", "dataset": args.dataset, "budget_name": args.budget, "budget": budget,
         "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe],
+        "vision_backbone": args.vision_backbone, "freeze_vision_backbone": args.freeze_vision_backbone,
         "methods": methods, "seeds": seeds, "device": "cpu", "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
         "seconds": time.perf_counter() - started, "train_seconds_total": sum(r["train_seconds"] for r in results), "summary": summarize(results, methods), "runs": results,

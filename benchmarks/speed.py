@@ -35,6 +35,13 @@ final line counts the targets met):
   and peak memory for one sample.
 - retrieval (opt-in, not in `all`): clips embedded per second by `TriBertForContrastiveRetrieval` (small config,
   one embedding per modality) and queries per second over a 10,000-clip index (exact NumPy; FAISS if installed).
+- step_breakdown (opt-in, not in `all`): one training step of the separation recipe (`settings["breakdown"]`: the
+  small config with quality.py's `maps_softmax` options, 4 mixtures of 2 videos: the `cpu30` budget's step) taken
+  apart: the collator (mixing, STFTs, targets), the whole step (forward, backward, fused AdamW), and each part of
+  the model (vision, pose, audio embeddings, the transformer, the separation U-Net) forward and forward + backward
+  alone on the inputs it received in a real forward pass; the rest (heads, losses) is the whole minus the parts;
+  and the whole step of the Sound-of-Pixels and audio-only baselines with the same options. Where a fixed
+  wall-clock budget's steps go.
 - profile (--profile): torch.profiler over one paper-size training step (forward, backward, AdamW) and one small
   separation of the 6-s mixture; the top-15 ops by self CPU time (where time goes when a target is missed).
 
@@ -82,8 +89,9 @@ from tribert_hf.training import model_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAYOUT = 2  # 1: sections preprocessing, matmul_peak, training (before the suites); see `upgrade_layout`
-SUITES = ("features", "bss_eval", "train_step", "separation", "model_size", "retrieval")
-DEFAULT_SUITES = SUITES[:-1]  # `all`: retrieval is opt-in (its figures live in docs/retrieval.md)
+SUITES = ("features", "bss_eval", "train_step", "separation", "model_size", "retrieval", "step_breakdown")
+# `all`: retrieval (its figures live in docs/retrieval.md) and step_breakdown (the separation recipe's step) are opt-in
+DEFAULT_SUITES = SUITES[:-2]
 
 aten = torch.ops.aten
 
@@ -644,6 +652,170 @@ def suite_retrieval(args, settings, device, profiles) -> dict:
 
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Where a separation training step's time goes
+# ----------------------------------------------------------------------------------------------------------------
+
+# TriBertForPreTraining's parts, each timed alone on the inputs it got in a real forward pass
+BREAKDOWN_COMPONENTS = {
+    "tribert.vision_embeddings": "vision: frame backbone + tokens",
+    "tribert.pose_embeddings": "pose: ST-GCN + tokens",
+    "tribert.audio_embeddings": "audio: VGGish-style CNN + tokens",
+    "tribert.encoder": "transformer (self + co-attention layers)",
+    "separation": "separation U-Net (encoder once per mixture, decoder once per video)",
+}
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    """Every tensor in a (nested) output: tensors, tuples, lists, dicts, ModelOutputs."""
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def _detached(value):
+    """A copy of a module's input cut from the graph it came from; a tensor that needed a gradient still needs one
+    (so that the backward pass computes what it computes inside the whole model)."""
+    if torch.is_tensor(value):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value)
+    return value
+
+
+def capture_inputs(model: torch.nn.Module, names, run) -> dict:
+    """`{name: (args, kwargs)}`: what each named submodule received the first time `run()` called it."""
+    captured, handles = {}, []
+    for name in names:
+        def hook(module, args, kwargs, name=name):
+            if name not in captured:
+                captured[name] = (_detached(args), _detached(kwargs))
+
+        handles.append(model.get_submodule(name).register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def breakdown_batch(config, mixtures: int, mask_type: str, seed: int = 0):
+    """The collator's input (`mixtures x 2` featurized clips of random audio and the recipe's shapes) and the
+    collator: what a training step's data costs besides reading the rows."""
+    from tribert_hf.data import MixAndSeparateCollator
+
+    g = torch.Generator().manual_seed(seed)
+    random = random_batch(config, mixtures, seed=seed)
+    examples = []
+    for m in range(mixtures):
+        for v in range(2):
+            examples.append({
+                "waveform": 0.1 * torch.randn(1, 65535, generator=g),
+                "pixel_values": random["pixel_values"][m, v], "pose_keypoints": random["pose_keypoints"][m, v],
+                "pose_mask": random["pose_mask"][m, v], "class_labels": random["class_labels"][m, v],
+            })  # fmt: skip
+    collate = MixAndSeparateCollator(TriBertFeatureExtractor(num_frequency_bins=config.audio_config.num_frequency_bins),
+                                     mask_type=mask_type, gain_range=(0.5, 1.5), seed=seed)  # fmt: skip
+    return examples, collate
+
+
+def suite_step_breakdown(args, settings, device, profiles) -> dict:
+    """One training step of the separation recipe (`settings["breakdown"]`: the model size, mixtures of 2 videos,
+    the recipe's mask options) taken apart: the collator (mixing, STFTs, mask targets), the whole optimizer step
+    (forward, backward, fused AdamW), and each part of the model (`BREAKDOWN_COMPONENTS`) forward and forward +
+    backward on the inputs it received in a real forward pass (what is left of the step: the classification heads,
+    the losses, the glue); then the whole step of the two baselines of the same recipe (same U-Net budget)."""
+    from tribert_hf.training.presets import build_config, model_class
+
+    b = settings["breakdown"]
+    options = {k: b[k] for k in ("mask_type", "mask_activation", "separation_condition_maps")}
+    torch.manual_seed(0)
+    config, _ = model_config(b["config"])
+    for key, value in options.items():
+        setattr(config, key, value)
+    model = TriBertForPreTraining(config).to(device).train()
+    examples, collate = breakdown_batch(config, b["mixtures"], b["mask_type"])
+    collator = measure(lambda: collate(examples), args.repeats, torch.device("cpu"))
+    batch = collate(examples)
+    inputs = {k: batch[k].to(device) for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # as the recipe
+
+    def forward_backward():
+        with autocast(device, args.bf16):
+            loss = model(**inputs).loss
+        loss.backward()
+
+    def step():
+        forward_backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    whole = measure(step, args.repeats, device)
+    model.zero_grad(set_to_none=True)
+    forward_backward_whole = measure(lambda: (forward_backward(), model.zero_grad(set_to_none=True)), args.repeats, device)
+    captured = capture_inputs(model, BREAKDOWN_COMPONENTS, lambda: model(**inputs))
+    components = {}
+    for name, what in BREAKDOWN_COMPONENTS.items():
+        module = model.get_submodule(name)
+        call_args, call_kwargs = captured[name]
+
+        def forward(module=module, call_args=call_args, call_kwargs=call_kwargs):
+            with autocast(device, args.bf16):
+                return module(*call_args, **call_kwargs)
+
+        def forward_and_backward(forward=forward):
+            outputs = [t for t in _tensors(forward()) if t.requires_grad and t.is_floating_point()]
+            torch.stack([t.float().sum() for t in outputs]).sum().backward()
+            model.zero_grad(set_to_none=True)
+
+        components[name] = {
+            "what": what,
+            "parameters": sum(p.numel() for p in module.parameters()),
+            "forward": measure(forward, args.repeats, device),
+            "forward_backward": measure(forward_and_backward, args.repeats, device),
+        }
+    parts = sum(c["forward_backward"]["median_s"] for c in components.values())
+    for c in components.values():
+        c["share_of_forward_backward"] = c["forward_backward"]["median_s"] / forward_backward_whole["median_s"]
+    result = {
+        "config": b["config"], "device": str(device), "dtype": "bf16" if args.bf16 else "fp32",
+        "recipe_options": options, "mixtures_per_step": b["mixtures"], "videos_per_step": 2 * b["mixtures"],
+        "torch_threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters()),
+        "step": whole, "forward_backward": forward_backward_whole, "collator": collator, "components": components,
+        "rest_forward_backward_s": forward_backward_whole["median_s"] - parts,
+        "optimizer_s": whole["median_s"] - forward_backward_whole["median_s"],
+    }  # fmt: skip
+    del model, optimizer
+    baselines = {}
+    for name in ("sop", "audio_only"):
+        torch.manual_seed(0)
+        base_config, _ = build_config(name, b["config"])
+        for key in ("mask_type", "mask_activation"):
+            setattr(base_config, key, options[key])
+        base = model_class(name)(base_config).to(device).train()
+        base_optimizer = torch.optim.AdamW(base.parameters(), lr=1e-5, fused=True)
+
+        def base_step(base=base, base_optimizer=base_optimizer):
+            with autocast(device, args.bf16):
+                loss = base(**inputs).loss
+            loss.backward()
+            base_optimizer.step()
+            base_optimizer.zero_grad(set_to_none=True)
+
+        stats = measure(base_step, args.repeats, device)
+        baselines[name] = {**stats, "parameters": sum(p.numel() for p in base.parameters()), "over_tribert": stats["median_s"] / whole["median_s"]}
+        del base, base_optimizer
+    result["baselines"] = baselines
+    return result
+
+
 SUITE_FUNCTIONS = {
     "features": suite_features,
     "bss_eval": suite_bss_eval,
@@ -651,6 +823,7 @@ SUITE_FUNCTIONS = {
     "separation": suite_separation,
     "model_size": suite_model_size,
     "retrieval": suite_retrieval,
+    "step_breakdown": suite_step_breakdown,
 }
 
 
@@ -833,6 +1006,24 @@ def markdown(result: dict) -> str:
         if "faiss_queries_per_s_one_at_a_time" in r:
             row("retrieval: queries per second, FAISS IndexFlatIP (one at a time)", f"{r['faiss_queries_per_s_one_at_a_time']:.0f}")
         row("retrieval: joint encoder pairs per second (seconds per query over the index)", f"{r['joint_pairs_per_s']:.1f} ({r['joint_seconds_per_query_over_index']:.0f} s)")
+    if _ok(s, "step_breakdown"):
+        t = s["step_breakdown"]
+        options = ", ".join(f"{k}={v}" for k, v in t["recipe_options"].items())
+        lines += ["", f"## A separation training step taken apart [{t['config']}], {t['mixtures_per_step']} mixtures of 2 videos, "
+                  f"{t['torch_threads']} thread(s), {options}", "",
+                  "| part | parameters | forward (median) | forward + backward (median) | share of forward + backward |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        whole = t["forward_backward"]["median_s"]
+        for name, c in t["components"].items():
+            lines.append(f"| `{name}` ({_cell(c['what'])}) | {c['parameters'] / 1e6:.2f} M | {c['forward']['median_s'] * 1e3:.0f} ms "
+                         f"| {c['forward_backward']['median_s'] * 1e3:.0f} ms | {c['share_of_forward_backward']:.0%} |")  # fmt: skip
+        lines.append(f"| the rest (heads, losses, glue: whole minus parts) | | | {t['rest_forward_backward_s'] * 1e3:.0f} ms | {t['rest_forward_backward_s'] / whole:.0%} |")
+        lines.append(f"| **whole model** | {t['parameters'] / 1e6:.2f} M | | **{whole * 1e3:.0f} ms** | 100% |")
+        lines += ["", f"Optimizer step (fused AdamW): {t['optimizer_s'] * 1e3:.0f} ms; the whole step (forward, backward, AdamW) "
+                  f"{t['step']['median_s'] * 1e3:.0f} ms; the collator (mixing, STFTs, targets of {t['videos_per_step']} clips) "
+                  f"{t['collator']['median_s'] * 1e3:.0f} ms. The baselines' whole step with the same options: "
+                  + ", ".join(f"{name} {e['median_s'] * 1e3:.0f} ms ({e['over_tribert']:.2f}x TriBERT's)" for name, e in t["baselines"].items())
+                  + "."]  # fmt: skip
     errors = [name for name, sec in s.items() if isinstance(sec, dict) and "error" in sec]
     if errors:
         lines += ["", "Suites that failed: " + ", ".join(errors) + " (see the JSON)."]
@@ -930,6 +1121,17 @@ def summary_line(name: str, sec: dict) -> str:
             f"{sec['numpy_queries_per_s_batched_100']:.0f} queries/s in batches of 100{faiss}; the joint encoder scores "
             f"{sec['joint_pairs_per_s']:.1f} pairs/s: {sec['joint_seconds_per_query_over_index']:.0f} s per query over the same index"
         )
+    if name == "step_breakdown":
+        whole = sec["forward_backward"]["median_s"]
+        parts = ", ".join(f"{n.split('.')[-1]} {c['forward_backward']['median_s']:.3f} s ({c['share_of_forward_backward']:.0%})"
+                          for n, c in sorted(sec["components"].items(), key=lambda kv: -kv[1]["forward_backward"]["median_s"]))  # fmt: skip
+        bases = ", ".join(f"{n} {e['median_s']:.3f} s ({e['over_tribert']:.2f}x)" for n, e in sec["baselines"].items())
+        return (
+            f"step_breakdown: {sec['config']} config, {sec['mixtures_per_step']} mixtures, {sec['torch_threads']} thread(s), "
+            f"{sec['recipe_options']}: step {sec['step']['median_s']:.3f} s (forward+backward {whole:.3f} s, AdamW "
+            f"{sec['optimizer_s']:.3f} s); forward+backward by part: {parts}, rest {sec['rest_forward_backward_s']:.3f} s; "
+            f"collator {sec['collator']['median_s']:.3f} s; baselines' step: {bases}"
+        )
     return name
 
 
@@ -956,6 +1158,10 @@ def settings_for(args, on_cuda: bool) -> dict:
         "step_configs": {"tiny": 2} if quick else {"small": 4, "paper": train_mixtures},
         "separation_configs": {"small": "tiny", "paper": "tiny"} if quick else {"small": "small", "paper": "paper"},
         "model_size_config": "tiny" if quick else "paper",
+        # step_breakdown: the recommended separation recipe's step (quality.py's maps_softmax: binary masks, softmax
+        # across the sources, 16 condition maps) at the size and batch of the cpu30 budget
+        "breakdown": {"config": "tiny" if quick else "small", "mixtures": 2 if quick else 4, "mask_type": "binary",
+                      "mask_activation": "softmax", "separation_condition_maps": 16},
         "audio_seconds": {"short": 65535 / 11025, "long": 15.0 if quick else 180.0},
         "long_repeats": 1,
         "matmul_n": args.matmul_size or (512 if quick else (8192 if on_cuda else 4096)),

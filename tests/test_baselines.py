@@ -367,3 +367,20 @@ def test_separate_in_segments_realigns_swapped_outputs():
     unaligned = separate_in_segments(predict(True), waveform, fe, overlap=0.5, batch_size=3)
     torch.testing.assert_close(realigned, reference, atol=1e-5, rtol=0)
     assert (unaligned - reference).abs().max() > 0.1
+
+
+def test_sop_frozen_frame_encoder_gets_no_gradient_and_keeps_its_statistics():
+    model = sop_model()
+    model.freeze_vision_backbone()
+    model.train()
+    encoder = model.frame_encoder
+    assert not encoder.training and model.audio_unet.training
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model(**{k: v for k, v in mixture_batch().items() if k != "mixture_waveform"}).loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
+    assert model.frame_projection.weight.grad.abs().sum() > 0
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(value, before[key], msg=key)
+    model.freeze_vision_backbone(False)
+    model.train()
+    assert encoder.training and all(p.requires_grad for p in encoder.parameters())

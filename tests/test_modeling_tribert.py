@@ -360,3 +360,35 @@ def test_trust_remote_code_load_without_tribert_hf(tmp_path, tiny_config, tiny_i
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REMOTE-OK TriBertModel" in result.stdout
+
+
+
+def backbone_state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_a_frozen_vision_backbone_gets_no_gradient_and_keeps_its_statistics(tiny_config, tiny_inputs):
+    """`freeze_vision_backbone`: no gradient reaches the frame backbone, its batch-norm statistics stay as they
+    were through training-mode forwards (whatever `train()` is asked), and what follows it still learns;
+    `freeze_vision_backbone(False)` undoes it."""
+    torch.manual_seed(0)
+    model = TriBertModel(tiny_config)
+    embeddings = model.vision_embeddings
+    backbone = embeddings.backbone
+    model.freeze_vision_backbone()
+    model.train()
+    assert not backbone.training and embeddings.feature_conv.training
+    before = backbone_state(backbone)
+    statistics = [k for k in before if k.endswith("running_mean")]
+    assert statistics
+    model(**tiny_inputs).vision_pooler_output.sum().backward()
+    assert all(p.grad is None and not p.requires_grad for p in backbone.parameters())
+    assert embeddings.feature_conv.weight.grad.abs().sum() > 0
+    after = backbone_state(backbone)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], msg=key)  # batch-norm statistics included
+    model.freeze_vision_backbone(False)
+    model.train()
+    assert backbone.training and all(p.requires_grad for p in backbone.parameters())
+    model(**tiny_inputs)
+    assert any(not torch.equal(backbone.state_dict()[k], before[k]) for k in statistics)  # trained again

@@ -125,3 +125,29 @@ def test_gpu_speed_runs_get_their_own_section(tmp_path):
     text = output.read_text()
     assert "### On a GPU" in text and "#### `speed-cuda-bf16`" in text and "| MFU | 5.3 % |" in text
     assert "python benchmarks/speed.py --device cuda --bf16 --output benchmarks/results/speed-cuda-bf16.json" in text
+
+
+def test_a_pretrained_vision_backbone_reaches_every_method_with_frames(tmp_path, monkeypatch):
+    """--vision_backbone / --freeze_vision_backbone go to the training of the methods that see frames, not to the
+    audio-only baseline (which has none, and whose training would refuse them)."""
+    import tribert_hf.training.separation as recipe
+
+    quality = load_script("benchmarks/quality.py")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(argv):
+        seen[argv[argv.index("--model") + 1]] = argv
+        raise Stop
+
+    monkeypatch.setattr(recipe, "main", fake_train)
+    for method in ("tribert", "sop", "audio_only"):
+        with pytest.raises(Stop):
+            quality.main(["--budget", "tiny", "--methods", method, "--seeds", "0", "--output_dir", str(tmp_path),
+                          "--vision_backbone", "/models/resnet-18", "--freeze_vision_backbone"])  # fmt: skip
+    for method in ("tribert", "sop"):
+        argv = seen[method]
+        assert argv[argv.index("--vision_backbone") + 1] == "/models/resnet-18" and "--freeze_vision_backbone" in argv
+    assert "--vision_backbone" not in seen["audio_only"] and "--freeze_vision_backbone" not in seen["audio_only"]

@@ -246,3 +246,77 @@ def test_softmax_masks_train_save_and_evaluate_as_recorded(tmp_path, cache, mode
     # an untrained model's softmax masks can give nearly all of a mixture to one video: its estimate is then the
     # mixture, whose SAR (~70 dB) is ill-conditioned: relative agreement
     assert recorded["sar"] == pytest.approx(recomputed["sar"], rel=1e-4)
+
+
+def save_resnet_checkpoint(folder, seed=7):
+    """A local stand-in for an ImageNet ResNet (e.g. microsoft/resnet-18): an image classifier, saved the way the
+    hub's are, with an architecture of its own (widths 12 / 24, not the tiny config's 16 / 32)."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(seed)
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[12, 24], depths=[1, 1], layer_type="basic", num_labels=5)
+    model = ResNetForImageClassification(config).eval()
+    for module in model.modules():  # statistics of their own, so that keeping them is visible
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+    model.save_pretrained(folder)
+    return {k.removeprefix("resnet."): v for k, v in model.state_dict().items() if k.startswith("resnet.")}
+
+
+@pytest.mark.parametrize("model", ["tribert", pytest.param("sop", marks=pytest.mark.slow)])
+def test_a_pretrained_frozen_vision_backbone_is_loaded_and_kept(tmp_path, cache, model):
+    """--vision_backbone DIR --freeze_vision_backbone: the frame backbone takes the checkpoint's architecture and
+    weights, and after training they (batch-norm statistics included) are still the checkpoint's, while the rest
+    of the model trained."""
+    reference = save_resnet_checkpoint(tmp_path / "resnet")
+    out = tmp_path / model
+    run(COMMON + ["--model", model, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "1", "--output_dir", str(out),
+                  "--vision_backbone", str(tmp_path / "resnet"), "--freeze_vision_backbone"], cache)  # fmt: skip
+    saved = load_file(out / "model.safetensors")
+    prefix = "tribert.vision_embeddings.backbone." if model == "tribert" else "frame_encoder."
+    backbone = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    shared = [k for k in backbone if k in reference]
+    assert len(shared) >= 20 and any(k.endswith("running_var") for k in shared)
+    for key in shared:
+        assert backbone[key].shape == reference[key].shape, key
+        assert (backbone[key].float() - reference[key].float()).abs().max() < 1e-6, key
+    config = json.load(open(out / "config.json"))
+    resnet = config["vision_config"]["backbone_config"] if model == "tribert" else config["frame_encoder_config"]
+    assert resnet["hidden_sizes"] == [12, 24]
+    if model == "tribert":
+        assert config["vision_config"]["use_pretrained_backbone"] is False  # the checkpoint holds the weights now
+    # the rest trained: from step 1 to step 2 everything else moved, the backbone did not
+    step1 = load_file(out / "checkpoints" / "step-1" / "model.safetensors")
+    moved = {k for k in saved if k in step1 and not (saved[k].float() == step1[k].float()).all()}
+    assert moved and not any(k.startswith(prefix) for k in moved)
+    assert any(k.startswith("separation." if model == "tribert" else "audio_unet.") for k in moved)
+
+
+def test_vision_backbone_arguments_are_checked(tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import BertConfig
+
+    from tribert_hf.training.presets import build_config
+    from tribert_hf.training.separation import use_vision_backbone
+
+    def args(**kw):
+        return SimpleNamespace(**{"model": "tribert", "vision_backbone": None, "freeze_vision_backbone": False, "model_name_or_path": None, **kw})
+
+    config, _ = build_config("audio_only", "tiny")
+    with pytest.raises(ValueError, match="audio_only has no frames"):
+        use_vision_backbone(args(model="audio_only", vision_backbone="x"), config)
+    with pytest.raises(ValueError, match="audio_only has no frames"):
+        use_vision_backbone(args(model="audio_only", freeze_vision_backbone=True), config)
+    config, _ = build_config("tribert", "tiny")
+    with pytest.raises(ValueError, match="no transformers model config there"):
+        use_vision_backbone(args(vision_backbone=str(tmp_path / "missing")), config)
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="holds a 'bert' model; use a ResNet"):
+        use_vision_backbone(args(vision_backbone=str(tmp_path / "bert")), config)
+    with pytest.raises(ValueError, match="already holds its frame backbone"):
+        use_vision_backbone(args(vision_backbone=str(tmp_path / "bert"), model_name_or_path="run"), config)
+    use_vision_backbone(args(), config)  # nothing asked: nothing changes
+    assert config.vision_config.use_pretrained_backbone is False

@@ -234,6 +234,7 @@ def test_suite_names():
     assert speed.parse_suites("all") == SUITES
     assert speed.parse_suites("bss_eval, features,bss_eval") == ["bss_eval", "features"]
     assert speed.parse_suites("all,retrieval") == SUITES + ["retrieval"]
+    assert speed.parse_suites("step_breakdown") == ["step_breakdown"]  # opt-in: not in all
     with pytest.raises(ValueError, match="unknown suite 'training'"):
         speed.parse_suites("training")
     with pytest.raises(SystemExit) as refused:
@@ -389,3 +390,56 @@ def test_cuda_without_a_gpu_is_refused_cleanly(tmp_path):
     assert result.returncode == 2
     assert "no CUDA device" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "speed.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# step_breakdown: a separation training step taken apart
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_captured_inputs_reproduce_each_part_of_a_real_forward_pass():
+    """Each part is timed on what it received inside the whole model: on those inputs it gives what it gave there,
+    and a tensor that carried a gradient there still asks for one (so its backward does the same work)."""
+    from tribert_hf import TriBertForPreTraining
+
+    torch.manual_seed(0)
+    config, _ = model_config("tiny")
+    config.separation_condition_maps, config.mask_activation = 4, "softmax"
+    model = TriBertForPreTraining(config).eval()  # no dropout, fixed batch-norm statistics: repeatable
+    batch = random_batch(config, 2)
+    outputs = {}
+    handles = [
+        model.get_submodule(name).register_forward_hook(lambda m, a, out, name=name: outputs.setdefault(name, out))
+        for name in speed.BREAKDOWN_COMPONENTS
+    ]
+    captured = speed.capture_inputs(model, speed.BREAKDOWN_COMPONENTS, lambda: model(**batch))
+    for handle in handles:
+        handle.remove()
+    assert set(captured) == set(speed.BREAKDOWN_COMPONENTS)
+    for name, (args, kwargs) in captured.items():
+        again = speed._tensors(model.get_submodule(name)(*args, **kwargs))
+        reference = speed._tensors(outputs[name])
+        assert len(again) == len(reference) > 0, name
+        for a, b in zip(again, reference):
+            torch.testing.assert_close(a, b, msg=name)
+    # the U-Net's conditions come from the transformer: they carried a gradient; the spectrogram did not
+    separation_inputs = [t for t in speed._tensors(captured["separation"]) if t.is_floating_point()]
+    assert any(t.requires_grad for t in separation_inputs) and not all(t.requires_grad for t in separation_inputs)
+    assert not any(t.requires_grad for t in speed._tensors(captured["tribert.audio_embeddings"]))
+
+
+def test_step_breakdown_quick_writes_its_section_and_table(tmp_path):
+    output = tmp_path / "speed-step_breakdown.json"
+    result = run_suite("--quick", "--suite", "step_breakdown", "--output", str(output))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.splitlines()[0].startswith("step_breakdown: tiny config, 2 mixtures")
+    sec = json.loads(output.read_text())["sections"]["step_breakdown"]
+    assert sec["recipe_options"] == {"mask_type": "binary", "mask_activation": "softmax", "separation_condition_maps": 16}
+    assert list(sec["components"]) == list(speed.BREAKDOWN_COMPONENTS)
+    assert sum(c["parameters"] for c in sec["components"].values()) < sec["parameters"]  # the heads are the rest
+    for c in sec["components"].values():
+        assert 0 < c["forward"]["median_s"] < c["forward_backward"]["median_s"]
+    assert set(sec["baselines"]) == {"sop", "audio_only"} and all(e["median_s"] > 0 for e in sec["baselines"].values())
+    assert sec["collator"]["median_s"] > 0 and sec["step"]["median_s"] > 0
+    table = (tmp_path / "speed-step_breakdown.md").read_text()
+    assert "A separation training step taken apart [tiny]" in table and "`separation`" in table and "the rest" in table

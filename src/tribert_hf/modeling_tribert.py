@@ -167,6 +167,7 @@ class TriBertVisionEmbeddings(nn.Module):
             vc.backbone_config = self.backbone.config  # the checkpoint defines the backbone's architecture
         else:
             self.backbone = load_backbone(vc)
+        self.backbone_frozen = False  # `TriBertPreTrainedModel.freeze_vision_backbone`
         self.feature_conv = nn.Conv2d(self.backbone.channels[-1], vc.feature_size, kernel_size=3, padding=1)
         self.segmentation = TriBertSegmentationAttention(vc.feature_size, config.num_labels, vc.segmentation_dropout)
         self.mask_embedding = nn.Parameter(torch.zeros(vc.feature_size))
@@ -176,6 +177,12 @@ class TriBertVisionEmbeddings(nn.Module):
         self.sos_embedding = nn.Parameter(torch.zeros(1, 1, vc.hidden_size))
         self.layer_norm = nn.LayerNorm(vc.hidden_size, eps=vc.layer_norm_eps)
         self.dropout = nn.Dropout(vc.hidden_dropout_prob)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.backbone_frozen:  # a frozen backbone keeps its batch-norm statistics: inference mode always
+            self.backbone.eval()
+        return self
 
     def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None):
         vc = self.config
@@ -682,6 +689,16 @@ class TriBertPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
     _supports_sdpa = True
     # `forward(**kwargs)` only to name unknown arguments: no loss keyword arguments for `Trainer` to pass.
     accepts_loss_kwargs = False
+
+    def freeze_vision_backbone(self, freeze: bool = True) -> None:
+        """Keep the frame backbone fixed (e.g. an ImageNet ResNet loaded with `vision_config.backbone`, as the
+        paper's ResNet-50): no gradients for its weights, and its batch-norm layers in inference mode whatever
+        `train()` asks, so their pretrained statistics are kept. What follows it (V_e, the segmentation attention,
+        the streams) still trains. `freeze_vision_backbone(False)` makes it trainable again."""
+        embeddings = self.base_model.vision_embeddings
+        embeddings.backbone.requires_grad_(not freeze)
+        embeddings.backbone_frozen = freeze
+        embeddings.train(embeddings.training)
 
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -188,6 +188,19 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         self.mask_bias = nn.Parameter(torch.empty(()))
         self.post_init()
 
+    def freeze_vision_backbone(self, freeze: bool = True) -> None:
+        """Keep the frame ResNet fixed (e.g. ImageNet weights, as Sound of Pixels' ResNet-18): no gradients for its
+        weights, its batch-norm layers in inference mode whatever `train()` asks. The projection to K still trains."""
+        self.frame_encoder.requires_grad_(not freeze)
+        self.frame_encoder_frozen = freeze
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "frame_encoder_frozen", False):
+            self.frame_encoder.eval()
+        return self
+
     def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`(batch, videos, frames, 3, H, W)` -> each video's vector `w` `(batch, videos, K)`."""
         batch, videos, frames = pixel_values.shape[:3]

@@ -52,6 +52,8 @@ class SeparationTrainingArguments:
     model_size: str = field(default="small", metadata={"help": "tiny (tests), small (CPU demo) or paper"})
     model: str = field(default="tribert", metadata={"help": "tribert (the paper's joint objective); ablations: tribert_no_pose (the pose stream sees no keypoints), tribert_self_attention (co-attention layers replaced by per-stream self-attention layers); ours: tribert_temporal (the U-Net also conditioned per time frame on the pose timeline, separation_conditioning=temporal); baselines: audio_only (the same U-Net, no conditioning, permutation-invariant loss, scored with the best permutation), sop (Sound-of-Pixels: ResNet frame vector weights K U-Net channels)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "start from this checkpoint (fine-tuning)"})
+    vision_backbone: str | None = field(default=None, metadata={"help": "hub id or local folder of a pretrained transformers ResNet (e.g. a local copy of microsoft/resnet-18 or microsoft/resnet-50; the paper's frame backbone is an ImageNet ResNet-50, Sound of Pixels' an ImageNet ResNet-18): TriBERT models and sop take their frame backbone's architecture and weights from it instead of training one from scratch. Not with --model_name_or_path (its checkpoint holds its own backbone)"})
+    freeze_vision_backbone: bool = field(default=False, metadata={"help": "TriBERT models and sop: keep the frame backbone fixed (no gradients; batch-norm statistics kept), e.g. with --vision_backbone; what follows it still trains"})
     num_mix: int = field(default=2, metadata={"help": "videos mixed per training example (N)"})
     crops_per_clip: int = field(default=4, metadata={"help": "random training crops featurized per clip"})
     mixtures_per_batch: int = field(default=4, metadata={"help": "mixtures per step per process (paper: 12)"})
@@ -199,6 +201,52 @@ def main(argv=None) -> list[dict]:
     return train_separation(parse_args(argv))
 
 
+def use_vision_backbone(args, config) -> None:
+    """`--vision_backbone`, before the model is built: the config's frame backbone becomes the checkpoint's
+    (TriBERT: `vision_config.backbone`, loaded when the model is built; Sound of Pixels: the ResNet's config, its
+    weights loaded by `load_vision_backbone_weights` once the model exists)."""
+    from .. import SoundOfPixelsConfig
+
+    if args.vision_backbone is None:
+        if args.freeze_vision_backbone and not isinstance(config, (TriBertConfig, SoundOfPixelsConfig)):
+            raise ValueError(f"--freeze_vision_backbone: --model {args.model} has no frames (no vision backbone).")
+        return
+    if not isinstance(config, (TriBertConfig, SoundOfPixelsConfig)):
+        raise ValueError(f"--vision_backbone: --model {args.model} has no frames (no vision backbone to load).")
+    if args.model_name_or_path:
+        raise ValueError(
+            "--vision_backbone with --model_name_or_path: the checkpoint already holds its frame backbone; "
+            "pass one or the other."
+        )
+    from transformers import AutoConfig
+
+    try:
+        backbone_config = AutoConfig.from_pretrained(args.vision_backbone)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--vision_backbone {args.vision_backbone!r}: no transformers model config there ({error}).") from None
+    if backbone_config.model_type != "resnet":
+        raise ValueError(
+            f"--vision_backbone {args.vision_backbone!r} holds a {backbone_config.model_type!r} model; use a ResNet "
+            "checkpoint (e.g. a local copy of microsoft/resnet-18 or microsoft/resnet-50)."
+        )
+    if isinstance(config, TriBertConfig):
+        config.vision_config.backbone = args.vision_backbone
+        config.vision_config.use_pretrained_backbone = True
+    else:
+        config.frame_encoder_config = backbone_config
+
+
+def load_vision_backbone_weights(args, model) -> None:
+    """Sound of Pixels' frame ResNet from `--vision_backbone` (TriBERT's backbone is loaded as the model is built)."""
+    from transformers import ResNetModel
+
+    from .. import SoundOfPixelsForSourceSeparation
+
+    if args.vision_backbone is not None and isinstance(model, SoundOfPixelsForSourceSeparation):
+        weights = ResNetModel.from_pretrained(args.vision_backbone).state_dict()
+        model.frame_encoder.load_state_dict(weights)
+
+
 def waveform_loss(model, outputs, batch: dict, fe) -> torch.Tensor:
     """`waveform_sdr_loss` of a training batch: the model's masks in the targets' order (`predicted_masks`: the PIT
     baseline's best permutation) applied to the mixture (its phase, inverse STFT) against the source waveforms."""
@@ -230,6 +278,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
     repo_id = resolve_hub_model_id(args.output_dir, args.hub_model_id) if args.push_to_hub else None  # fail early
 
     config, processor_settings = build_config(args.model, args.model_size)
+    use_vision_backbone(args, config)
     if args.model_name_or_path:
         overrides = {}
         if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
@@ -248,6 +297,9 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
             config.separation_conditioning = args.separation_conditioning
         model = model_class(args.model)(config)
+        load_vision_backbone_weights(args, model)
+    if args.freeze_vision_backbone:
+        model.freeze_vision_backbone()
     if args.mask_type is not None and config.mask_type != args.mask_type:
         raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")
     if args.mask_activation is not None and config.mask_activation != args.mask_activation:
