@@ -89,6 +89,10 @@ RECIPES = {
     "ratio_maps_softmax": {"mask_type": "ratio", "separation_condition_maps": 16, "mask_activation": "softmax"},
     "maps_softmax": {"separation_condition_maps": 16, "mask_activation": "softmax"},
     "ratio_maps_one_rate": {"mask_type": "ratio", "separation_condition_maps": 16},
+    # maps_softmax + the frames' class scores in the condition, with the labels in their place early on (a curriculum:
+    # `--class_teacher_forcing`, 1 -> 0 over the first half of the steps); _class is the control without the labels
+    "maps_softmax_told": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5},
+    "maps_softmax_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
     "ratio_maps_waveform": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "waveform_loss_weight": 0.02},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},

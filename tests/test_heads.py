@@ -388,3 +388,59 @@ def test_class_conditioning_feeds_the_segmentation_class_scores_to_the_unet():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in attention.parameters())
     for film in model.separation.films:  # FiLM layers take the wider condition
         assert film.in_features == conditions.shape[-1]
+
+
+def test_class_teacher_forcing_puts_the_labels_in_the_condition_while_training_only():
+    """`class_teacher_forcing` p: in training, each video's class scores in the U-Net's condition are its labels
+    with probability p (p = 1: every video; p = 0: none, the model's scores); evaluation always uses the scores.
+    The <SOS> part of the condition is untouched."""
+    torch.manual_seed(0)
+    config = head_config(separation_film=True, separation_class_conditioning=True)
+    model = TriBertForPreTraining(config)
+    inputs = mixture_inputs(config)
+    class_labels = torch.zeros(2, 2, config.num_labels)
+    class_labels[0, 0, 1] = class_labels[0, 1, 3] = class_labels[1, 0, 2] = class_labels[1, 1, 0] = class_labels[1, 1, 4] = 1
+
+    def condition(p, train):
+        model.class_teacher_forcing = p
+        model.train(train)
+        seen = []
+        handle = model.separation.register_forward_pre_hook(lambda module, args: seen.append(args[1].detach()))
+        torch.manual_seed(1)
+        with torch.no_grad():
+            model(**inputs, class_labels=class_labels)
+        handle.remove()
+        return seen[0][..., -config.num_labels :]
+
+    scores = condition(0.0, train=True)
+    assert not torch.equal(scores, class_labels) and ((scores > 0) & (scores < 1)).all()
+    torch.testing.assert_close(condition(1.0, train=True), class_labels)
+    torch.testing.assert_close(condition(1.0, train=False), condition(0.0, train=False))  # never in evaluation
+    # p = 0.5 (same seed, so the same dropout draws): each video has either its labels or its own scores
+    half, labels, own = condition(0.5, train=True).flatten(0, 1), class_labels.flatten(0, 1), scores.flatten(0, 1)
+    told = [torch.equal(half[i], labels[i]) for i in range(4)]
+    assert all(told[i] or torch.equal(half[i], own[i]) for i in range(4))
+    assert 0 < sum(told) < 4  # with this seed: some told, some not
+    with pytest.raises(ValueError, match="class_labels` must have shape"):
+        model(**inputs, class_labels=class_labels[..., :3])
+
+
+def test_the_recipe_anneals_class_teacher_forcing_and_checks_it():
+    from types import SimpleNamespace
+
+    from tribert_hf.training.presets import build_config
+    from tribert_hf.training.separation import check_class_teacher_forcing, class_teacher_forcing_at
+
+    args = SimpleNamespace(class_teacher_forcing=0.5, max_steps=100)
+    assert [class_teacher_forcing_at(s, args) for s in (0, 25, 50, 99)] == [1.0, 0.5, 0.0, 0.0]
+    assert class_teacher_forcing_at(10, SimpleNamespace(class_teacher_forcing=0.0, max_steps=100)) == 0.0
+    config, _ = build_config("tribert", "tiny")
+    with pytest.raises(ValueError, match="needs a TriBERT model with --separation_class_conditioning"):
+        check_class_teacher_forcing(args, config)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        check_class_teacher_forcing(SimpleNamespace(class_teacher_forcing=1.5), config)
+    config.separation_class_conditioning = True
+    check_class_teacher_forcing(args, config)
+    audio_only, _ = build_config("audio_only", "tiny")
+    with pytest.raises(ValueError, match="needs a TriBERT model"):
+        check_class_teacher_forcing(args, audio_only)

@@ -991,13 +991,18 @@ def _video_timelines(pose_timeline, outputs, pose_keypoints, batch: int, videos:
 
 def _encode_videos(
     tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask=None, bool_masked_pos=None,
-    output_attentions=False, output_hidden_states=False,
+    output_attentions=False, output_hidden_states=False, class_labels=None, class_teacher_forcing=0.0,
 ):  # fmt: skip
     """Run the encoder for every (mixture, video) pair, each video with the mixture's spectrogram.
 
     Returns the condition of the separation U-Net, the concatenated pooled `<SOS>` outputs of the three streams
     (and, with `config.separation_class_conditioning`, the frames' mean class scores) `(B, N, D)`, and the encoder
     output (a `TriBertModelOutput` whatever `config.return_dict` says, batch flattened to B * N).
+
+    `class_teacher_forcing` p > 0 with `class_labels` `(B, N, num_labels)` (training only; class conditioning only):
+    each video's class scores in the condition are replaced by its labels with probability p (drawn per video from
+    torch's global generator), so that the U-Net learns to use the class before the segmentation attention has
+    learnt to tell it.
     """
     batch, videos = pixel_values.shape[:2]
     outputs = tribert(
@@ -1013,7 +1018,11 @@ def _encode_videos(
     )
     parts = [outputs[f"{s}_pooler_output"] for s in STREAMS]
     if tribert.config.separation_class_conditioning:
-        parts.append(outputs.vision_class_scores.mean(dim=1).to(parts[0].dtype))
+        scores = outputs.vision_class_scores.mean(dim=1).to(parts[0].dtype)
+        if class_teacher_forcing > 0 and class_labels is not None:
+            told = torch.rand(batch * videos, 1, device=scores.device) < class_teacher_forcing
+            scores = torch.where(told, class_labels.flatten(0, 1).to(scores.dtype), scores)
+        parts.append(scores)
     return torch.cat(parts, dim=-1).view(batch, videos, -1), outputs
 
 
@@ -1198,6 +1207,10 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         self.audio_classifier = nn.Linear(config.audio_config.hidden_size, config.num_labels)
         self.pose_timeline = _pose_timeline(config)
         self.separation = _separation_head(config)
+        # Training only, not saved (not part of the model): the probability that a video's class scores in the U-Net's
+        # condition are replaced by its labels (`_encode_videos`); the training recipe anneals it
+        # (`--class_teacher_forcing`). 0: the model's own scores, as at inference.
+        self.class_teacher_forcing = 0.0
         self.post_init()
 
     def forward(
@@ -1237,9 +1250,14 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
         check_video_inputs(pixel_values, pose_keypoints, pose_mask)
         (audio_spectrogram,) = cast_floating(self.dtype, audio_spectrogram)  # the U-Net's input too
         batch, videos = pixel_values.shape[:2]
+        if class_labels is not None and tuple(class_labels.shape) != (batch, videos, self.config.num_labels):
+            raise ValueError(
+                f"`class_labels` must have shape (batch, videos, num_labels) = ({batch}, {videos}, "
+                f"{self.config.num_labels}), got {tuple(class_labels.shape)}."
+            )
         sos, outputs = _encode_videos(
             self.tribert, pixel_values, pose_keypoints, audio_spectrogram, pose_mask, bool_masked_pos,
-            output_attentions, output_hidden_states,
+            output_attentions, output_hidden_states, class_labels, self.class_teacher_forcing if self.training else 0.0,
         )  # fmt: skip
         shape = (batch, videos, -1)
         vision_scores = self.vision_classifier(outputs.vision_last_hidden_state, outputs.vision_attention_mask).view(shape)
@@ -1251,11 +1269,6 @@ class TriBertForPreTraining(TriBertPreTrainedModel):
 
         terms = {}
         if class_labels is not None:
-            if class_labels.shape != vision_scores.shape:
-                raise ValueError(
-                    f"`class_labels` must have shape (batch, videos, num_labels) = {tuple(vision_scores.shape)}, got "
-                    f"{tuple(class_labels.shape)}."
-                )
             # BCE on probabilities is not autocast-safe (CUDA's autocast refuses F.binary_cross_entropy whatever the
             # dtype): the classification terms are computed in float32 with autocast off.
             vision_scores, pose_scores, audio_logits = vision_scores.float(), pose_scores.float(), audio_logits.float()

@@ -65,6 +65,7 @@ class SeparationTrainingArguments:
     mask_type: str | None = field(default=None, metadata={"help": "binary (sigmoid masks, weighted BCE: the paper) or ratio (masks in [0, 2], weighted L1); default: the config's"})
     mask_activation: str | None = field(default=None, metadata={"help": "sigmoid (each source's mask on its own: the paper) or softmax (a mixture's masks normalised across its sources, summing to 1 per bin; not in the paper); default: the config's", "choices": ["sigmoid", "softmax"]})
     separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
+    class_teacher_forcing: float = field(default=0.0, metadata={"help": "TriBERT models with --separation_class_conditioning: over the first R x max_steps steps, each video's class scores in the U-Net's condition are replaced by its labels with a probability falling linearly from 1 to 0 (a curriculum: the U-Net learns to use the class from the first step, as a U-Net told the class does, while the segmentation attention learns to tell it; validation and inference always use the model's own scores). 0: off (not in the paper)"})
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
     same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
@@ -247,6 +248,24 @@ def load_vision_backbone_weights(args, model) -> None:
         model.frame_encoder.load_state_dict(weights)
 
 
+def check_class_teacher_forcing(args, config) -> None:
+    if not 0.0 <= args.class_teacher_forcing <= 1.0:
+        raise ValueError(f"--class_teacher_forcing is a share of the steps, in [0, 1]; got {args.class_teacher_forcing}.")
+    if args.class_teacher_forcing and not getattr(config, "separation_class_conditioning", False):
+        raise ValueError(
+            "--class_teacher_forcing replaces the class scores in the U-Net's condition: it needs a TriBERT model "
+            "with --separation_class_conditioning."
+        )
+
+
+def class_teacher_forcing_at(step: int, args) -> float:
+    """`--class_teacher_forcing R`: the probability that a video's class scores are replaced by its labels at the
+    step after `step` completed ones: 1 at the first step, falling linearly to 0 at R x max_steps, 0 after."""
+    if not args.class_teacher_forcing:
+        return 0.0
+    return max(0.0, 1.0 - step / (args.class_teacher_forcing * args.max_steps))
+
+
 def waveform_loss(model, outputs, batch: dict, fe) -> torch.Tensor:
     """`waveform_sdr_loss` of a training batch: the model's masks in the targets' order (`predicted_masks`: the PIT
     baseline's best permutation) applied to the mixture (its phase, inverse STFT) against the source waveforms."""
@@ -300,6 +319,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         load_vision_backbone_weights(args, model)
     if args.freeze_vision_backbone:
         model.freeze_vision_backbone()
+    check_class_teacher_forcing(args, config)
     if args.mask_type is not None and config.mask_type != args.mask_type:
         raise ValueError(f"--mask_type {args.mask_type} differs from the checkpoint's mask_type {config.mask_type!r}.")
     if args.mask_activation is not None and config.mask_activation != args.mask_activation:
@@ -396,6 +416,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         train_loader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(train_loader, offset) if offset else train_loader
         for batch in loader:
+            if args.class_teacher_forcing:
+                accelerator.unwrap_model(model).class_teacher_forcing = class_teacher_forcing_at(step, args)
             with accelerator.accumulate(model):
                 out = model(**{k: batch[k] for k in MODEL_INPUTS})
                 loss = out.loss
@@ -477,11 +499,14 @@ __all__ = [
     "RUN_FILES",
     "RunArgumentsError",
     "SeparationTrainingArguments",
+    "check_class_teacher_forcing",
     "check_output_dir",
+    "class_teacher_forcing_at",
     "dataset_frame_rate",
     "parameter_groups",
     "main",
     "parse_args",
     "start_run",
     "train_separation",
+    "use_vision_backbone",
 ]
