@@ -758,6 +758,31 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     whole = measure(step, args.repeats, device)
+    # the same step with the convolutions' weights in channels-last layout (run_separation.py --channels_last),
+    # timed alternately with the default layout so that both see the same load
+    fast = TriBertForPreTraining(config).to(device).train()
+    fast.load_state_dict(model.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    fast_optimizer = torch.optim.AdamW(fast.parameters(), lr=1e-5, fused=True)
+
+    def fast_step():
+        with autocast(device, args.bf16):
+            loss = fast(**inputs).loss
+        loss.backward()
+        fast_optimizer.step()
+        fast_optimizer.zero_grad(set_to_none=True)
+
+    pairs = {"contiguous": [], "channels_last": []}
+    step(), fast_step()  # warm-up
+    for _ in range(args.repeats):
+        for name, fn in (("contiguous", step), ("channels_last", fast_step)):
+            started = time.perf_counter()
+            fn()
+            sync(device)
+            pairs[name].append(time.perf_counter() - started)
+    layouts = {name: {"median_s": statistics.median(times), "times_s": times} for name, times in pairs.items()}
+    layouts["speedup"] = layouts["contiguous"]["median_s"] / layouts["channels_last"]["median_s"]
+    del fast, fast_optimizer
     model.zero_grad(set_to_none=True)
     forward_backward_whole = measure(lambda: (forward_backward(), model.zero_grad(set_to_none=True)), args.repeats, device)
     captured = capture_inputs(model, BREAKDOWN_COMPONENTS, lambda: model(**inputs))
@@ -789,6 +814,7 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
         "recipe_options": options, "mixtures_per_step": b["mixtures"], "videos_per_step": 2 * b["mixtures"],
         "torch_threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters()),
         "step": whole, "forward_backward": forward_backward_whole, "collator": collator, "components": components,
+        "memory_format": layouts,
         "rest_forward_backward_s": forward_backward_whole["median_s"] - parts,
         "optimizer_s": whole["median_s"] - forward_backward_whole["median_s"],
     }  # fmt: skip
@@ -1024,6 +1050,11 @@ def markdown(result: dict) -> str:
                   f"{t['collator']['median_s'] * 1e3:.0f} ms. The baselines' whole step with the same options: "
                   + ", ".join(f"{name} {e['median_s'] * 1e3:.0f} ms ({e['over_tribert']:.2f}x TriBERT's)" for name, e in t["baselines"].items())
                   + "."]  # fmt: skip
+        if "memory_format" in t:
+            f = t["memory_format"]
+            lines += ["", f"The whole step with the convolutions' weights in channels-last layout (`run_separation.py "
+                      f"--channels_last`), timed alternately with the default layout: {f['channels_last']['median_s'] * 1e3:.0f} ms "
+                      f"against {f['contiguous']['median_s'] * 1e3:.0f} ms, **{f['speedup']:.2f}x**."]  # fmt: skip
     errors = [name for name, sec in s.items() if isinstance(sec, dict) and "error" in sec]
     if errors:
         lines += ["", "Suites that failed: " + ", ".join(errors) + " (see the JSON)."]
@@ -1131,7 +1162,9 @@ def summary_line(name: str, sec: dict) -> str:
             f"{sec['recipe_options']}: step {sec['step']['median_s']:.3f} s (forward+backward {whole:.3f} s, AdamW "
             f"{sec['optimizer_s']:.3f} s); forward+backward by part: {parts}, rest {sec['rest_forward_backward_s']:.3f} s; "
             f"collator {sec['collator']['median_s']:.3f} s; baselines' step: {bases}"
-        )
+            + (f"; channels-last step {sec['memory_format']['channels_last']['median_s']:.3f} s vs "
+               f"{sec['memory_format']['contiguous']['median_s']:.3f} s ({sec['memory_format']['speedup']:.2f}x)" if "memory_format" in sec else "")
+        )  # fmt: skip
     return name
 
 

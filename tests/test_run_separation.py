@@ -320,3 +320,43 @@ def test_vision_backbone_arguments_are_checked(tmp_path):
         use_vision_backbone(args(vision_backbone=str(tmp_path / "bert"), model_name_or_path="run"), config)
     use_vision_backbone(args(), config)  # nothing asked: nothing changes
     assert config.vision_config.use_pretrained_backbone is False
+
+
+def test_channels_last_computes_the_same_model():
+    """--channels_last changes the memory layout of the convolutions' weights only: the same weights give the same
+    outputs (to float rounding). (Training runs differ a little more: the random draws of dropout follow the memory layout.)"""
+    import torch
+
+    from tribert_hf import TriBertForPreTraining
+    from tribert_hf.training.presets import model_config
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from common import random_batch
+
+    torch.manual_seed(0)
+    config, _ = model_config("tiny")
+    plain = TriBertForPreTraining(config).eval()
+    fast = TriBertForPreTraining(config).eval()
+    fast.load_state_dict(plain.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    assert any(p.dim() == 4 and not p.is_contiguous() for p in fast.parameters())
+    batch = random_batch(config, 2)
+    with torch.no_grad():
+        a, b = plain(**batch), fast(**batch)
+    for key in ("mask_logits", "vision_scores", "pose_scores", "audio_logits", "loss"):
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-4, msg=key)
+
+
+@pytest.mark.slow
+def test_a_channels_last_run_saves_loadable_weights_and_resumes(tmp_path, cache):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(COMMON + ["--eval_steps", "100", "--output_dir", str(straight), "--channels_last"], cache)
+    run(COMMON + ["--eval_steps", "100", "--output_dir", str(resumed), "--channels_last", "--stop_at_step", "2"], cache)
+    run(COMMON + ["--eval_steps", "100", "--output_dir", str(resumed), "--channels_last", "--resume"], cache)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6
+    from tribert_hf import TriBertForPreTraining
+
+    model = TriBertForPreTraining.from_pretrained(straight)
+    assert all(p.is_contiguous() for p in model.parameters())

@@ -441,5 +441,8 @@ def test_step_breakdown_quick_writes_its_section_and_table(tmp_path):
         assert 0 < c["forward"]["median_s"] < c["forward_backward"]["median_s"]
     assert set(sec["baselines"]) == {"sop", "audio_only"} and all(e["median_s"] > 0 for e in sec["baselines"].values())
     assert sec["collator"]["median_s"] > 0 and sec["step"]["median_s"] > 0
+    layouts = sec["memory_format"]
+    assert len(layouts["channels_last"]["times_s"]) == len(layouts["contiguous"]["times_s"]) == 2
+    assert layouts["speedup"] == pytest.approx(layouts["contiguous"]["median_s"] / layouts["channels_last"]["median_s"])
     table = (tmp_path / "speed-step_breakdown.md").read_text()
     assert "A separation training step taken apart [tiny]" in table and "`separation`" in table and "the rest" in table

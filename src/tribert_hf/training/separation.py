@@ -76,6 +76,7 @@ class SeparationTrainingArguments:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
     gradient_checkpointing: bool = field(default=False)
+    channels_last: bool = field(default=False, metadata={"help": "keep the convolutions' weights (ResNet, VGGish, ST-GCN, U-Net) in channels-last memory layout: the same model and numbers (to float rounding), faster convolution kernels (docs/training.md)"})
     eval_steps: int = field(default=50, metadata={"help": "evaluate every this many steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every this many steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
@@ -329,6 +330,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         )
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     num_bins = config.audio_config.num_frequency_bins if isinstance(config, TriBertConfig) else config.num_frequency_bins
     fe = TriBertFeatureExtractor(num_frequency_bins=num_bins)
     processor = TriBertProcessor(
