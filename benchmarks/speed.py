@@ -488,6 +488,20 @@ def suite_train_step(args, settings, device, profiles) -> dict:
     return result
 
 
+def training_step(model, batch: dict, device: torch.device, bf16: bool):
+    """A function doing one optimizer step of `model` on `batch` (forward, backward, fused AdamW as the recipe)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+
+    def step():
+        with autocast(device, bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def optimizer_step(size: str, mixtures: int, args, device) -> dict:
     """One optimizer step of `TriBertForPreTraining` (joint loss; forward, backward, fused AdamW) of the `size`
     config on `mixtures` random mixtures of 2 videos: median time and peak memory (`common.measure`)."""
@@ -496,19 +510,10 @@ def optimizer_step(size: str, mixtures: int, args, device) -> dict:
     model = TriBertForPreTraining(config).to(device).train()
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    batch = {k: v.to(device) for k, v in random_batch(config, mixtures).items()}
-
-    def step():
-        with autocast(device, args.bf16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(model, {k: v.to(device) for k, v in random_batch(config, mixtures).items()}, device, args.bf16)
     stats = measure(step, args.repeats, device)
     parameters = sum(p.numel() for p in model.parameters())
-    del model, optimizer
+    del model, step
     return {
         **stats, "mixtures_per_step": mixtures, "videos_per_step": 2 * mixtures, "parameters": parameters,
         "seconds_per_mixture": stats["median_s"] / mixtures, "gradient_checkpointing": args.gradient_checkpointing,
@@ -745,33 +750,19 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
     collator = measure(lambda: collate(examples), args.repeats, torch.device("cpu"))
     batch = collate(examples)
     inputs = {k: batch[k].to(device) for k in ("pixel_values", "pose_keypoints", "pose_mask", "audio_spectrogram", "class_labels", "labels", "loss_weight")}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # as the recipe
 
     def forward_backward():
         with autocast(device, args.bf16):
             loss = model(**inputs).loss
         loss.backward()
 
-    def step():
-        forward_backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(model, inputs, device, args.bf16)
     whole = measure(step, args.repeats, device)
     # the same step with the convolutions' weights in channels-last layout (run_separation.py --channels_last),
     # timed alternately with the default layout so that both see the same load
     fast = TriBertForPreTraining(config).to(device).train()
     fast.load_state_dict(model.state_dict())
-    fast = fast.to(memory_format=torch.channels_last)
-    fast_optimizer = torch.optim.AdamW(fast.parameters(), lr=1e-5, fused=True)
-
-    def fast_step():
-        with autocast(device, args.bf16):
-            loss = fast(**inputs).loss
-        loss.backward()
-        fast_optimizer.step()
-        fast_optimizer.zero_grad(set_to_none=True)
-
+    fast_step = training_step(fast.to(memory_format=torch.channels_last), inputs, device, args.bf16)
     pairs = {"contiguous": [], "channels_last": []}
     step(), fast_step()  # warm-up
     for _ in range(args.repeats):
@@ -782,7 +773,7 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
             pairs[name].append(time.perf_counter() - started)
     layouts = {name: {"median_s": statistics.median(times), "times_s": times} for name, times in pairs.items()}
     layouts["speedup"] = layouts["contiguous"]["median_s"] / layouts["channels_last"]["median_s"]
-    del fast, fast_optimizer
+    del fast, fast_step
     model.zero_grad(set_to_none=True)
     forward_backward_whole = measure(lambda: (forward_backward(), model.zero_grad(set_to_none=True)), args.repeats, device)
     captured = capture_inputs(model, BREAKDOWN_COMPONENTS, lambda: model(**inputs))
@@ -818,7 +809,7 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
         "rest_forward_backward_s": forward_backward_whole["median_s"] - parts,
         "optimizer_s": whole["median_s"] - forward_backward_whole["median_s"],
     }  # fmt: skip
-    del model, optimizer
+    del model, step
     baselines = {}
     for name in ("sop", "audio_only"):
         torch.manual_seed(0)
@@ -826,18 +817,9 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
         for key in ("mask_type", "mask_activation"):
             setattr(base_config, key, options[key])
         base = model_class(name)(base_config).to(device).train()
-        base_optimizer = torch.optim.AdamW(base.parameters(), lr=1e-5, fused=True)
-
-        def base_step(base=base, base_optimizer=base_optimizer):
-            with autocast(device, args.bf16):
-                loss = base(**inputs).loss
-            loss.backward()
-            base_optimizer.step()
-            base_optimizer.zero_grad(set_to_none=True)
-
-        stats = measure(base_step, args.repeats, device)
+        stats = measure(training_step(base, inputs, device, args.bf16), args.repeats, device)
         baselines[name] = {**stats, "parameters": sum(p.numel() for p in base.parameters()), "over_tribert": stats["median_s"] / whole["median_s"]}
-        del base, base_optimizer
+        del base
     result["baselines"] = baselines
     return result
 
