@@ -428,6 +428,7 @@ def test_captured_inputs_reproduce_each_part_of_a_real_forward_pass():
     assert not any(t.requires_grad for t in speed._tensors(captured["tribert.audio_embeddings"]))
 
 
+@pytest.mark.slow
 def test_step_breakdown_quick_writes_its_section_and_table(tmp_path):
     output = tmp_path / "speed-step_breakdown.json"
     result = run_suite("--quick", "--suite", "step_breakdown", "--output", str(output))
