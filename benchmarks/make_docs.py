@@ -89,7 +89,8 @@ reference, and the peer row librosa.stft beside our STFT; the featurizer through
 and the peer rows `fast_bss_eval`, torch backend, and torchmetrics' `signal_distortion_ratio` beside mir_eval: time
 and max |difference| from mir_eval), `train_step` (matmul peak, FLOPs and MFU of a training step; time and memory of
 an optimizer step of the demo and paper configs), `separation` (real-time factor), `model_size` (parameters per
-component, forward time and memory) and `retrieval`. Peers are measured in the same run as ours; a peer whose
+component, forward time and memory), and the opt-in `retrieval` and `step_breakdown` (the separation recipe's
+training step taken apart, below). Peers are measured in the same run as ours; a peer whose
 package is missing (`pip install -e '.[bench]'`) is skipped with the reason."""
 # said while speed.json is a result of the suite before its sub-suites (converted by `speed.py --convert`)
 SPEED_LEGACY = """The results below were written before `fast_bss_eval`, torchmetrics, the librosa STFT row, `train_step`'s
@@ -141,6 +142,21 @@ def gpu_speed_section(results: str) -> list[str]:
     return lines
 
 
+def step_breakdown_section(results: str) -> list[str]:
+    """`speed-step_breakdown.md` (`speed.py --suite step_breakdown`): where a training step of the recipe goes."""
+    table = os.path.join(results, "speed-step_breakdown.md")
+    if not os.path.isfile(table):
+        return []
+    with open(table) as f:
+        text = f.read().strip()
+    run = _load(os.path.join(results, "speed-step_breakdown.json")) or {}
+    command = "python benchmarks/" + run.get("command", "speed.py --suite step_breakdown")
+    parts = text.split("\n## ", 1)  # the machine line, the targets table (none here), then the breakdown
+    header = parts[0].split("\n", 1)[1].strip().split("\n\n", 1)[0] if "\n" in parts[0] else ""
+    body = ("### " + parts[1]) if len(parts) > 1 else text
+    return ["### Where a separation training step goes", "", f"```bash\n{command}\n```", "", header, "", body, ""]
+
+
 def train_step_section(results: str) -> list[str]:
     """The legacy training-step table (the former benchmarks/train_step.py), unless the speed suite has its own."""
     if _has_steps(results):
@@ -180,7 +196,8 @@ def main(argv=None):
         "run against a reference on the same machine.",
         "",
     ]
-    lines += quality_sections(args.results, docs_dir) + speed_section(args.results) + gpu_speed_section(args.results)
+    lines += quality_sections(args.results, docs_dir) + speed_section(args.results) + step_breakdown_section(args.results)
+    lines += gpu_speed_section(args.results)
     lines += train_step_section(args.results)
     with open(args.output + ".tmp", "w") as f:
         f.write("\n".join(lines))

@@ -442,6 +442,12 @@ def test_step_breakdown_quick_writes_its_section_and_table(tmp_path):
         assert c["forward"]["median_s"] > 0 and c["forward_backward"]["median_s"] > 0  # no timing order: tiny and noisy
     assert set(sec["baselines"]) == {"sop", "audio_only"} and all(e["median_s"] > 0 for e in sec["baselines"].values())
     assert sec["collator"]["median_s"] > 0 and sec["step"]["median_s"] > 0
+    # make_docs puts the table into docs/benchmarks.md, with the command that made it
+    load_script("benchmarks/quality.py")  # make_docs.py imports it
+    make_docs = load_script("benchmarks/make_docs.py")
+    lines = "\n".join(make_docs.step_breakdown_section(str(tmp_path)))
+    assert lines.startswith("### Where a separation training step goes") and "--suite step_breakdown" in lines
+    assert "### A separation training step taken apart [tiny]" in lines and "Generated from" in lines
     layouts = sec["memory_format"]
     assert len(layouts["channels_last"]["times_s"]) == len(layouts["contiguous"]["times_s"]) == 2
     assert layouts["speedup"] == pytest.approx(layouts["contiguous"]["median_s"] / layouts["channels_last"]["median_s"])
