@@ -76,7 +76,7 @@ class SeparationTrainingArguments:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
     gradient_checkpointing: bool = field(default=False)
-    channels_last: bool = field(default=False, metadata={"help": "keep the convolutions' weights (ResNet, VGGish, ST-GCN, U-Net) in channels-last memory layout: the same model and numbers (to float rounding), faster convolution kernels (docs/training.md)"})
+    channels_last: bool = field(default=False, metadata={"help": "keep the convolutions' weights (ResNet, VGGish, ST-GCN, U-Net) in channels-last memory layout: the same model (outputs equal to float rounding), faster CPU convolution kernels; dropout's random masks follow the layout, so a run is not bit-identical to a contiguous one (docs/training.md)"})
     eval_steps: int = field(default=50, metadata={"help": "evaluate every this many steps"})
     save_steps: int = field(default=50, metadata={"help": "checkpoint every this many steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
