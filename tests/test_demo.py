@@ -56,3 +56,10 @@ def test_a_demo_trained_with_another_recipe_is_not_resumed(tmp_path):
         run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["softmax"])
     assert "mask_activation 'sigmoid' -> 'softmax'" in str(error.value)
     run_demo.check_previous_recipe(str(tmp_path / "missing"), run_demo.DEMO_RECIPES["softmax"])  # a new demo
+    with pytest.raises(SystemExit, match="separation_class_conditioning False -> True"):  # keys older runs lack
+        run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["told"])
+    told = {"mask_type": "binary", "separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5}
+    (tmp_path / "run_args.json").write_text(json.dumps(told))
+    run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["told"])
+    with pytest.raises(SystemExit, match="class_teacher_forcing 0.5 -> 0.0"):
+        run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["paper"])
