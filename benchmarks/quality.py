@@ -2,14 +2,15 @@
 held-out mixtures (the paper's Table 1 layout).
 
     python benchmarks/quality.py [--budget cpu] [--dataset synthetic:small] [--seeds 0,1,2]
-                                 [--methods tribert,tribert_no_pose,tribert_self_attention,tribert_temporal,sop,audio_only]
+                                 [--methods tribert,tribert_no_pose,tribert_self_attention,tribert_temporal,tribert_temporal_maps,sop,audio_only]
                                  [--output_dir benchmarks/results/quality]
 
 Methods (all trained by the training recipe, `tribert_hf.training.separation` (`examples/run_separation.py
 --model ...`), same data, steps, batch size, mixture sampling
 and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations),
 `tribert_temporal` (ours: the U-Net also conditioned frame by frame on the pose timeline,
-`separation_conditioning="temporal"`: for the shared-class pairs), `sop` (Sound of Pixels) and `audio_only` (no
+`separation_conditioning="temporal"`: for the shared-class pairs), `tribert_temporal_maps` (ours: the same, and the
+timeline, with the joints' positions, weights the U-Net's condition maps frame by frame: `separation_timeline_maps`), `sop` (Sound of Pixels) and `audio_only` (no
 conditioning, permutation-invariant training; scored with its best permutation).
 Each run is evaluated on the TEST split: every pair of distinct clips (solos and duets, N = 2, centre crops) mixed
 and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), next to the mixture floor; and
@@ -46,6 +47,7 @@ METHODS = {
     "tribert_self_attention": "TriBERT, self-attention only (no co-attention)",
     "tribert_no_pose": "TriBERT without pose",
     "tribert_temporal": "TriBERT, temporal pose conditioning (ours: per-frame FiLM from the pose timeline)",
+    "tribert_temporal_maps": "TriBERT, temporal pose conditioning + timeline maps (ours: the pose timeline weights the condition maps per frame)",
     "sop": "Sound of Pixels (ResNet frames)",
     "audio_only": "Audio only (PIT, best permutation)",
 }
@@ -93,6 +95,8 @@ RECIPES = {
     # `--class_teacher_forcing`, 1 -> 0 over the first half of the steps); _class is the control without the labels
     "maps_softmax_told": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5},
     "maps_softmax_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True},
+    # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
+    "maps_softmax_told_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "same_class_mixtures": 0.5},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
     "ratio_maps_waveform": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "waveform_loss_weight": 0.02},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},

@@ -320,6 +320,13 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             the timeline is aligned with the spectrogram's frames; its resolution is `pose_config.num_pose_frames`
             per crop. For two players of the same instrument (docs/training.md). Configs saved without the field
             load as `"pooled"`.
+        separation_timeline_maps (`bool`, defaults to False): with `separation_conditioning="temporal"` and
+            `separation_condition_maps` K > 0 only (not in the paper): the timeline also carries every joint's
+            position relative to the person's centre over the crop (where the hand is along the instrument: the
+            note's pitch), and the weights of the K condition maps vary frame by frame by a linear map of the
+            timeline at that frame (zero-initialised) on top of the condition's: the mask at time t is made of
+            the maps that the player's pose at t selects, so two players of one instrument can be told apart by
+            what each plays when, not only by their class.
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
         mask_activation (`str`, defaults to `"sigmoid"`): `"sigmoid"` (the paper's: each video's mask on its own)
@@ -364,6 +371,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
     separation_class_conditioning: bool = False
     separation_condition_maps: int = 0
     separation_conditioning: str = "pooled"
+    separation_timeline_maps: bool = False
     use_pose_input: bool = True
     mask_type: str = "binary"
     mask_activation: str = "sigmoid"
@@ -418,6 +426,12 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             raise ValueError(
                 f"separation_conditioning must be one of {', '.join(repr(c) for c in SEPARATION_CONDITIONINGS)}, got "
                 f"{self.separation_conditioning!r}."
+            )
+        if self.separation_timeline_maps and (self.separation_conditioning != "temporal" or not self.separation_condition_maps):
+            raise ValueError(
+                "separation_timeline_maps weights the condition maps by the pose timeline: it needs "
+                "separation_conditioning='temporal' and separation_condition_maps > 0, got "
+                f"{self.separation_conditioning!r} and {self.separation_condition_maps}."
             )
         bottleneck = bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
         if bottleneck % self.separation_fusion_heads != 0:

@@ -115,6 +115,11 @@ def _conditioning_lines(config: dict) -> list[str]:
         return []
     conditioning = config.get("separation_conditioning", "pooled")  # configs saved before the field: pooled
     text = CONDITIONING_TEXT.get(conditioning, "")
+    if config.get("separation_timeline_maps"):
+        text += (
+            " With `separation_timeline_maps = true` the timeline also carries the joints' positions relative to the"
+            " person (where the hand is along the instrument), and it weights the U-Net's condition maps frame by frame."
+        )
     return ["## Separation conditioning", "", f"`separation_conditioning = \"{conditioning}\"`: {text}", ""]
 
 

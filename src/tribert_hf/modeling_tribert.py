@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput, logging
 
 from tribert_hf.pose.graph import spatial_partition_adjacency
 from tribert_hf.separation.losses import activate_masks, mask_loss
-from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead, interpolate_frames
+from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead, TriBertTimelineMaps, interpolate_frames
 
 from .configuration_tribert import TriBertConfig
 from .input_checks import (
@@ -355,7 +355,9 @@ class TriBertPoseTimeline(nn.Module):
     brought back from its strided frames to the keypoint frames (linear interpolation: ST-GCN frame t' lies at
     keypoint frame t' * T / T'); two temporal convolutions (`temporal_kernel_size`); then the mean over the present
     persons: an absent person contributes nothing (their keypoints are never read), and a video without one gives
-    zeros. The result is on the keypoint frames, which the processor resamples over exactly the audio crop's time
+    zeros. With `config.separation_timeline_maps`, every joint's position relative to the person's centre (the mean of
+    its seen joints over the crop; 0 where a joint is missing) joins the velocities: where the hand is along the
+    instrument, i.e. the note's pitch. The result is on the keypoint frames, which the processor resamples over exactly the audio crop's time
     window (`TriBertProcessor._pose_window`: keypoint frame i at `crop start + i * crop length / T`), so the
     timeline is aligned with the spectrogram's frames (`separation.unet.timeline_to_frames`).
     """
@@ -365,9 +367,11 @@ class TriBertPoseTimeline(nn.Module):
         pc = config.pose_config
         self.hidden_size = pc.gcn_channels[-1]
         self.motion_norm = nn.BatchNorm1d(2 * pc.num_joints)
+        self.position_norm = nn.BatchNorm1d(2 * pc.num_joints) if config.separation_timeline_maps else None
+        inputs = (4 if config.separation_timeline_maps else 2) * pc.num_joints + pc.gcn_channels[-1]
         padding = pc.temporal_kernel_size // 2
         self.temporal = nn.Sequential(
-            nn.Conv1d(2 * pc.num_joints + pc.gcn_channels[-1], self.hidden_size, pc.temporal_kernel_size, padding=padding),
+            nn.Conv1d(inputs, self.hidden_size, pc.temporal_kernel_size, padding=padding),
             nn.ReLU(),
             nn.Conv1d(self.hidden_size, self.hidden_size, pc.temporal_kernel_size, padding=padding),
         )
@@ -386,7 +390,13 @@ class TriBertPoseTimeline(nn.Module):
         motion = self.motion_norm(velocity.permute(0, 1, 3, 4, 2).reshape(batch * persons, joints * 2, frames))
         positions = torch.arange(frames, device=frame_features.device) * (frame_features.shape[-1] / frames)
         graph = interpolate_frames(frame_features.flatten(0, 1), positions).to(motion.dtype)
-        hidden = self.temporal(torch.cat([motion, graph], dim=1)).view(batch, persons, self.hidden_size, frames)
+        parts = [motion, graph]
+        if self.position_norm is not None:
+            count = seen.sum(dim=(2, 3)).clamp_min(1)[..., None]  # (M, P, 1)
+            centre = xy.sum(dim=(2, 3)) / count  # the mean of the seen joints over the crop, (M, P, 2)
+            relative = torch.where(seen[..., None], xy - centre[:, :, None, None], 0.0)
+            parts.append(self.position_norm(relative.permute(0, 1, 3, 4, 2).reshape(batch * persons, joints * 2, frames)))
+        hidden = self.temporal(torch.cat(parts, dim=1)).view(batch, persons, self.hidden_size, frames)
         present = present.to(hidden.dtype)
         return (hidden * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)
 
@@ -713,7 +723,7 @@ class TriBertPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
             init.normal_(module.mask_embedding, mean=0.0, std=std)
         elif isinstance(module, TriBertGraphConvolution):
             init.ones_(module.edge_importance)
-        elif isinstance(module, TriBertFiLM):
+        elif isinstance(module, (TriBertFiLM, TriBertTimelineMaps)):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, TriBertPoseGraphNetwork):
@@ -967,6 +977,7 @@ def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
     return TriBertSeparationHead(
         condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
         config.separation_film, condition_maps=config.separation_condition_maps, timeline_size=timeline_size,
+        timeline_maps=config.separation_timeline_maps,
     )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ embedding) is fused with the bottleneck by self-attention (`TriBertBottleneckFus
 shifts every decoder level (FiLM); the encoder runs once per mixture, the decoder once per condition. Optionally
 (`timeline_size`, TriBERT's `separation_conditioning="temporal"`) each output also has a timeline, features per
 time step aligned with the spectrogram's frames, that scales and shifts every decoder level frame by frame
-(per-frame FiLM). Without a condition (`condition_size=None`, Sound of Pixels' sound network) the decoder runs once
+(per-frame FiLM) and, with `timeline_maps`, also weights the K condition maps frame by frame. Without a condition (`condition_size=None`, Sound of Pixels' sound network) the decoder runs once
 and gives `out_channels` maps. Built from explicit sizes; the models map their configs onto them.
 """
 
@@ -102,6 +102,11 @@ class TriBertConditionMaps(nn.Linear):
     condition-weighted sum (Sound of Pixels' audio-visual synthesizer, here after the conditioned decoder)."""
 
 
+class TriBertTimelineMaps(nn.Linear):
+    """Timeline features of one time step -> weights (and a bias) of the decoder's `K` condition maps at that step,
+    added to the condition's (not in the paper). Zero-initialised by the models: it starts as the pooled maps."""
+
+
 class TriBertSeparationHead(nn.Module):
     """The attention U-Net (see the module docstring).
 
@@ -122,6 +127,9 @@ class TriBertSeparationHead(nn.Module):
             whose sample i lies at time i / T of the spectrogram's window; every decoder level but the last is
             scaled and shifted frame by frame (`TriBertTimelineFiLM`) by the timeline brought to the spectrogram's
             frames (linear interpolation) and averaged over the frames each of the level's frames spans.
+        timeline_maps: with `timeline_size` and `condition_maps` K > 0 (ours, not in the paper): the K maps' weights
+            (and bias) at spectrogram frame t also get a linear map of the timeline at t (`TriBertTimelineMaps`):
+            the mask at each time frame is made of the maps the timeline selects there.
     """
 
     def __init__(
@@ -134,8 +142,11 @@ class TriBertSeparationHead(nn.Module):
         out_channels: int = 1,
         condition_maps: int = 0,
         timeline_size: int | None = None,
+        timeline_maps: bool = False,
     ):
         super().__init__()
+        if timeline_maps and (timeline_size is None or not condition_maps):
+            raise ValueError("timeline_maps weights the condition maps by the timeline: it needs timeline_size and condition_maps > 0.")
         if timeline_size is not None and condition_size is None:
             raise ValueError("timeline_size needs a condition (condition_size): the timeline adds to it.")
         if condition_maps and (condition_size is None or out_channels != 1):
@@ -181,6 +192,7 @@ class TriBertSeparationHead(nn.Module):
             self.timeline_films = nn.ModuleList(
                 TriBertTimelineFiLM(timeline_size, 2 * gate.gate[0].in_channels) for gate in gates
             )
+        self.timeline_maps = TriBertTimelineMaps(timeline_size, condition_maps + 1) if timeline_maps else None
 
     def encode(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> list[torch.Tensor]:
         """The encoder path: the output of every down-convolution (the last one is the bottleneck)."""
@@ -256,7 +268,11 @@ class TriBertSeparationHead(nn.Module):
         hidden = self.decode(hidden, skips, conditions, timelines)
         if self.condition_maps is not None:
             weights = self.condition_maps(conditions).to(hidden.dtype)
-            hidden = torch.einsum("nkft,nk->nft", hidden, weights[:, :-1]) + weights[:, -1, None, None]
+            if self.timeline_maps is None:
+                hidden = torch.einsum("nkft,nk->nft", hidden, weights[:, :-1]) + weights[:, -1, None, None]
+            else:  # the weights at frame t: the condition's plus the timeline's at t, (n, K + 1, T)
+                weights = weights[:, :, None] + self.timeline_maps(timelines.transpose(1, 2)).transpose(1, 2).to(hidden.dtype)
+                hidden = torch.einsum("nkft,nkt->nft", hidden, weights[:, :-1]) + weights[:, -1, None, :]
         return hidden.view(batch, videos, *hidden.shape[-2:])
 
 
@@ -267,6 +283,7 @@ __all__ = [
     "TriBertFiLM",
     "TriBertSeparationHead",
     "TriBertTimelineFiLM",
+    "TriBertTimelineMaps",
     "bottleneck_channels",
     "interpolate_frames",
     "timeline_to_frames",

@@ -31,7 +31,7 @@ def model_config(size: str) -> tuple[TriBertConfig, dict]:
     return config, processor
 
 
-MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "tribert_temporal", "audio_only", "sop")
+MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "tribert_temporal", "tribert_temporal_maps", "audio_only", "sop")
 
 
 def build_config(model: str, size: str):
@@ -48,6 +48,10 @@ def build_config(model: str, size: str):
         config.use_pose_input = False
     elif model == "tribert_temporal":  # ours: the U-Net also sees the pose timeline, frame by frame
         config.separation_conditioning = "temporal"
+    elif model == "tribert_temporal_maps":  # ours: ... and the timeline (with the joints' positions) weights the maps
+        config.separation_conditioning = "temporal"
+        config.separation_condition_maps = config.separation_condition_maps or 16
+        config.separation_timeline_maps = True
     elif model == "tribert_self_attention":
         streams = {}
         for name in ("vision_config", "pose_config", "audio_config"):

@@ -50,7 +50,7 @@ class SeparationTrainingArguments:
     dataset: str = field(default="synthetic:small", metadata={"help": "synthetic:tiny, synthetic:small or a prepared folder"})
     output_dir: str = field(default="outputs/separation", metadata={"help": "checkpoints, logs, the final model"})
     model_size: str = field(default="small", metadata={"help": "tiny (tests), small (CPU demo) or paper"})
-    model: str = field(default="tribert", metadata={"help": "tribert (the paper's joint objective); ablations: tribert_no_pose (the pose stream sees no keypoints), tribert_self_attention (co-attention layers replaced by per-stream self-attention layers); ours: tribert_temporal (the U-Net also conditioned per time frame on the pose timeline, separation_conditioning=temporal); baselines: audio_only (the same U-Net, no conditioning, permutation-invariant loss, scored with the best permutation), sop (Sound-of-Pixels: ResNet frame vector weights K U-Net channels)"})
+    model: str = field(default="tribert", metadata={"help": "tribert (the paper's joint objective); ablations: tribert_no_pose (the pose stream sees no keypoints), tribert_self_attention (co-attention layers replaced by per-stream self-attention layers); ours: tribert_temporal (the U-Net also conditioned per time frame on the pose timeline, separation_conditioning=temporal), tribert_temporal_maps (tribert_temporal whose timeline also carries the joints' positions and weights the U-Net's condition maps frame by frame: separation_timeline_maps, 16 maps unless --separation_condition_maps says otherwise); baselines: audio_only (the same U-Net, no conditioning, permutation-invariant loss, scored with the best permutation), sop (Sound-of-Pixels: ResNet frame vector weights K U-Net channels)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "start from this checkpoint (fine-tuning)"})
     vision_backbone: str | None = field(default=None, metadata={"help": "hub id or local folder of a pretrained transformers ResNet (e.g. a local copy of microsoft/resnet-18 or microsoft/resnet-50; the paper's frame backbone is an ImageNet ResNet-50, Sound of Pixels' an ImageNet ResNet-18): TriBERT models and sop take their frame backbone's architecture and weights from it instead of training one from scratch. Not with --model_name_or_path (its checkpoint holds its own backbone)"})
     freeze_vision_backbone: bool = field(default=False, metadata={"help": "TriBERT models and sop: keep the frame backbone fixed (no gradients; batch-norm statistics kept), e.g. with --vision_backbone; what follows it still trains"})
@@ -68,6 +68,7 @@ class SeparationTrainingArguments:
     class_teacher_forcing: float = field(default=0.0, metadata={"help": "TriBERT models with --separation_class_conditioning: over the first R x max_steps steps, each video's class scores in the U-Net's condition are replaced by its labels with a probability falling linearly from 1 to 0 (a curriculum: the U-Net learns to use the class from the first step, as a U-Net told the class does, while the segmentation attention learns to tell it; validation and inference always use the model's own scores). 0: off (not in the paper)"})
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
+    separation_timeline_maps: bool = field(default=False, metadata={"help": "TriBERT models with --separation_conditioning temporal (or --model tribert_temporal) and --separation_condition_maps K: the timeline also carries the joints' positions, and weights the K maps frame by frame (separation_timeline_maps; not in the paper)"})
     same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
     waveform_loss_weight: float = field(default=0.0, metadata={"help": "add this weight x the negative plain SDR (dB) of the masked waveforms (`waveform_sdr_loss`: masks -> mixture phase -> inverse STFT; the evaluation's BSS Eval SDR also forgives a short distortion filter) to the model's loss (not in the paper); 0: the model's loss alone"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
@@ -305,6 +306,11 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             overrides["separation_conditioning"] = args.separation_conditioning
         model = model_class(args.model).from_pretrained(args.model_name_or_path, **overrides)
         config = model.config
+        if args.separation_timeline_maps and not getattr(config, "separation_timeline_maps", False):
+            raise ValueError(
+                f"--separation_timeline_maps changes the pose timeline's inputs: {args.model_name_or_path} was trained "
+                "without it; train from scratch (without --model_name_or_path) to use it."
+            )
     else:
         if args.mask_type is not None:
             config.mask_type = args.mask_type
@@ -316,6 +322,11 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             config.separation_condition_maps = args.separation_condition_maps
         if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
             config.separation_conditioning = args.separation_conditioning
+        if args.separation_timeline_maps:
+            if not isinstance(config, TriBertConfig):
+                raise ValueError(f"--separation_timeline_maps is an option of TriBERT models, not of --model {args.model}.")
+            config.separation_timeline_maps = True
+            config._check_architecture()  # it needs the temporal conditioning and condition maps: say so now
         model = model_class(args.model)(config)
         load_vision_backbone_weights(args, model)
     if args.freeze_vision_backbone:
