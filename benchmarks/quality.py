@@ -32,6 +32,7 @@ continues), unless --fresh.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -147,6 +148,9 @@ def test_metrics(
     With a swap (``True``), the two sources of every mixture get each other's conditioning (frames, pose,
     labels) while the estimates are still scored against the original references: a model that follows its
     conditioning now separates the other source and its SDR falls; a model that ignores it scores the same.
+    With ``"class_told"`` (TriBERT with `separation_class_conditioning` only), the U-Net's condition holds each
+    video's labels in place of the frames' class scores (`labels_as_class_scores`): what the separation would be if
+    the segmentation attention told the class perfectly.
     """
     import torch
     from accelerate import Accelerator
@@ -166,14 +170,47 @@ def test_metrics(
     batches = [order[b : b + 16] for b in range(0, len(order), 16)]
     results = []
     for swap in swaps:
-        collate = swapped_collate if swap else mix_collate
+        collate = swapped_collate if swap is True else mix_collate
         loader = torch.utils.data.DataLoader(test, batch_sampler=batches, collate_fn=collate)
         per_mixture = []
         scorings = ("soft",) if swap else TEST_SCORINGS
-        result = evaluate_separation_model(model, loader, fe, Accelerator(cpu=True), len(pairs), per_mixture, scorings=scorings)
+        with labels_as_class_scores(swap == "class_told"):
+            result = evaluate_separation_model(model, loader, fe, Accelerator(cpu=True), len(pairs), per_mixture, scorings=scorings)
         result["by_pair"] = pair_breakdown(pairs, labels, per_mixture)
         results.append(result)
     return results
+
+
+@contextlib.contextmanager
+def labels_as_class_scores(active: bool = True):
+    """Within the block, TriBERT models with `separation_class_conditioning` condition their U-Net on each video's
+    labels instead of the frames' class scores, in evaluation as well (the curriculum's replacement of
+    `--class_teacher_forcing` with probability 1): a diagnostic, not a way to separate (labels are not an input at
+    inference)."""
+    if not active:
+        yield
+        return
+    import tribert_hf.modeling_tribert as modeling
+
+    encode = modeling._encode_videos
+
+    def told(*args, **kwargs):
+        *args, _ = args  # the last positional argument: the probability of replacing a video's scores
+        return encode(*args, 1.0, **kwargs)
+
+    modeling._encode_videos = told
+    try:
+        yield
+    finally:
+        modeling._encode_videos = encode
+
+
+def class_conditioned(run_dir: str, method: str) -> bool:
+    """Whether a finished run is a TriBERT model whose U-Net sees the frames' class scores."""
+    if not method.startswith("tribert"):
+        return False
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return bool(json.load(f).get("separation_class_conditioning"))
 
 
 TEST_MIXTURES = 300  # test mixtures per run unless the budget says otherwise (see select_pairs)
@@ -304,10 +341,12 @@ def score(run_dir: str, method: str, budget: dict, args) -> dict:
     """Test metrics of a finished run, and the conditioning-swap diagnostic (no conditioning: audio-only)."""
     limit = budget.get("test_mixtures", TEST_MIXTURES)
     swaps = (False,) if method == "audio_only" else (False, True)
+    if class_conditioned(run_dir, method):
+        swaps += ("class_told",)
     scores = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit, swaps)
     out = {"test_protocol": TEST_PROTOCOL, "test": scores[0]}
-    if len(scores) > 1:
-        out["test_swapped"] = scores[1]
+    for swap, result in zip(swaps[1:], scores[1:]):
+        out["test_swapped" if swap is True else f"test_{swap}"] = result
     return out
 
 
@@ -321,6 +360,10 @@ def train_and_score(method, seed, budget, args) -> dict:
         result = json.load(open(done))
         if result.get("test_protocol") != TEST_PROTOCOL:  # scored before the protocol changed: score again
             result.update(score(run_dir, method, budget, args))
+            _atomic_json(done, result)
+        elif "test_class_told" not in result and class_conditioned(run_dir, method):  # scored before the diagnostic
+            limit = budget.get("test_mixtures", TEST_MIXTURES)
+            (result["test_class_told"],) = test_metrics(run_dir, args.dataset, method, budget["model_size"], args.cache_dir, limit, ("class_told",))
             _atomic_json(done, result)
         return result
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -392,6 +435,12 @@ def summarize(results: list[dict], methods: list[str]) -> dict:
         swapped = [r["test_swapped"]["sdr"] for r in runs if "test_swapped" in r]
         if swapped:
             summary[method]["sdr_swapped"] = stats(swapped)
+        told = [r for r in runs if "test_class_told" in r]
+        if told:  # the labels in place of the class scores (labels_as_class_scores)
+            summary[method]["sdr_class_told"] = stats([r["test_class_told"]["sdr"] for r in told])
+            summary[method]["by_pair_class_told"] = {
+                kind: stats([r["test_class_told"]["by_pair"][kind]["sdr"] for r in told]) for kind in PAIR_KINDS
+            }
         summary[method]["by_pair"] = pair_stats(runs, "sdr")
         if any("sdr_threshold" in r["test"] for r in runs):
             summary[method]["sdr_threshold"] = stats([r["test"].get("sdr_threshold") for r in runs])
@@ -461,6 +510,15 @@ def markdown_table(report: dict) -> str:
         "against the original references. A model that uses its conditioning falls there (it now separates the "
         "other source); one that ignores it scores as in the SDR column. The audio-only model has no conditioning.",
     ]
+    told = [m for m in methods if "sdr_class_told" in summary[m]]
+    if told:
+        lines += ["", "**The class told** (TriBERT with the frames' class scores in the U-Net's condition: the same test "
+                  "mixtures with each video's labels in place of its class scores, soft masks; what perfect "
+                  "classification would give this U-Net): " + "; ".join(
+                      f"{ROW_NAMES.get(m, m)}: SDR {cell(summary[m]['sdr_class_told'])} against {cell(summary[m]['sdr'])}, "
+                      + ", ".join(f"{kind.replace('_', ' ')} {cell(summary[m]['by_pair_class_told'][kind])} against "
+                                  f"{cell(summary[m]['by_pair'][kind])}" for kind in PAIR_KINDS)
+                      for m in told) + "."]  # fmt: skip
     skipped = {
         m: [(r["test"].get("num_skipped", 0), r["test"].get("num_skipped", 0) + r["test"]["num_mixtures"]) for r in report.get("runs", []) if r["method"] == m]
         for m in methods

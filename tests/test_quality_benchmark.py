@@ -151,3 +151,43 @@ def test_a_pretrained_vision_backbone_reaches_every_method_with_frames(tmp_path,
         argv = seen[method]
         assert argv[argv.index("--vision_backbone") + 1] == "/models/resnet-18" and "--freeze_vision_backbone" in argv
     assert "--vision_backbone" not in seen["audio_only"] and "--freeze_vision_backbone" not in seen["audio_only"]
+
+
+def test_the_class_told_diagnostic_of_class_conditioned_runs(tmp_path, capsys):
+    """TriBERT with the frames' class scores in its U-Net's condition is also scored with the labels in their place
+    (what perfect classification would give); inside `labels_as_class_scores` the condition holds the labels, outside
+    it the model's own scores again; a run scored before the diagnostic existed gets it when the report is made."""
+    import torch
+    from test_heads import head_config, mixture_inputs
+
+    import tribert_hf.modeling_tribert as modeling
+    from tribert_hf import TriBertForPreTraining
+
+    quality = load_script("benchmarks/quality.py")
+    model = TriBertForPreTraining(head_config(separation_class_conditioning=True)).eval()
+    inputs = mixture_inputs(model.config)
+    labels = torch.zeros(2, 2, model.config.num_labels)
+    labels[:, 0, 1] = labels[:, 1, 3] = 1.0
+    args = (model.tribert, inputs["pixel_values"], inputs["pose_keypoints"], inputs["audio_spectrogram"], inputs["pose_mask"], None, False, False, labels, 0.0)
+    with torch.no_grad():
+        own = modeling._encode_videos(*args)[0][..., -model.config.num_labels :]
+        with quality.labels_as_class_scores():
+            told = modeling._encode_videos(*args)[0][..., -model.config.num_labels :]
+            masks_told = model(**inputs, class_labels=labels).mask_logits
+        masks_own = model(**inputs, class_labels=labels).mask_logits
+        assert torch.equal(modeling._encode_videos(*args)[0][..., -model.config.num_labels :], own)  # restored
+    assert torch.equal(told, labels) and not torch.equal(own, labels) and not torch.allclose(masks_told, masks_own)
+
+    argv = ["--budget", "tiny", "--recipe", "maps_softmax_told", "--methods", "tribert", "--seeds", "0", "--output_dir", str(tmp_path)]
+    report = quality.main(argv)
+    summary = report["summary"]["tribert"]
+    assert summary["sdr_class_told"]["n"] == 1 and set(summary["by_pair_class_told"]) == set(quality.PAIR_KINDS)
+    assert "**The class told**" in (tmp_path / "quality.md").read_text()
+    done = tmp_path / "runs" / "tribert-seed0" / "result.json"
+    result = json.loads(done.read_text())
+    del result["test_class_told"]  # as scored before the diagnostic existed
+    done.write_text(json.dumps(result))
+    again = quality.main(argv)
+    assert again["summary"]["tribert"]["sdr_class_told"] == summary["sdr_class_told"]
+    assert "test_class_told" in json.loads(done.read_text())
+    capsys.readouterr()
