@@ -96,6 +96,9 @@ RECIPES = {
     # `--class_teacher_forcing`, 1 -> 0 over the first half of the steps); _class is the control without the labels
     "maps_softmax_told": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5},
     "maps_softmax_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True},
+    # maps_softmax_told with new data each step: 4x the random crops per clip, each clip's gain drawn in 0.5-1.5 (what the
+    # class-told head trains with; the labels at test time add only 0.3 dB to maps_softmax_told: the U-Net is the limit)
+    "maps_softmax_told_data": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5"},
     # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
     "maps_softmax_told_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "same_class_mixtures": 0.5},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
