@@ -171,6 +171,8 @@ def test_metrics(
     pairs = select_pairs(labels, max_mixtures)
     order = [k for pair in pairs for k in pair]
     batches = [order[b : b + 16] for b in range(0, len(order), 16)]
+    if "class_told" in swaps and not hasattr(model, "class_teacher_forcing"):  # only the pre-training model reads labels
+        raise ValueError(f"The class-told diagnostic needs a TriBertForPreTraining model, got {type(model).__name__}.")
     results = []
     for swap in swaps:
         collate = swapped_collate if swap is True else mix_collate
@@ -193,13 +195,17 @@ def labels_as_class_scores(active: bool = True):
     if not active:
         yield
         return
+    import inspect
+
     import tribert_hf.modeling_tribert as modeling
 
     encode = modeling._encode_videos
+    signature = inspect.signature(encode)
 
     def told(*args, **kwargs):
-        *args, _ = args  # the last positional argument: the probability of replacing a video's scores
-        return encode(*args, 1.0, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["class_teacher_forcing"] = 1.0  # replace every video's scores (where labels are given)
+        return encode(*bound.args, **bound.kwargs)
 
     modeling._encode_videos = told
     try:
