@@ -56,6 +56,7 @@ def quality_section(results: str, folder: str, docs_dir: str) -> list[str]:
         command += f" --recipe {report['recipe']}"
     if folder != "quality":
         command += f" --output_dir benchmarks/results/{folder}"
+    command = report.get("command", command)  # a combined report (quality.py --combine) says how it was made
     table = markdown_table(report).split("\n", 2)[2]  # without its own title
     figure = os.path.relpath(os.path.join(results, folder, "quality.png"), docs_dir)
     lines += [

@@ -477,9 +477,22 @@ def markdown_table(report: dict) -> str:
     num_mixtures = report["runs"][0]["test"]["num_mixtures"] if report.get("runs") else "?"
     ideal_rows = [row for row in IDEAL_ROWS if row in summary]
     rows = ideal_rows + methods + ["mixture"]
+    recipe = f"recipe `{report.get('recipe', 'baseline')}`"
+    if "recipes" in report:  # a combined report (--combine): each method under its own recipe
+        recipe = "a recipe per method"
+        seeds = "each method's " + ", ".join(f"{ROW_NAMES.get(m, m).split(' (')[0]}: {len(v)}" for m, v in report["seeds_by_method"].items())
     lines = [
-        f"# Separation quality: {report['dataset']}, budget `{report['budget_name']}`, recipe `{report.get('recipe', 'baseline')}`",
+        f"# Separation quality: {report['dataset']}, budget `{report['budget_name']}`, {recipe}",
         "",
+    ]
+    if "recipes" in report:
+        lines += [
+            "Each method trained with its own recipe (`RECIPES` in benchmarks/quality.py), runs taken from: "
+            + "; ".join(f"{ROW_NAMES.get(m, m)}: `{r}`, seeds {', '.join(map(str, report['seeds_by_method'][m]))} "
+                        f"({report['combined_from'][m]})" for m, r in report["recipes"].items()) + ".",
+            "",
+        ]  # fmt: skip
+    lines += [
         f"Test split, pairs of clips mixed (N = 2; solos and duets; {num_mixtures} mixtures: every pair, or every "
         f"shared-class pair and a seeded sample of the others), BSS Eval v3 (fast backend); mean ± std over {seeds} "
         f"seed(s) (± only with 2 or more); {report['budget']['max_steps']} steps of {report['budget']['mixtures_per_batch']} mixtures, "
@@ -592,6 +605,71 @@ def plot_curves(results: list[dict], methods: list[str], path: str) -> str:
     return path
 
 
+def write_report(report: dict, output_dir: str) -> None:
+    """quality.json, quality.md and quality.png of a report; prints the table and a one-line summary."""
+    os.makedirs(output_dir, exist_ok=True)
+    _atomic_json(os.path.join(output_dir, "quality.json"), report)
+    table = markdown_table(report)
+    with open(os.path.join(output_dir, "quality.md"), "w") as f:
+        f.write(table)
+    plot_curves(report["runs"], report["methods"], os.path.join(output_dir, "quality.png"))
+    print("\n" + table)
+    s, methods = report["summary"], report["methods"]
+    print(
+        "quality: " + ", ".join(f"{m} {s[m]['sdr']['mean']:.2f}±{s[m]['sdr']['std']:.2f}" for m in methods)
+        + "".join(f", {row} {s[row]['sdr']['mean']:.2f}" for row in IDEAL_ROWS if row in s)
+        + f", mixture {s['mixture']['sdr']['mean']:.2f} dB SDR ({report['dataset']}, {report['budget_name']} budget) -> {output_dir}"
+    )
+
+
+def combine(items: list[str], output_dir: str) -> dict:
+    """One report from the runs of finished reports: `METHOD=FOLDER` takes METHOD's runs from FOLDER/quality.json.
+    Each method keeps the recipe it was trained with (the report's `recipes`); the folders must agree on the
+    budget, the dataset and the test protocol, so that every method is scored on the same test mixtures."""
+    sources = {}
+    for item in items:
+        method, sep, folder = item.partition("=")
+        if not sep or method not in METHODS:
+            raise SystemExit(f"--combine takes METHOD=FOLDER with METHOD one of {', '.join(METHODS)}; got {item!r}.")
+        path = os.path.join(folder, "quality.json")
+        if not os.path.isfile(path):
+            raise SystemExit(f"--combine {item}: no report at {path} (run quality.py there first).")
+        with open(path) as f:
+            sources[method] = (folder, json.load(f))
+    methods = list(sources)
+    first_method, (first_folder, first) = methods[0], sources[methods[0]]
+    for method, (folder, report) in sources.items():
+        for key in ("budget_name", "budget", "dataset"):
+            if report[key] != first[key]:
+                raise SystemExit(
+                    f"--combine: {folder} has {key} {report[key]!r}, {first_folder} has {first[key]!r}: the methods "
+                    "would not be compared at one budget on one dataset."
+                )
+    results = []
+    for method, (folder, report) in sources.items():
+        runs = [r for r in report["runs"] if r["method"] == method]
+        if not runs:
+            raise SystemExit(f"--combine: {folder}/quality.json has no run of {method}.")
+        if any(r.get("test_protocol") != TEST_PROTOCOL for r in runs):
+            raise SystemExit(f"--combine: {folder} was scored with another test protocol; run quality.py there again first.")
+        results += runs
+    recipes = {m: sources[m][1].get("recipe", "baseline") for m in methods}
+    seeds = {m: sorted(r["seed"] for r in results if r["method"] == m) for m in methods}
+    report = {
+        "benchmark": "quality", "dataset": first["dataset"], "budget_name": first["budget_name"], "budget": first["budget"],
+        "recipe": "per method: " + ", ".join(f"{m} `{recipes[m]}` (seeds {', '.join(map(str, seeds[m]))})" for m in methods),
+        "recipes": recipes, "recipe_arguments": {m: RECIPES.get(recipes[m]) for m in methods},
+        "combined_from": {m: sources[m][0] for m in methods}, "seeds_by_method": seeds,
+        "command": "python benchmarks/quality.py --combine " + " ".join(items) + f" --output_dir {output_dir}",
+        "methods": methods, "seeds": sorted({s for v in seeds.values() for s in v}), "device": first.get("device", "cpu"),
+        "cpu": first["cpu"], "cpu_threads": first["cpu_threads"], "torch": first["torch"],
+        "seconds": sum(r["train_seconds"] for r in results), "train_seconds_total": sum(r["train_seconds"] for r in results),
+        "summary": summarize(results, methods), "runs": results,
+    }  # fmt: skip
+    write_report(report, output_dir)
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="cpu", choices=sorted(BUDGETS))
@@ -608,7 +686,14 @@ def main(argv=None):
     parser.add_argument("--cache_dir")
     parser.add_argument("--output_dir", default=os.path.join(HERE, "results", "quality"))
     parser.add_argument("--fresh", action="store_true", help="retrain runs that finished before")
+    parser.add_argument(
+        "--combine", nargs="+", metavar="METHOD=FOLDER",
+        help="train nothing: one report from finished reports, each method's runs taken from the folder named (e.g. "
+        "each method under the recipe that suits it); the folders must share the budget, dataset and test protocol",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.output_dir)
 
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -645,18 +730,7 @@ def main(argv=None):
         )  # fmt: skip
         if report["same_class_example"] is None:
             print("No test pair shares a class: no same_class.png.")
-    _atomic_json(os.path.join(args.output_dir, "quality.json"), report)
-    table = markdown_table(report)
-    with open(os.path.join(args.output_dir, "quality.md"), "w") as f:
-        f.write(table)
-    plot_curves(results, methods, os.path.join(args.output_dir, "quality.png"))
-    print("\n" + table)
-    s = report["summary"]
-    print(
-        "quality: " + ", ".join(f"{m} {s[m]['sdr']['mean']:.2f}±{s[m]['sdr']['std']:.2f}" for m in methods)
-        + "".join(f", {row} {s[row]['sdr']['mean']:.2f}" for row in IDEAL_ROWS if row in s)
-        + f", mixture {s['mixture']['sdr']['mean']:.2f} dB SDR ({args.dataset}, {args.budget} budget) -> {args.output_dir}"
-    )
+    write_report(report, args.output_dir)
     return report
 
 

@@ -191,3 +191,33 @@ def test_the_class_told_diagnostic_of_class_conditioned_runs(tmp_path, capsys):
     assert again["summary"]["tribert"]["sdr_class_told"] == summary["sdr_class_told"]
     assert "test_class_told" in json.loads(done.read_text())
     capsys.readouterr()
+
+
+def test_combine_makes_one_report_from_runs_under_different_recipes(tmp_path, capsys):
+    """`--combine METHOD=FOLDER ...`: each method's runs from its own report (its own recipe), one table; folders at
+    another budget or without the method are refused, naming the problem."""
+    quality = load_script("benchmarks/quality.py")
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    quality.main(["--budget", "tiny", "--methods", "tribert,audio_only", "--seeds", "0", "--output_dir", first])
+    quality.main(["--budget", "tiny", "--recipe", "maps_softmax", "--methods", "tribert", "--seeds", "0", "--output_dir", second])
+    out = str(tmp_path / "combined")
+    report = quality.main(["--combine", f"tribert={second}", f"audio_only={first}", "--output_dir", out])
+    assert report["methods"] == ["tribert", "audio_only"] and report["recipes"] == {"tribert": "maps_softmax", "audio_only": "baseline"}
+    b = json.loads((tmp_path / "b" / "quality.json").read_text())
+    a = json.loads((tmp_path / "a" / "quality.json").read_text())
+    assert report["summary"]["tribert"]["sdr"] == b["summary"]["tribert"]["sdr"]
+    assert report["summary"]["audio_only"]["sdr"] == a["summary"]["audio_only"]["sdr"]
+    assert report["summary"]["mixture"]["sdr"]["mean"] == a["summary"]["mixture"]["sdr"]["mean"]  # the same test mixtures
+    table = (tmp_path / "combined" / "quality.md").read_text()
+    assert "a recipe per method" in table and "`maps_softmax`, seeds 0" in table and (tmp_path / "combined" / "quality.png").is_file()
+    assert json.loads((tmp_path / "combined" / "quality.json").read_text())["command"].startswith("python benchmarks/quality.py --combine tribert=")
+    with pytest.raises(SystemExit, match="has no run of sop"):
+        quality.main(["--combine", f"sop={first}", "--output_dir", out])
+    with pytest.raises(SystemExit, match="METHOD=FOLDER"):
+        quality.main(["--combine", first, "--output_dir", out])
+    other = json.loads((tmp_path / "b" / "quality.json").read_text())
+    other["budget"]["max_steps"] = 7
+    (tmp_path / "b" / "quality.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="has budget"):
+        quality.main(["--combine", f"tribert={second}", f"audio_only={first}", "--output_dir", out])
+    capsys.readouterr()
