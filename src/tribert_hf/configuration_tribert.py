@@ -427,7 +427,8 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"separation_conditioning must be one of {', '.join(repr(c) for c in SEPARATION_CONDITIONINGS)}, got "
                 f"{self.separation_conditioning!r}."
             )
-        if self.separation_timeline_maps and (self.separation_conditioning != "temporal" or not self.separation_condition_maps):
+        temporal_maps = self.separation_conditioning == "temporal" and self.separation_condition_maps
+        if self.separation_timeline_maps and not temporal_maps:
             raise ValueError(
                 "separation_timeline_maps weights the condition maps by the pose timeline: it needs "
                 "separation_conditioning='temporal' and separation_condition_maps > 0, got "

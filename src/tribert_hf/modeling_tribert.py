@@ -357,9 +357,9 @@ class TriBertPoseTimeline(nn.Module):
     persons: an absent person contributes nothing (their keypoints are never read), and a video without one gives
     zeros. With `config.separation_timeline_maps`, every joint's position relative to the person's centre (the mean of
     its seen joints over the crop; 0 where a joint is missing) joins the velocities: where the hand is along the
-    instrument, i.e. the note's pitch. The result is on the keypoint frames, which the processor resamples over exactly the audio crop's time
-    window (`TriBertProcessor._pose_window`: keypoint frame i at `crop start + i * crop length / T`), so the
-    timeline is aligned with the spectrogram's frames (`separation.unet.timeline_to_frames`).
+    instrument, i.e. the note's pitch. The result is on the keypoint frames, which the processor resamples over
+    exactly the audio crop's time window (`TriBertProcessor._pose_window`: keypoint frame i at `crop start + i *
+    crop length / T`), so the timeline is aligned with the spectrogram's frames (`separation.unet.timeline_to_frames`).
     """
 
     def __init__(self, config: TriBertConfig):
@@ -395,7 +395,8 @@ class TriBertPoseTimeline(nn.Module):
             count = seen.sum(dim=(2, 3)).clamp_min(1)[..., None]  # (M, P, 1)
             centre = xy.sum(dim=(2, 3)) / count  # the mean of the seen joints over the crop, (M, P, 2)
             relative = torch.where(seen[..., None], xy - centre[:, :, None, None], 0.0)
-            parts.append(self.position_norm(relative.permute(0, 1, 3, 4, 2).reshape(batch * persons, joints * 2, frames)))
+            relative = relative.permute(0, 1, 3, 4, 2).reshape(batch * persons, joints * 2, frames)
+            parts.append(self.position_norm(relative))
         hidden = self.temporal(torch.cat(parts, dim=1)).view(batch, persons, self.hidden_size, frames)
         present = present.to(hidden.dtype)
         return (hidden * present).sum(dim=1) / present.sum(dim=1).clamp_min(1)

@@ -324,7 +324,9 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             config.separation_conditioning = args.separation_conditioning
         if args.separation_timeline_maps:
             if not isinstance(config, TriBertConfig):
-                raise ValueError(f"--separation_timeline_maps is an option of TriBERT models, not of --model {args.model}.")
+                raise ValueError(
+                    f"--separation_timeline_maps is an option of TriBERT models, not of --model {args.model}."
+                )
             config.separation_timeline_maps = True
             config._check_architecture()  # it needs the temporal conditioning and condition maps: say so now
         model = model_class(args.model)(config)
