@@ -10,8 +10,9 @@ Methods (all trained by the training recipe, `tribert_hf.training.separation` (`
 and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_attention` (ablations),
 `tribert_temporal` (ours: the U-Net also conditioned frame by frame on the pose timeline,
 `separation_conditioning="temporal"`: for the shared-class pairs), `tribert_temporal_maps` (ours: the same, and the
-timeline, with the joints' positions, weights the U-Net's condition maps frame by frame: `separation_timeline_maps`), `sop` (Sound of Pixels) and `audio_only` (no
-conditioning, permutation-invariant training; scored with its best permutation).
+timeline, with the joints' positions, weights the U-Net's condition maps frame by frame: `separation_timeline_maps`),
+`sop` (Sound of Pixels) and `audio_only` (no conditioning, permutation-invariant training; scored with its best
+permutation).
 Each run is evaluated on the TEST split: every pair of distinct clips (solos and duets, N = 2, centre crops) mixed
 and separated, SDR/SIR/SAR with the fast BSS Eval (Sound-of-Pixels protocol), next to the mixture floor; and
 again with the two sources' conditioning exchanged (does the model use its conditioning?).

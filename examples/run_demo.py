@@ -80,7 +80,8 @@ def write_example(checkpoint, root: str, rows, index: int, output_dir: str) -> l
 # (docs/training.md); in the demo's 300 steps on synthetic:small it was not ahead (README).
 # "told": binary masks normalised across the sources, 16 condition maps, and the frames' class scores in the U-Net's
 # condition with the labels in their place over the first half of the steps (a curriculum; quality.py's recipe
-# maps_softmax_told, the best measured at the 30-minute budget; validation and test use the model's own scores).
+# maps_softmax_told: at the 30-minute budget level with the class scores alone, both ahead of softmax and paper;
+# validation and test use the model's own scores).
 DEMO_RECIPES = {
     "softmax": {"mask_type": "ratio", "separation_condition_maps": 16, "mask_activation": "softmax"},
     "paper": {"mask_type": "binary", "separation_condition_maps": 0, "mask_activation": "sigmoid"},

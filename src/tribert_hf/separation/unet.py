@@ -8,7 +8,8 @@ shifts every decoder level (FiLM); the encoder runs once per mixture, the decode
 (`timeline_size`, TriBERT's `separation_conditioning="temporal"`) each output also has a timeline, features per
 time step aligned with the spectrogram's frames, that scales and shifts every decoder level frame by frame
 (per-frame FiLM) and, with `timeline_maps`, also weights the K condition maps frame by frame. Without a condition
-(`condition_size=None`, Sound of Pixels' sound network) the decoder runs once and gives `out_channels` maps. Built from explicit sizes; the models map their configs onto them.
+(`condition_size=None`, Sound of Pixels' sound network) the decoder runs once and gives `out_channels` maps. Built
+from explicit sizes; the models map their configs onto them.
 """
 
 import torch
