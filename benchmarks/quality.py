@@ -137,7 +137,7 @@ def load_test_split(run_dir: str, dataset: str, method: str, cache_dir=None):
     root, data = load_data(args)
     label2id = getattr(model.config, "label2id", None) if method.startswith("tribert") else None
     label2id = label2id or TriBertConfig().label2id
-    test = featurize(root, data["test"], processor, "center", 0, 1, 1, label2id)
+    test = featurize(root, data["test"], processor, "center", 0, 1, 1, label2id, keep_in_memory=True)
     labels = [set(row) for row in data["test"]["labels"]]  # featurize keeps the split's row order
     return model, fe, test, labels, MixAndSeparateCollator(fe, num_mix=2, mask_type=model.config.mask_type)
 

@@ -55,4 +55,4 @@ def test_push_folder_creates_the_repo_and_uploads_the_folder_without_checkpoints
     assert api.calls[0] == ("create_repo", "me/tribert", True, True)
     upload = api.calls[1][1]
     assert upload["repo_id"] == "me/tribert" and upload["folder_path"] == str(tmp_path)
-    assert "checkpoints/*" in upload["ignore_patterns"] and "logs/*" in upload["ignore_patterns"]
+    assert {"checkpoints/*", "logs/*", "feature_cache/*"} <= set(upload["ignore_patterns"])

@@ -43,11 +43,22 @@ def checkpoint(recipe, tmp_path_factory):
     return str(path), model.tribert.state_dict()
 
 
+def train_feature_caches() -> set:
+    """The datasets cache files beside synthetic:tiny's training split (where the recipe's crops are cached)."""
+    from tribert_hf.data import load_synthetic_music
+
+    _, data = load_synthetic_music("tiny", progress=False)
+    folder = os.path.dirname(data["train"].cache_files[0]["filename"])
+    return {name for name in os.listdir(folder) if name.startswith("cache-")}
+
+
 @pytest.fixture(scope="module")
 def run(recipe, checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("retrieval")
     args = COMMON + ["--model_name_or_path", checkpoint[0], "--variants", ",".join(VARIANTS), "--embeddings", "both"]
+    before = train_feature_caches()
     results = recipe.main(args + ["--max_steps", "3", "--output_dir", str(out)])
+    assert train_feature_caches() <= before  # the finished run removed the cache of its training crops
     return out, results
 
 

@@ -88,14 +88,30 @@ def test_training_evaluates_checkpoints_and_saves(tmp_path, cache):
     assert "| 4 |" in card and "synthetic:tiny" in card
 
 
+def train_feature_caches(cache) -> set:
+    """The datasets cache files beside synthetic:tiny's training split (where the recipe's crops are cached)."""
+    from tribert_hf.data import load_synthetic_music
+
+    _, data = load_synthetic_music("tiny", cache_dir=str(cache / "tribert_hf" / "synthetic"), progress=False)
+    folder = os.path.dirname(data["train"].cache_files[0]["filename"])
+    return {name for name in os.listdir(folder) if name.startswith("cache-")}
+
+
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, cache):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    run(COMMON + ["--eval_steps", "100", "--output_dir", str(straight)], cache)
+    before = train_feature_caches(cache)
+    log = run(COMMON + ["--eval_steps", "100", "--output_dir", str(straight)], cache)
+    # the crops' features live in the run's folder while it runs, never beside the dataset (a file per run piled up
+    # there), and a finished run removes them
+    assert "Removed the training crops' features" in log and not (straight / "feature_cache").exists()
+    assert train_feature_caches(cache) == before
     log = run(COMMON + ["--eval_steps", "100", "--output_dir", str(interrupted), "--stop_at_step", "2"], cache)
     assert "Stopping at step 2" in log and not (interrupted / "model.safetensors").exists()
+    assert (interrupted / "feature_cache" / "train.arrow").is_file()  # a stopped run keeps them: --resume loads them
     log = run(COMMON + ["--eval_steps", "100", "--output_dir", str(interrupted), "--resume"], cache)
-    assert "Resumed from" in log and "step-2" in log
+    assert "Resumed from" in log and "step-2" in log and "features (random crops)" not in log
+    assert not (interrupted / "feature_cache").exists() and train_feature_caches(cache) == before
     assert (interrupted / "README.md").is_file()
     a, b = load_file(straight / "model.safetensors"), load_file(interrupted / "model.safetensors")
     assert a.keys() == b.keys()

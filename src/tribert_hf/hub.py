@@ -129,7 +129,7 @@ def push_folder(output_dir: str, repo_id: str, token: str | None = None, private
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(
         repo_id=repo_id, folder_path=output_dir, commit_message="Upload TriBERT trained with tribert_hf",
-        ignore_patterns=["checkpoints/*", "logs/*", "processes/*", ".tmp-*"],
+        ignore_patterns=["checkpoints/*", "logs/*", "processes/*", "feature_cache/*", ".tmp-*"],
     )  # fmt: skip
     return str(url)
 

@@ -4,6 +4,8 @@ methods compared (TriBERT, its ablations, the baselines), and the data and featu
 Used by `examples/run_separation.py`, `examples/run_retrieval.py` and the benchmarks.
 """
 
+import os
+
 from transformers import ResNetConfig
 
 from ..configuration_tribert import TriBertConfig
@@ -83,8 +85,14 @@ def load_data(args):
     return args.dataset, load_prepared(args.dataset)
 
 
-def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=True, columns=None):
-    """Model inputs of every clip (`repeats` random crops each: row r is clip r % len(split)), torch-formatted."""
+def featurize(
+    root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=True, columns=None, cache_file_name=None, keep_in_memory=False
+):  # fmt: skip
+    """Model inputs of every clip (`repeats` random crops each: row r is clip r % len(split)), torch-formatted.
+
+    datasets would cache them beside the dataset under a fingerprint that differs from run to run (the featurizer
+    does not hash the same twice), a file per call that nothing reuses: pass `cache_file_name` (a path of the run's
+    own, loaded again when it exists: a resumed run skips the work) or `keep_in_memory` (small splits)."""
     featurizer = PreparedClipFeaturizer(root, processor, crop=crop, seed=seed, return_waveform=return_waveform, label2id=label2id)
     if repeats > 1:
         from datasets import concatenate_datasets
@@ -93,6 +101,19 @@ def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id, r
     features = split.map(
         featurizer, batched=True, batch_size=8, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
         remove_columns=split.column_names, features=featurizer.features, desc=f"features ({crop} crops)",
+        cache_file_name=cache_file_name, keep_in_memory=keep_in_memory,
     )  # fmt: skip
     features.set_format("torch", columns=columns)
     return features
+
+
+def remove_cache_files(features) -> list[str]:
+    """Deletes the cache files datasets wrote for `features` (the output of `featurize`: `cache-*.arrow` beside the
+    dataset), never the dataset's own files; returns the paths removed. An in-memory dataset has none."""
+    removed = []
+    for entry in features.cache_files:
+        path = entry["filename"]
+        if os.path.basename(path).startswith("cache-") and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed

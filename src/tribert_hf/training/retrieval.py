@@ -39,7 +39,7 @@ from transformers import HfArgumentParser, PretrainedConfig, get_scheduler
 
 from .. import TriBertFeatureExtractor, TriBertForRetrieval, TriBertProcessor, TriBertVideoProcessor, compose_retrieval_pairs, retrieval_top_k
 from ..configuration_tribert import RETRIEVAL_VARIANTS
-from .presets import featurize as featurize_clips, load_data, model_config  # the same data and model sizes as pre-training
+from .presets import featurize as featurize_clips, load_data, model_config, remove_cache_files  # the same data and model sizes as pre-training
 
 
 EMBEDDINGS = ("transformer", "pre_transformer")
@@ -87,6 +87,7 @@ class RetrievalTrainingArguments:
     report_to: str = field(default="none", metadata={"help": "an accelerate tracker name (tensorboard, wandb, ...) or none"})
     seed: int = field(default=0, metadata={"help": "seed of the heads' initialisation, the data order and the distractors"})
     num_proc: int = field(default=1, metadata={"help": "processes for feature extraction (datasets.map)"})
+    keep_feature_cache: bool = field(default=False, metadata={"help": "keep the training crops' features that datasets caches next to the dataset (a file per seed and crop count); by default a finished run removes them"})
     method: str = field(
         default="joint",
         metadata={"help": "joint: TriBertForRetrieval, query and candidate encoded together (n-way heads, one per variant); embedding: TriBertForContrastiveRetrieval, one embedding per clip and modality (an index), trained with InfoNCE, queries_per_batch clips per step"},
@@ -227,9 +228,11 @@ def build_processor(config, path: str | None, settings: dict | None = None):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id):
+def featurize(root, split, processor, crop, seed, repeats, num_proc, label2id, keep_in_memory=False):
     """Model inputs of every clip (the separation recipe's featurization, without waveforms)."""
-    return featurize_clips(root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=False, columns=list(INPUTS))
+    return featurize_clips(
+        root, split, processor, crop, seed, repeats, num_proc, label2id, return_waveform=False, columns=list(INPUTS), keep_in_memory=keep_in_memory
+    )  # fmt: skip
 
 
 class RetrievalPairCollator:
@@ -481,7 +484,7 @@ def main(argv=None) -> dict:
         evaluation = dataset[args.eval_split]
         if args.max_eval_clips:
             evaluation = evaluation.select(range(min(args.max_eval_clips, len(evaluation))))
-        evaluation = featurize(root, evaluation, processor, "center", 0, 1, args.num_proc, config.label2id)
+        evaluation = featurize(root, evaluation, processor, "center", 0, 1, args.num_proc, config.label2id, keep_in_memory=True)
     pool = evaluation[:]
     if pool["pixel_values"].shape[0] < 2:
         raise ValueError(f"The {args.eval_split} split needs at least 2 clips to rank.")
@@ -492,7 +495,9 @@ def main(argv=None) -> dict:
     if args.method == "embedding":
         from .retrieval_embedding import run_embedding_method
 
-        return run_embedding_method(args, accelerator, config, processor, variants, embeddings, train, num_clips, pool, encoder)
+        results = run_embedding_method(args, accelerator, config, processor, variants, embeddings, train, num_clips, pool, encoder)
+        remove_feature_cache(args, accelerator, train)
+        return results
     accelerator.print(f"{len(variants)} variant(s) x {len(embeddings)} embedding(s); {num_clips} training clips, {pool_size} {args.eval_split} clips to rank.")
     results = {
         "dataset": args.dataset, "eval_split": args.eval_split, "num_train_clips": num_clips, "num_queries": pool_size,
@@ -510,8 +515,16 @@ def main(argv=None) -> dict:
         atomic_write(os.path.join(args.output_dir, "retrieval_table.md"), table)
         accelerator.print("\n" + table)
         accelerator.print(f"Saved retrieval_results.json, retrieval_table.md and the models to {args.output_dir}")
+    remove_feature_cache(args, accelerator, train)
     accelerator.end_training()
     return results
+
+
+def remove_feature_cache(args, accelerator, train) -> None:
+    """A finished run's training crops leave no cache file beside the dataset (each seed's crops are a new one)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and not args.keep_feature_cache and remove_cache_files(train):
+        accelerator.print("Removed the training crops' feature cache (--keep_feature_cache keeps it).")
 
 
 
