@@ -25,11 +25,13 @@ a step; every method gets the same steps, and each run records its measured `tra
 in the `tribert prepare` format (see docs/data.md).
 
 Writes `quality.json` (every run: validation history, test metrics; the summary), `quality.md` (the table) and
-`quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir; with both
-`tribert` and `tribert_temporal`, also `same_class.png`: one same-instrument test mixture, its two players' ground
-truths and both variants' estimates (`same_class_figure`). Finished runs
+`quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir; with
+`tribert` and a temporal variant (`tribert_temporal`, `tribert_temporal_maps`), also `same_class.png`: one
+same-instrument test mixture, its two players' ground truths and each variant's estimates (`same_class_figure`;
+`--combine` makes it too, from runs trained in different folders). Finished runs
 are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
-continues), unless --fresh.
+continues), unless --fresh. A call for other seeds or methods into a folder whose report has the same budget,
+recipe and dataset keeps that report's finished runs (`--seeds 2` after `--seeds 0,1` reports all three).
 """
 
 import argparse
@@ -100,6 +102,10 @@ RECIPES = {
     # maps_softmax_told with new data each step: 4x the random crops per clip, each clip's gain drawn in 0.5-1.5 (what the
     # class-told head trains with; the labels at test time add only 0.3 dB to maps_softmax_told: the U-Net is the limit)
     "maps_softmax_told_data": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5"},
+    # maps_softmax_told_data with the class-told head's schedule for the U-Net: one-cycle (30 % rise, cosine decay), the
+    # U-Net peaking at 6e-3 in a group of its own, the rest at 1e-3 (a constant 5e-3 for the U-Net collapsed TriBERT's
+    # softmax masks under ratio targets; the labels early on and the rise are meant to keep them apart)
+    "maps_softmax_told_data_onecycle": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3},
     # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
     "maps_softmax_told_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "same_class_mixtures": 0.5},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
@@ -279,7 +285,11 @@ def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture:
     return out
 
 
-SAME_CLASS_FIGURE_METHODS = ("tribert", "tribert_temporal")
+def same_class_figure_methods(methods) -> tuple | None:
+    """The methods of issue 15's figure when a report holds them: the pooled `tribert` and every temporal variant
+    (`tribert_temporal`, `tribert_temporal_maps`) among `methods`; None without `tribert` or without a temporal one."""
+    temporal = tuple(m for m in methods if "temporal" in m)
+    return ("tribert", *temporal) if "tribert" in methods and temporal else None
 
 
 def same_class_figure(run_dirs: dict, dataset: str, path: str, cache_dir=None, max_mixtures: int = TEST_MIXTURES) -> dict:
@@ -667,8 +677,37 @@ def combine(items: list[str], output_dir: str) -> dict:
         "seconds": sum(r["train_seconds"] for r in results), "train_seconds_total": sum(r["train_seconds"] for r in results),
         "summary": summarize(results, methods), "runs": results,
     }  # fmt: skip
+    figure_methods = same_class_figure_methods(methods)
+    if figure_methods:  # each method's first seed, from the folder it was trained in
+        run_dirs = {m: os.path.join(sources[m][0], "runs", f"{m}-seed{seeds[m][0]}") for m in figure_methods}
+        add_same_class_figure(report, run_dirs, output_dir)
     write_report(report, output_dir)
     return report
+
+
+def earlier_runs(args, budget: dict, methods: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+    """The (method, seed) runs of the report already in `args.output_dir` that this call does not train, when that
+    report was made under the same budget, recipe, dataset and backbone and their runs are still there: a call for
+    seed 1 into a folder holding seed 0 reports both. Another report there (other settings) is replaced, as before."""
+    path = os.path.join(args.output_dir, "quality.json")
+    if args.fresh or not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        report = json.load(f)
+    same = {"budget": budget, "recipe": args.recipe, "dataset": args.dataset, "vision_backbone": args.vision_backbone,
+            "freeze_vision_backbone": args.freeze_vision_backbone}  # fmt: skip
+    if "combined_from" in report or any(report.get(key, False if key == "freeze_vision_backbone" else None) != value for key, value in same.items()):
+        return []
+    earlier = []
+    for run in report.get("runs", []):
+        key = (run["method"], run["seed"])
+        trained_now = run["method"] in methods and run["seed"] in seeds
+        if run["method"] in METHODS and not trained_now:
+            if os.path.isfile(os.path.join(args.output_dir, "runs", f"{key[0]}-seed{key[1]}", "result.json")) and key not in earlier:
+                earlier.append(key)
+    if earlier:
+        print("[quality] kept in the report, finished before under the same settings: " + ", ".join(f"{m} seed {s}" for m, s in earlier))
+    return earlier
 
 
 def main(argv=None):
@@ -711,11 +750,18 @@ def main(argv=None):
     import torch
 
     started = time.perf_counter()
+    earlier = earlier_runs(args, budget, methods, seeds)
     results = []
     for seed in seeds:  # seed-major: an early stop still has every method for the first seeds
         for method in methods:
             print(f"[quality] {method}, seed {seed} ({args.budget} budget, {budget['max_steps']} steps)")
             results.append(train_and_score(method, seed, budget, args))
+    for method, seed in earlier:  # finished before under the same settings: kept in the report (scored again if needed)
+        results.append(train_and_score(method, seed, budget, args))
+    if earlier:
+        methods = list(dict.fromkeys([m for m, _ in earlier] + methods))
+        seeds = sorted({r["seed"] for r in results})
+        results.sort(key=lambda r: (r["seed"], methods.index(r["method"])))
     report = {
         "benchmark": "quality", "dataset": args.dataset, "budget_name": args.budget, "budget": budget,
         "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe],
@@ -724,15 +770,21 @@ def main(argv=None):
         "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
         "seconds": time.perf_counter() - started, "train_seconds_total": sum(r["train_seconds"] for r in results), "summary": summarize(results, methods), "runs": results,
     }  # fmt: skip
-    if all(m in methods for m in SAME_CLASS_FIGURE_METHODS):  # issue 15's figure: pooled and temporal, first seed
-        run_dirs = {m: os.path.join(args.output_dir, "runs", f"{m}-seed{seeds[0]}") for m in SAME_CLASS_FIGURE_METHODS}
-        report["same_class_example"] = same_class_figure(
-            run_dirs, args.dataset, os.path.join(args.output_dir, "same_class.png"), args.cache_dir, budget.get("test_mixtures", TEST_MIXTURES)
-        )  # fmt: skip
-        if report["same_class_example"] is None:
-            print("No test pair shares a class: no same_class.png.")
+    figure_methods = same_class_figure_methods(methods)
+    if figure_methods:  # issue 15's figure: pooled and temporal, first seed
+        run_dirs = {m: os.path.join(args.output_dir, "runs", f"{m}-seed{seeds[0]}") for m in figure_methods}
+        add_same_class_figure(report, run_dirs, args.output_dir, args.cache_dir)
     write_report(report, args.output_dir)
     return report
+
+
+def add_same_class_figure(report: dict, run_dirs: dict, output_dir: str, cache_dir=None) -> None:
+    """`same_class.png` in `output_dir` and `report["same_class_example"]` (None when no test pair shares a class)."""
+    limit = report["budget"].get("test_mixtures", TEST_MIXTURES)
+    path = os.path.join(output_dir, "same_class.png")
+    report["same_class_example"] = same_class_figure(run_dirs, report["dataset"], path, cache_dir, limit)
+    if report["same_class_example"] is None:
+        print("No test pair shares a class: no same_class.png.")
 
 
 if __name__ == "__main__":

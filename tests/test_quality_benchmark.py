@@ -3,6 +3,7 @@ style Markdown and the figure, and skips finished runs when run again."""
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 from conftest import load_script
@@ -55,6 +56,17 @@ def test_quality_benchmark_tiny_budget(tmp_path, capsys):
     again = quality.main(argv)  # every run finished: nothing is retrained
     assert "done before, kept" in capsys.readouterr().out
     assert again["summary"] == report["summary"]
+    # one more seed (or one method) into the folder keeps the other finished runs of the same settings in its report
+    one = quality.main(["--budget", "tiny", "--methods", "audio_only", "--seeds", "1", "--output_dir", str(tmp_path)])
+    assert "kept in the report, finished before under the same settings: tribert seed 0, audio_only seed 0, tribert seed 1" in capsys.readouterr().out
+    assert one["methods"] == ["tribert", "audio_only"] and one["seeds"] == [0, 1] and one["summary"] == report["summary"]
+    assert [(r["method"], r["seed"]) for r in one["runs"]] == [(r["method"], r["seed"]) for r in report["runs"]]
+    settings = dict(fresh=False, output_dir=str(tmp_path), recipe="baseline", dataset="synthetic:tiny", vision_backbone=None, freeze_vision_backbone=False)
+    budget = quality.BUDGETS["tiny"]
+    assert len(quality.earlier_runs(SimpleNamespace(**settings), budget, ["tribert"], [0])) == 3
+    for change in ({"recipe": "maps_softmax"}, {"dataset": "synthetic:small"}, {"fresh": True}):  # another report: replaced
+        assert quality.earlier_runs(SimpleNamespace(**{**settings, **change}), budget, ["tribert"], [0]) == []
+    assert quality.earlier_runs(SimpleNamespace(**settings), {**budget, "max_steps": 4}, ["tribert"], [0]) == []
 
 
 def test_pair_breakdown_groups_mixtures_by_shared_class():

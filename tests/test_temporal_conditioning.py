@@ -382,4 +382,13 @@ def test_quality_benchmark_trains_and_scores_tribert_temporal(tmp_path, capsys):
     config = TriBertConfig.from_pretrained(os.path.join(tmp_path, "runs", "tribert_temporal-seed0"))
     assert config.separation_conditioning == "temporal"
     assert "TriBERT, temporal pose conditioning" in (tmp_path / "quality.md").read_text()
+    assert quality.same_class_figure_methods(["audio_only", "tribert_temporal_maps", "tribert"]) == ("tribert", "tribert_temporal_maps")
+    assert quality.same_class_figure_methods(["tribert", "sop"]) is None and quality.same_class_figure_methods(["tribert_temporal"]) is None
+    # the timeline-maps variant trained in a folder of its own; --combine puts it in the figure beside the pooled run
+    maps = str(tmp_path / "maps")
+    quality.main(["--budget", "tiny", "--methods", "tribert_temporal_maps", "--seeds", "0", "--output_dir", maps])
+    combined = quality.main(["--combine", f"tribert={tmp_path}", f"tribert_temporal_maps={maps}", "--output_dir", str(tmp_path / "both")])
+    both = combined["same_class_example"]
+    assert set(both["sdr"]) == {"tribert", "tribert_temporal_maps"} and both["pair"] == example["pair"]
+    assert both["sdr"]["tribert"] == pytest.approx(example["sdr"]["tribert"]) and (tmp_path / "both" / "same_class.png").is_file()
     capsys.readouterr()
