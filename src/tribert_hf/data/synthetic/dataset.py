@@ -53,7 +53,9 @@ SYNTHETIC_PRESETS: dict[str, dict] = {  # on top of GENERATION_DEFAULTS
     # 1128 test pairs, about 60 of them sharing a class (docs/data.md)
     "realistic": {"num_videos": {"train": 192, "val": 32, "test": 48}},
 }
-GENERATOR_VERSION = 1  # bump when the generated content changes: it is part of the cache folder's name
+# bump when the generated content changes: it is part of the cache folder's name. 2: the class cycle no longer keeps
+# two of the 8 default classes out of the solos (`_cycle_hides_solos`)
+GENERATOR_VERSION = 2
 MARKER_FILE = "synthetic.json"  # written last: the parameters of a complete generation
 MIXTURE_MAX_PEAK = 0.9
 
@@ -111,6 +113,16 @@ def _is_duet(index: int, duet_fraction: float) -> bool:
     return int((index + 1) * duet_fraction) > int(index * duet_fraction)
 
 
+def _cycle_hides_solos(num_classes: int, duet_fraction: float, cycles: int = 8) -> bool:
+    """Whether cycling through the classes (video i's first player: class i mod n) would make some class a duet's
+    first player in every one of the first `cycles` cycles, never a solo: the duets' spacing and the class count
+    share a factor (8 classes with every 4th video a duet: two classes only ever in duets, in every split). Then each
+    cycle is shifted by one, and every class plays solo; otherwise (e.g. 21 classes) the plain cycle stays."""
+    if duet_fraction >= 1.0 or num_classes < 2:
+        return False
+    return any(all(_is_duet(i, duet_fraction) for i in range(c, c + cycles * num_classes, num_classes)) for c in range(num_classes))
+
+
 def player_names(players: Sequence[str]) -> list[str]:
     """Names of a video's players (their classes, in order): the class, or `<class>-2` for the second player of a
     class (a same-class duet), e.g. ["violin", "violin-2"]. The names of the per-player source files."""
@@ -127,7 +139,10 @@ def _draw_players(
 ) -> list[str]:  # fmt: skip
     """The classes of video `index`'s players (1 or 2), drawing from `rng` as the video's generation does."""
     order = np.random.default_rng([seed, split_id]).permutation(len(classes))
-    players = [classes[order[index % len(classes)]]]
+    position = index % len(classes)
+    if _cycle_hides_solos(len(classes), duet_fraction):  # shift each cycle through the classes by one
+        position = (index + index // len(classes)) % len(classes)
+    players = [classes[order[position]]]
     if _is_duet(index, duet_fraction):
         # The k-th duet (k from 0) is a same-class duet when `_is_duet(k, same_class_duet_fraction)`: spread evenly
         # over the duets, and no random draw (a fraction of 0 leaves every video as it was).
