@@ -285,6 +285,9 @@ def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture:
     return out
 
 
+FIGURE_NAMES = {"tribert": "TriBERT (pooled)", "tribert_temporal": "TriBERT temporal", "tribert_temporal_maps": "TriBERT temporal + timeline maps"}
+
+
 def same_class_figure_methods(methods) -> tuple | None:
     """The methods of issue 15's figure when a report holds them: the pooled `tribert` and every temporal variant
     (`tribert_temporal`, `tribert_temporal_maps`) among `methods`; None without `tribert` or without a temporal one."""
@@ -333,7 +336,7 @@ def same_class_figure(run_dirs: dict, dataset: str, path: str, cache_dir=None, m
         panels.append((f"player {k + 1} ({players[k]}): ground truth", to_db(batch["source_waveforms"][0, k]), None))
     for method in run_dirs:
         for k in range(2):
-            panels.append((f"{METHODS[method].split(' (')[0]}: player {k + 1}", to_db(estimates[method][0, k]), sdrs[method][k]))
+            panels.append((f"{FIGURE_NAMES.get(method, method)}: player {k + 1}", to_db(estimates[method][0, k]), sdrs[method][k]))
     top = max(float(image.max()) for _, image, _ in panels)
     rows = 1 + (len(panels) - 1) // 2
     figure, axes = plt.subplots(rows, 2, figsize=(9, 2.3 * rows), dpi=100, squeeze=False)
