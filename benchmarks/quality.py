@@ -753,12 +753,12 @@ def main(argv=None):
     import torch
 
     started = time.perf_counter()
-    earlier = earlier_runs(args, budget, methods, seeds)
     results = []
     for seed in seeds:  # seed-major: an early stop still has every method for the first seeds
         for method in methods:
             print(f"[quality] {method}, seed {seed} ({args.budget} budget, {budget['max_steps']} steps)")
             results.append(train_and_score(method, seed, budget, args))
+    earlier = earlier_runs(args, budget, methods, seeds)  # read now: a call beside this one may have finished since
     for method, seed in earlier:  # finished before under the same settings: kept in the report (scored again if needed)
         results.append(train_and_score(method, seed, budget, args))
     if earlier:
