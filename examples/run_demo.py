@@ -91,8 +91,21 @@ DEMO_RECIPES = {
         "separation_class_conditioning": True, "class_teacher_forcing": 0.5,
     },
 }  # fmt: skip
+DEFAULT_RECIPE = "told"
 # What a run of the training recipe records (run_args.json) for an argument it was not given: the paper's.
 RECIPE_DEFAULTS = {**DEMO_RECIPES["paper"], "separation_class_conditioning": False, "class_teacher_forcing": 0.0}
+
+
+def previous_recipe(model_dir: str) -> str | None:
+    """The name of the recipe (`DEMO_RECIPES`) a demo in `model_dir` was trained with; None without one (or with
+    arguments no demo recipe has)."""
+    path = os.path.join(model_dir, "run_args.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        previous = json.load(f)
+    previous = {k: RECIPE_DEFAULTS[k] if previous.get(k) is None else previous[k] for k in RECIPE_DEFAULTS}
+    return next((name for name, recipe in DEMO_RECIPES.items() if {**RECIPE_DEFAULTS, **recipe} == previous), None)
 
 
 def check_previous_recipe(model_dir: str, recipe: dict) -> None:
@@ -126,8 +139,8 @@ def main(argv=None):
     parser.add_argument("--report_to", default="tensorboard", help="accelerate tracker for the training run, or none")
     parser.add_argument("--fresh", action="store_true", help="delete a previous demo's model and train again")
     parser.add_argument(
-        "--recipe", default="told", choices=sorted(DEMO_RECIPES),
-        help="told (default): binary masks normalised across the sources, 16 condition maps, the frames' class "
+        "--recipe", default=None, choices=sorted(DEMO_RECIPES),
+        help="told (the default, unless --output_dir holds a demo trained with another recipe: that one is resumed): binary masks normalised across the sources, 16 condition maps, the frames' class "
         "scores in the condition, told by the labels early on; paper: the paper's binary sigmoid masks; softmax: "
         "ratio masks, 16 condition maps, masks normalised across the sources (docs/training.md)",
     )  # fmt: skip
@@ -149,6 +162,11 @@ def main(argv=None):
 
     if args.fresh:
         shutil.rmtree(model_dir, ignore_errors=True)
+    if args.recipe is None:  # the default; a demo trained before with another recipe is resumed as it was
+        earlier = previous_recipe(model_dir)
+        args.recipe = earlier or DEFAULT_RECIPE
+        if earlier and earlier != DEFAULT_RECIPE:
+            print(f"      {model_dir} holds a demo trained with the {earlier} recipe: kept (--fresh trains the {DEFAULT_RECIPE} recipe).")
     recipe = DEMO_RECIPES[args.recipe]
     check_previous_recipe(model_dir, recipe)
     print(

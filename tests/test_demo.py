@@ -56,10 +56,14 @@ def test_a_demo_trained_with_another_recipe_is_not_resumed(tmp_path):
         run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["softmax"])
     assert "mask_activation 'sigmoid' -> 'softmax'" in str(error.value)
     run_demo.check_previous_recipe(str(tmp_path / "missing"), run_demo.DEMO_RECIPES["softmax"])  # a new demo
+    # without --recipe, a demo trained before is resumed with its own recipe (the default changed from paper to told)
+    assert run_demo.previous_recipe(str(tmp_path)) == "paper" and run_demo.previous_recipe(str(tmp_path / "missing")) is None
+    assert run_demo.DEFAULT_RECIPE == "told"
     with pytest.raises(SystemExit, match="separation_class_conditioning False -> True"):  # keys older runs lack
         run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["told"])
     told = {"mask_type": "binary", "separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5}
     (tmp_path / "run_args.json").write_text(json.dumps(told))
     run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["told"])
+    assert run_demo.previous_recipe(str(tmp_path)) == "told"
     with pytest.raises(SystemExit, match="class_teacher_forcing 0.5 -> 0.0"):
         run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["paper"])
