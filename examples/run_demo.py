@@ -140,7 +140,8 @@ def main(argv=None):
     parser.add_argument("--fresh", action="store_true", help="delete a previous demo's model and train again")
     parser.add_argument(
         "--recipe", default=None, choices=sorted(DEMO_RECIPES),
-        help="told (the default, unless --output_dir holds a demo trained with another recipe: that one is resumed): binary masks normalised across the sources, 16 condition maps, the frames' class "
+        help="told (the default, unless --output_dir holds a demo trained with another recipe: that one is "
+        "resumed): binary masks normalised across the sources, 16 condition maps, the frames' class "
         "scores in the condition, told by the labels early on; paper: the paper's binary sigmoid masks; softmax: "
         "ratio masks, 16 condition maps, masks normalised across the sources (docs/training.md)",
     )  # fmt: skip
