@@ -651,7 +651,7 @@ def combine(items: list[str], output_dir: str) -> dict:
         with open(path) as f:
             sources[method] = (folder, json.load(f))
     methods = list(sources)
-    first_method, (first_folder, first) = methods[0], sources[methods[0]]
+    first_folder, first = sources[methods[0]]
     for method, (folder, report) in sources.items():
         for key in ("budget_name", "budget", "dataset"):
             if report[key] != first[key]:
@@ -669,6 +669,7 @@ def combine(items: list[str], output_dir: str) -> dict:
         results += runs
     recipes = {m: sources[m][1].get("recipe", "baseline") for m in methods}
     seeds = {m: sorted(r["seed"] for r in results if r["method"] == m) for m in methods}
+    train_seconds = sum(r["train_seconds"] for r in results)
     report = {
         "benchmark": "quality", "dataset": first["dataset"], "budget_name": first["budget_name"], "budget": first["budget"],
         "recipe": "per method: " + ", ".join(f"{m} `{recipes[m]}` (seeds {', '.join(map(str, seeds[m]))})" for m in methods),
@@ -677,7 +678,7 @@ def combine(items: list[str], output_dir: str) -> dict:
         "command": "python benchmarks/quality.py --combine " + " ".join(items) + f" --output_dir {output_dir}",
         "methods": methods, "seeds": sorted({s for v in seeds.values() for s in v}), "device": first.get("device", "cpu"),
         "cpu": first["cpu"], "cpu_threads": first["cpu_threads"], "torch": first["torch"],
-        "seconds": sum(r["train_seconds"] for r in results), "train_seconds_total": sum(r["train_seconds"] for r in results),
+        "seconds": train_seconds, "train_seconds_total": train_seconds,
         "summary": summarize(results, methods), "runs": results,
     }  # fmt: skip
     figure_methods = same_class_figure_methods(methods)
@@ -699,7 +700,8 @@ def earlier_runs(args, budget: dict, methods: list[str], seeds: list[int]) -> li
         report = json.load(f)
     same = {"budget": budget, "recipe": args.recipe, "dataset": args.dataset, "vision_backbone": args.vision_backbone,
             "freeze_vision_backbone": args.freeze_vision_backbone}  # fmt: skip
-    if "combined_from" in report or any(report.get(key, False if key == "freeze_vision_backbone" else None) != value for key, value in same.items()):
+    before_the_field = {"freeze_vision_backbone": False}  # what a report written before a field existed trained with
+    if "combined_from" in report or any(report.get(key, before_the_field.get(key)) != value for key, value in same.items()):
         return []
     earlier = []
     for run in report.get("runs", []):
