@@ -19,8 +19,11 @@ again with the two sources' conditioning exchanged (does the model use its condi
 
 Budgets (`--budget`; `--max_steps` etc. override): `tiny` (tests: seconds), `cpu` (small configs, 150 steps of
 4 mixtures: the 15 runs are estimated at under an hour on 2 CPU cores from the per-step times), `cpu30` (small
-configs, 2000 steps of 4 mixtures: what fits the small TriBERT in 30 minutes of training on 2 CPU cores, 0.83 s
-a step; every method gets the same steps, and each run records its measured `train_seconds`), `gpu` (small configs, 1500 steps of 8 mixtures),
+configs, 2000 steps of 4 mixtures: what fits the small TriBERT in 30 minutes of training on 2 CPU cores, 0.83-0.90 s
+a step; every method gets the same steps, and each run records its measured `train_seconds`), `cpu30time` (the
+same, but each method gets the steps its own training step fits in those 30 minutes: Sound of Pixels 6000 at
+0.29 s a step, audio-only 4600 at 0.38 s, every TriBERT variant 2000; `benchmarks/speed.py --suite
+step_breakdown` measures the steps), `gpu` (small configs, 1500 steps of 8 mixtures),
 `paper` (paper-size configs, 20000 steps of 12 mixtures). `--dataset` is `synthetic:tiny|small` or any folder
 in the `tribert prepare` format (see docs/data.md).
 
@@ -59,6 +62,7 @@ BUDGETS = {
     "tiny": {"model_size": "tiny", "max_steps": 3, "mixtures_per_batch": 2, "eval_steps": 3, "crops_per_clip": 2, "learning_rate": 1e-3, "test_mixtures": 4},
     "cpu": {"model_size": "small", "max_steps": 150, "mixtures_per_batch": 4, "eval_steps": 50, "crops_per_clip": 4, "learning_rate": 1e-3},
     "cpu30": {"model_size": "small", "max_steps": 2000, "mixtures_per_batch": 4, "eval_steps": 250, "crops_per_clip": 4, "learning_rate": 1e-3},
+    "cpu30time": {"model_size": "small", "max_steps": 2000, "mixtures_per_batch": 4, "eval_steps": 250, "crops_per_clip": 4, "learning_rate": 1e-3, "steps_by_method": {"sop": 6000, "audio_only": 4600}},
     "gpu": {"model_size": "small", "max_steps": 1500, "mixtures_per_batch": 8, "eval_steps": 150, "crops_per_clip": 8, "learning_rate": 1e-3},
     "paper": {"model_size": "paper", "max_steps": 20000, "mixtures_per_batch": 12, "eval_steps": 1000, "crops_per_clip": 8, "learning_rate": 1e-5},
 }  # fmt: skip
@@ -373,14 +377,35 @@ def score(run_dir: str, method: str, budget: dict, args) -> dict:
     return out
 
 
+def trained_steps(result: dict) -> int:
+    """The steps a finished run trained (results written before they recorded it: the last validation's step,
+    which the recipe always takes at the last step)."""
+    return result.get("max_steps") or result["validation"][-1]["step"]
+
+
+def method_budget(budget: dict, method: str) -> dict:
+    """`budget` for one method: its own steps where the budget has `steps_by_method` (the `cpu30time` budget: each
+    method the steps its training step fits in 30 minutes), with as many validations as the budget's own steps
+    get (`eval_steps` scaled alike); the budget's steps otherwise."""
+    steps = budget.get("steps_by_method", {}).get(method)
+    if steps is None:
+        return budget
+    evaluations = max(1, round(budget["max_steps"] / budget["eval_steps"]))
+    return {**budget, "max_steps": steps, "eval_steps": max(1, steps // evaluations)}
+
+
 def train_and_score(method, seed, budget, args) -> dict:
     from tribert_hf.training.separation import main as train
 
+    budget = method_budget(budget, method)
     run_dir = os.path.join(args.output_dir, "runs", f"{method}-seed{seed}")
     done = os.path.join(run_dir, "result.json")
-    if os.path.isfile(done) and not args.fresh:
+    result = json.load(open(done)) if os.path.isfile(done) and not args.fresh else None
+    if result is not None and trained_steps(result) != budget["max_steps"]:  # another budget's run: not this one's
+        print(f"  {method} seed {seed}: trained {trained_steps(result)} steps before, this budget gives {budget['max_steps']}: trained again")
+        result = None
+    if result is not None:
         print(f"  {method} seed {seed}: done before, kept ({done})")
-        result = json.load(open(done))
         if result.get("test_protocol") != TEST_PROTOCOL:  # scored before the protocol changed: score again
             result.update(score(run_dir, method, budget, args))
             _atomic_json(done, result)
@@ -417,7 +442,7 @@ def train_and_score(method, seed, budget, args) -> dict:
     started = time.perf_counter()
     history = train(argv)
     train_seconds = time.perf_counter() - started
-    result = {"method": method, "seed": seed, "train_seconds": train_seconds, "validation": history}
+    result = {"method": method, "seed": seed, "max_steps": budget["max_steps"], "train_seconds": train_seconds, "validation": history}
     result.update(score(run_dir, method, budget, args))
     metrics = result["test"]
     shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # the final model is kept
@@ -509,7 +534,7 @@ def markdown_table(report: dict) -> str:
     lines += [
         f"Test split, pairs of clips mixed (N = 2; solos and duets; {num_mixtures} mixtures: every pair, or every "
         f"shared-class pair and a seeded sample of the others), BSS Eval v3 (fast backend); mean ± std over {seeds} "
-        f"seed(s) (± only with 2 or more); {report['budget']['max_steps']} steps of {report['budget']['mixtures_per_batch']} mixtures, "
+        f"seed(s) (± only with 2 or more); {steps_text(report)}, "
         f"`{report['budget']['model_size']}` configs. Generated by `benchmarks/quality.py` from quality.json.",
         "",
         "| Method | SDR (dB), soft masks | SDR (dB), masks > 0.5 (SoP protocol, as the paper) | % of ideal binary mask | SIR (dB) | SAR (dB) | SDR, conditioning swapped (dB) |",
@@ -653,11 +678,14 @@ def combine(items: list[str], output_dir: str) -> dict:
     methods = list(sources)
     first_folder, first = sources[methods[0]]
     for method, (folder, report) in sources.items():
-        for key in ("budget_name", "budget", "dataset"):
-            if report[key] != first[key]:
+        for key, value, first_value in (
+            ("budget", comparable_budget(report["budget"]), comparable_budget(first["budget"])),
+            ("dataset", report["dataset"], first["dataset"]),
+        ):
+            if value != first_value:
                 raise SystemExit(
-                    f"--combine: {folder} has {key} {report[key]!r}, {first_folder} has {first[key]!r}: the methods "
-                    "would not be compared at one budget on one dataset."
+                    f"--combine: {folder} has {key} {value!r}, {first_folder} has {first_value!r}: the methods "
+                    "would not be compared at one budget on one dataset (only the steps may differ)."
                 )
     results = []
     for method, (folder, report) in sources.items():
@@ -670,8 +698,18 @@ def combine(items: list[str], output_dir: str) -> dict:
     recipes = {m: sources[m][1].get("recipe", "baseline") for m in methods}
     seeds = {m: sorted(r["seed"] for r in results if r["method"] == m) for m in methods}
     train_seconds = sum(r["train_seconds"] for r in results)
+    budget = {**first["budget"]}
+    steps = {m: method_budget(sources[m][1]["budget"], m)["max_steps"] for m in methods}
+    budget.pop("steps_by_method", None)
+    if len(set(steps.values())) > 1:  # e.g. each method's steps in the same minutes (cpu30time, or --max_steps)
+        budget["steps_by_method"] = steps
+        budget["max_steps"] = steps[methods[0]]
+    names = sorted({sources[m][1]["budget_name"] for m in methods})
+    if len(names) > 1:  # runs under budgets that differ in their steps only: the budget whose steps they all had
+        names = [n for n in names if n in BUDGETS and comparable_budget(BUDGETS[n]) == comparable_budget(budget)
+                 and all(method_budget(BUDGETS[n], m)["max_steps"] == steps[m] for m in methods)] or names  # fmt: skip
     report = {
-        "benchmark": "quality", "dataset": first["dataset"], "budget_name": first["budget_name"], "budget": first["budget"],
+        "benchmark": "quality", "dataset": first["dataset"], "budget_name": " + ".join(names), "budget": budget,
         "recipe": "per method: " + ", ".join(f"{m} `{recipes[m]}` (seeds {', '.join(map(str, seeds[m]))})" for m in methods),
         "recipes": recipes, "recipe_arguments": {m: RECIPES.get(recipes[m]) for m in methods},
         "combined_from": {m: sources[m][0] for m in methods}, "seeds_by_method": seeds,
@@ -687,6 +725,25 @@ def combine(items: list[str], output_dir: str) -> dict:
         add_same_class_figure(report, run_dirs, output_dir)
     write_report(report, output_dir)
     return report
+
+
+def comparable_budget(budget: dict) -> dict:
+    """What `--combine` needs equal in the reports it combines: the budget but its steps (and validation interval)."""
+    return {k: v for k, v in budget.items() if k not in ("max_steps", "eval_steps", "steps_by_method")}
+
+
+def steps_text(report: dict) -> str:
+    """The report's steps in words: one number, or each method's (with its measured minutes of training, median)."""
+    budget = report["budget"]
+    by_method = {m: method_budget(budget, m)["max_steps"] for m in report["methods"]}
+    if len(set(by_method.values())) == 1:
+        return f"{budget['max_steps']} steps of {budget['mixtures_per_batch']} mixtures"
+    parts = []
+    for method, steps in by_method.items():
+        seconds = [r["train_seconds"] for r in report["runs"] if r["method"] == method]
+        minutes = f", {statistics.median(seconds) / 60:.1f} min" if seconds else ""
+        parts.append(f"{ROW_NAMES.get(method, method).split(' (')[0]} {steps}{minutes}")
+    return f"steps of {budget['mixtures_per_batch']} mixtures per method ({'; '.join(parts)}: median minutes of training, as measured)"
 
 
 def earlier_runs(args, budget: dict, methods: list[str], seeds: list[int]) -> list[tuple[str, int]]:
@@ -745,6 +802,9 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"Unknown method(s) {unknown}; use {', '.join(METHODS)}.")
     budget = dict(BUDGETS[args.budget])
+    if args.max_steps is not None and "steps_by_method" in budget:  # every method's steps scaled alike
+        scale = args.max_steps / budget["max_steps"]
+        budget["steps_by_method"] = {m: max(1, round(s * scale)) for m, s in budget["steps_by_method"].items()}
     for key in ("max_steps", "mixtures_per_batch", "eval_steps"):
         if getattr(args, key) is not None:
             budget[key] = getattr(args, key)
@@ -758,7 +818,7 @@ def main(argv=None):
     results = []
     for seed in seeds:  # seed-major: an early stop still has every method for the first seeds
         for method in methods:
-            print(f"[quality] {method}, seed {seed} ({args.budget} budget, {budget['max_steps']} steps)")
+            print(f"[quality] {method}, seed {seed} ({args.budget} budget, {method_budget(budget, method)['max_steps']} steps)")
             results.append(train_and_score(method, seed, budget, args))
     earlier = earlier_runs(args, budget, methods, seeds)  # read now: a call beside this one may have finished since
     for method, seed in earlier:  # finished before under the same settings: kept in the report (scored again if needed)

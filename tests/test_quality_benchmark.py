@@ -228,8 +228,45 @@ def test_combine_makes_one_report_from_runs_under_different_recipes(tmp_path, ca
     with pytest.raises(SystemExit, match="METHOD=FOLDER"):
         quality.main(["--combine", first, "--output_dir", out])
     other = json.loads((tmp_path / "b" / "quality.json").read_text())
-    other["budget"]["max_steps"] = 7
+    other["budget"]["max_steps"] = 7  # only the steps differ (each method's own minutes): combined, and said
+    (tmp_path / "b" / "quality.json").write_text(json.dumps(other))
+    report = quality.main(["--combine", f"tribert={second}", f"audio_only={first}", "--output_dir", out])
+    assert report["budget"]["steps_by_method"] == {"tribert": 7, "audio_only": 3}
+    assert "steps of 2 mixtures per method (TriBERT 7, " in (tmp_path / "combined" / "quality.md").read_text()
+    other["budget"]["mixtures_per_batch"] = 3  # anything else differs: refused
     (tmp_path / "b" / "quality.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="has budget"):
         quality.main(["--combine", f"tribert={second}", f"audio_only={first}", "--output_dir", out])
     capsys.readouterr()
+
+
+def test_the_time_matched_budget_gives_each_method_its_own_steps(tmp_path, monkeypatch, capsys):
+    """`cpu30time`: each method trains the steps its own step fits in the 30 minutes (validated as often as the
+    budget's own steps), `--max_steps` scales them all alike; the other budgets give every method the same steps."""
+    import tribert_hf.training.separation as recipe
+
+    quality = load_script("benchmarks/quality.py")
+    budget = quality.BUDGETS["cpu30time"]
+    assert quality.method_budget(budget, "tribert_temporal")["max_steps"] == budget["max_steps"] == 2000
+    sop = quality.method_budget(budget, "sop")
+    assert (sop["max_steps"], sop["eval_steps"]) == (6000, 750) and budget["steps_by_method"]["sop"] == 6000
+    assert quality.method_budget(quality.BUDGETS["cpu30"], "sop")["max_steps"] == 2000
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(argv):
+        seen[argv[argv.index("--model") + 1]] = argv
+        raise Stop
+
+    monkeypatch.setattr(recipe, "main", fake_train)
+    # a run finished before under another budget (3 steps, written before results recorded their steps) is not kept
+    (tmp_path / "runs" / "tribert-seed0").mkdir(parents=True)
+    (tmp_path / "runs" / "tribert-seed0" / "result.json").write_text(json.dumps({"method": "tribert", "seed": 0, "validation": [{"step": 3}]}))
+    for method in ("tribert", "sop", "audio_only"):
+        with pytest.raises(Stop):
+            quality.main(["--budget", "cpu30time", "--max_steps", "20", "--dataset", "synthetic:tiny", "--methods", method, "--seeds", "0", "--output_dir", str(tmp_path)])
+    assert "tribert seed 0: trained 3 steps before, this budget gives 20: trained again" in capsys.readouterr().out
+    steps = {m: (int(a[a.index("--max_steps") + 1]), int(a[a.index("--eval_steps") + 1])) for m, a in seen.items()}
+    assert steps == {"tribert": (20, 250), "sop": (60, 60), "audio_only": (46, 46)}
