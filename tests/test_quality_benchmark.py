@@ -139,12 +139,11 @@ def test_gpu_speed_runs_get_their_own_section(tmp_path):
     assert "python benchmarks/speed.py --device cuda --bf16 --output benchmarks/results/speed-cuda-bf16.json" in text
 
 
-def test_a_pretrained_vision_backbone_reaches_every_method_with_frames(tmp_path, monkeypatch):
-    """--vision_backbone / --freeze_vision_backbone go to the training of the methods that see frames, not to the
-    audio-only baseline (which has none, and whose training would refuse them)."""
+def stopped_training(monkeypatch):
+    """Replaces the training recipe by one that records its arguments (by `--model`) and stops: what quality.py
+    asks each method's training for, without training. Returns (the arguments seen, the exception it stops with)."""
     import tribert_hf.training.separation as recipe
 
-    quality = load_script("benchmarks/quality.py")
     seen = {}
 
     class Stop(Exception):
@@ -155,6 +154,14 @@ def test_a_pretrained_vision_backbone_reaches_every_method_with_frames(tmp_path,
         raise Stop
 
     monkeypatch.setattr(recipe, "main", fake_train)
+    return seen, Stop
+
+
+def test_a_pretrained_vision_backbone_reaches_every_method_with_frames(tmp_path, monkeypatch):
+    """--vision_backbone / --freeze_vision_backbone go to the training of the methods that see frames, not to the
+    audio-only baseline (which has none, and whose training would refuse them)."""
+    quality = load_script("benchmarks/quality.py")
+    seen, Stop = stopped_training(monkeypatch)
     for method in ("tribert", "sop", "audio_only"):
         with pytest.raises(Stop):
             quality.main(["--budget", "tiny", "--methods", method, "--seeds", "0", "--output_dir", str(tmp_path),
@@ -243,24 +250,13 @@ def test_combine_makes_one_report_from_runs_under_different_recipes(tmp_path, ca
 def test_the_time_matched_budget_gives_each_method_its_own_steps(tmp_path, monkeypatch, capsys):
     """`cpu30time`: each method trains the steps its own step fits in the 30 minutes (validated as often as the
     budget's own steps), `--max_steps` scales them all alike; the other budgets give every method the same steps."""
-    import tribert_hf.training.separation as recipe
-
     quality = load_script("benchmarks/quality.py")
     budget = quality.BUDGETS["cpu30time"]
     assert quality.method_budget(budget, "tribert_temporal")["max_steps"] == budget["max_steps"] == 2000
     sop = quality.method_budget(budget, "sop")
     assert (sop["max_steps"], sop["eval_steps"]) == (6000, 750) and budget["steps_by_method"]["sop"] == 6000
     assert quality.method_budget(quality.BUDGETS["cpu30"], "sop")["max_steps"] == 2000
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_train(argv):
-        seen[argv[argv.index("--model") + 1]] = argv
-        raise Stop
-
-    monkeypatch.setattr(recipe, "main", fake_train)
+    seen, Stop = stopped_training(monkeypatch)
     # a run finished before under another budget (3 steps, written before results recorded their steps) is not kept
     (tmp_path / "runs" / "tribert-seed0").mkdir(parents=True)
     (tmp_path / "runs" / "tribert-seed0" / "result.json").write_text(json.dumps({"method": "tribert", "seed": 0, "validation": [{"step": 3}]}))
