@@ -400,7 +400,10 @@ def train_and_score(method, seed, budget, args) -> dict:
     budget = method_budget(budget, method)
     run_dir = os.path.join(args.output_dir, "runs", f"{method}-seed{seed}")
     done = os.path.join(run_dir, "result.json")
-    result = json.load(open(done)) if os.path.isfile(done) and not args.fresh else None
+    result = None
+    if os.path.isfile(done) and not args.fresh:
+        with open(done) as f:
+            result = json.load(f)
     if result is not None and trained_steps(result) != budget["max_steps"]:  # another budget's run: not this one's
         print(f"  {method} seed {seed}: trained {trained_steps(result)} steps before, this budget gives {budget['max_steps']}: trained again")
         result = None
