@@ -121,7 +121,7 @@ def run_variant(train, val_batches, fe, args, condition_maps: int, seed: int, tr
     torch.manual_seed(seed)
     head = TriBertSeparationHead(
         len(config.label2id), args.base_channels or config.separation_base_channels, config.separation_num_downs,
-        config.separation_fusion_heads, film=True, condition_maps=condition_maps,
+        config.separation_fusion_heads, film=True, condition_maps=condition_maps, output_stride=args.output_stride,
     )  # fmt: skip
     if args.no_attention_gates:
         head.gates = torch.nn.ModuleList(_PlainSkip() for _ in head.gates)
@@ -190,6 +190,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--base_channels", type=int, default=None, help="the U-Net's first width (default: the preset's)")
     parser.add_argument("--no_attention_gates", action="store_true", help="plain skips instead of the attention gates")
+    parser.add_argument("--output_stride", type=int, default=1, choices=(1, 2), help="2: the U-Net's last layer at half resolution, its output upsampled (separation_output_stride)")
     parser.add_argument("--train_sounds_dir", default=None, help="train on the whole clips of this render-solos folder")
     parser.add_argument("--train_pairs", type=int, default=32, help="fixed pairs of training clips scored beside validation")
     parser.add_argument("--mask_loss_weight", type=float, default=1.0, help="weight of the mask loss (--mask_type)")

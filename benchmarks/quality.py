@@ -110,6 +110,10 @@ RECIPES = {
     # U-Net peaking at 6e-3 in a group of its own, the rest at 1e-3 (a constant 5e-3 for the U-Net collapsed TriBERT's
     # softmax masks under ratio targets; the labels early on and the rise are meant to keep them apart)
     "maps_softmax_told_data_onecycle": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3},
+    # maps_softmax_told_data_onecycle with the U-Net's last layer at half resolution, its mask logits upsampled x2
+    # (`--separation_output_stride 2`): a 1.33-1.38x faster TriBERT step (speed.py --suite step_breakdown), so more
+    # steps in the same minutes (give them with --max_steps: the budgets' steps are those of stride 1)
+    "maps_softmax_told_data_onecycle_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2},
     # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
     "maps_softmax_told_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "same_class_mixtures": 0.5},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
@@ -531,7 +535,7 @@ def markdown_table(report: dict) -> str:
         lines += [
             "Each method trained with its own recipe (`RECIPES` in benchmarks/quality.py), runs taken from: "
             + "; ".join(f"{ROW_NAMES.get(m, m)}: `{r}`, seeds {', '.join(map(str, report['seeds_by_method'][m]))} "
-                        f"({report['combined_from'][m]})" for m, r in report["recipes"].items()) + ".",
+                        f"({folder_names(report['combined_from'][m])})" for m, r in report["recipes"].items()) + ".",
             "",
         ]  # fmt: skip
     lines += [
@@ -667,8 +671,10 @@ def write_report(report: dict, output_dir: str) -> None:
 def combine(items: list[str], output_dir: str) -> dict:
     """One report from the runs of finished reports: `METHOD=FOLDER` takes METHOD's runs from FOLDER/quality.json.
     Each method keeps the recipe it was trained with (the report's `recipes`); the folders must agree on the
-    budget, the dataset and the test protocol, so that every method is scored on the same test mixtures."""
-    sources = {}
+    budget, the dataset and the test protocol, so that every method is scored on the same test mixtures. A method
+    named more than once takes its runs from every folder named (seeds trained in different folders or on
+    different machines): the folders must then also agree on its recipe and steps, and not repeat a seed."""
+    sources, folders = {}, {}  # method -> (its first folder, that report); method -> every (folder, report)
     for item in items:
         method, sep, folder = item.partition("=")
         if not sep or method not in METHODS:
@@ -677,10 +683,12 @@ def combine(items: list[str], output_dir: str) -> dict:
         if not os.path.isfile(path):
             raise SystemExit(f"--combine {item}: no report at {path} (run quality.py there first).")
         with open(path) as f:
-            sources[method] = (folder, json.load(f))
+            report = json.load(f)
+        sources.setdefault(method, (folder, report))
+        folders.setdefault(method, []).append((folder, report))
     methods = list(sources)
     first_folder, first = sources[methods[0]]
-    for method, (folder, report) in sources.items():
+    for method, (folder, report) in ((m, fr) for m in methods for fr in folders[m]):
         for key, value, first_value in (
             ("budget", comparable_budget(report["budget"]), comparable_budget(first["budget"])),
             ("dataset", report["dataset"], first["dataset"]),
@@ -690,14 +698,27 @@ def combine(items: list[str], output_dir: str) -> dict:
                     f"--combine: {folder} has {key} {value!r}, {first_folder} has {first_value!r}: the methods "
                     "would not be compared at one budget on one dataset (only the steps may differ)."
                 )
+        own_folder, own = sources[method]
+        for key, value, own_value in (
+            ("recipe", report.get("recipe", "baseline"), own.get("recipe", "baseline")),
+            ("steps", method_budget(report["budget"], method)["max_steps"], method_budget(own["budget"], method)["max_steps"]),
+        ):
+            if value != own_value:
+                raise SystemExit(f"--combine: {method} has {key} {value!r} in {folder} and {own_value!r} in {own_folder}: its seeds would not be one method's.")
     results = []
-    for method, (folder, report) in sources.items():
-        runs = [r for r in report["runs"] if r["method"] == method]
-        if not runs:
-            raise SystemExit(f"--combine: {folder}/quality.json has no run of {method}.")
-        if any(r.get("test_protocol") != TEST_PROTOCOL for r in runs):
-            raise SystemExit(f"--combine: {folder} was scored with another test protocol; run quality.py there again first.")
-        results += runs
+    for method in methods:
+        seen = {}
+        for folder, report in folders[method]:
+            runs = [r for r in report["runs"] if r["method"] == method]
+            if not runs:
+                raise SystemExit(f"--combine: {folder}/quality.json has no run of {method}.")
+            if any(r.get("test_protocol") != TEST_PROTOCOL for r in runs):
+                raise SystemExit(f"--combine: {folder} was scored with another test protocol; run quality.py there again first.")
+            for run in runs:
+                if run["seed"] in seen:
+                    raise SystemExit(f"--combine: {method} seed {run['seed']} is in {seen[run['seed']]} and in {folder}: name each seed once.")
+                seen[run["seed"]] = folder
+            results += runs
     recipes = {m: sources[m][1].get("recipe", "baseline") for m in methods}
     seeds = {m: sorted(r["seed"] for r in results if r["method"] == m) for m in methods}
     train_seconds = sum(r["train_seconds"] for r in results)
@@ -715,7 +736,8 @@ def combine(items: list[str], output_dir: str) -> dict:
         "benchmark": "quality", "dataset": first["dataset"], "budget_name": " + ".join(names), "budget": budget,
         "recipe": "per method: " + ", ".join(f"{m} `{recipes[m]}` (seeds {', '.join(map(str, seeds[m]))})" for m in methods),
         "recipes": recipes, "recipe_arguments": {m: RECIPES.get(recipes[m]) for m in methods},
-        "combined_from": {m: sources[m][0] for m in methods}, "seeds_by_method": seeds,
+        "combined_from": {m: sources[m][0] if len(folders[m]) == 1 else [f for f, _ in folders[m]] for m in methods},
+        "seeds_by_method": seeds,
         "command": "python benchmarks/quality.py --combine " + " ".join(items) + f" --output_dir {output_dir}",
         "methods": methods, "seeds": sorted({s for v in seeds.values() for s in v}), "device": first.get("device", "cpu"),
         "cpu": first["cpu"], "cpu_threads": first["cpu_threads"], "torch": first["torch"],
@@ -724,10 +746,16 @@ def combine(items: list[str], output_dir: str) -> dict:
     }  # fmt: skip
     figure_methods = same_class_figure_methods(methods)
     if figure_methods:  # each method's first seed, from the folder it was trained in
-        run_dirs = {m: os.path.join(sources[m][0], "runs", f"{m}-seed{seeds[m][0]}") for m in figure_methods}
+        seed_folder = {(r["method"], r["seed"]): f for m in methods for f, rep in folders[m] for r in rep["runs"]}
+        run_dirs = {m: os.path.join(seed_folder[m, seeds[m][0]], "runs", f"{m}-seed{seeds[m][0]}") for m in figure_methods}
         add_same_class_figure(report, run_dirs, output_dir)
     write_report(report, output_dir)
     return report
+
+
+def folder_names(folders) -> str:
+    """A combined report's source folder(s) of one method, in words (one folder, or several joined by " + ")."""
+    return folders if isinstance(folders, str) else " + ".join(folders)
 
 
 def comparable_budget(budget: dict) -> dict:

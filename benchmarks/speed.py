@@ -763,15 +763,7 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
     fast = TriBertForPreTraining(config).to(device).train()
     fast.load_state_dict(model.state_dict())
     fast_step = training_step(fast.to(memory_format=torch.channels_last), inputs, device, args.bf16)
-    pairs = {"contiguous": [], "channels_last": []}
-    step(), fast_step()  # warm-up
-    for _ in range(args.repeats):
-        for name, fn in (("contiguous", step), ("channels_last", fast_step)):
-            started = time.perf_counter()
-            fn()
-            sync(device)
-            pairs[name].append(time.perf_counter() - started)
-    layouts = {name: {"median_s": statistics.median(times), "times_s": times} for name, times in pairs.items()}
+    layouts = alternately({"contiguous": step, "channels_last": fast_step}, args.repeats, device)
     layouts["speedup"] = layouts["contiguous"]["median_s"] / layouts["channels_last"]["median_s"]
     del fast, fast_step
     model.zero_grad(set_to_none=True)
@@ -821,7 +813,47 @@ def suite_step_breakdown(args, settings, device, profiles) -> dict:
         baselines[name] = {**stats, "parameters": sum(p.numel() for p in base.parameters()), "over_tribert": stats["median_s"] / whole["median_s"]}
         del base
     result["baselines"] = baselines
+    result["output_stride"] = output_stride_steps(b, options, inputs, args, device)
     return result
+
+
+def alternately(steps: dict, repeats: int, device: torch.device) -> dict:
+    """Each of `steps` (name -> function) timed `repeats` times, taking turns (one warm-up call each first), so that
+    all see the same load: name -> {"median_s", "times_s"}."""
+    times = {name: [] for name in steps}
+    for fn in steps.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            started = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - started)
+    return {name: {"median_s": statistics.median(t), "times_s": t} for name, t in times.items()}
+
+
+def output_stride_steps(b: dict, options: dict, inputs: dict, args, device) -> dict:
+    """The whole step of TriBERT (`TriBertForPreTraining`) and of both baselines with the U-Net's last layer at full
+    resolution (`separation_output_stride` 1) and at half (2), the same weights, timed alternately per method: what
+    the half-resolution output saves each method's step (and so how many more steps fit a fixed budget)."""
+    from tribert_hf.training.presets import build_config, model_class
+
+    out = {}
+    for name in ("tribert", "sop", "audio_only"):
+        torch.manual_seed(0)
+        config, _ = build_config(name, b["config"])
+        for key, value in options.items():
+            if hasattr(config, key):
+                setattr(config, key, value)
+        full = model_class(name)(config).to(device).train()
+        config.separation_output_stride = 2
+        half = model_class(name)(config).to(device).train()
+        half.load_state_dict(full.state_dict())
+        steps = {f"stride_{k}": training_step(m, inputs, device, args.bf16) for k, m in ((1, full), (2, half))}
+        timed = alternately(steps, args.repeats, device)
+        out[name] = {**timed, "speedup": timed["stride_1"]["median_s"] / timed["stride_2"]["median_s"]}
+        del full, half, steps
+    return out
 
 
 SUITE_FUNCTIONS = {
@@ -1037,6 +1069,11 @@ def markdown(result: dict) -> str:
             lines += ["", f"The whole step with the convolutions' weights in channels-last layout (`run_separation.py "
                       f"--channels_last`), timed alternately with the default layout: {f['channels_last']['median_s'] * 1e3:.0f} ms "
                       f"against {f['contiguous']['median_s'] * 1e3:.0f} ms, **{f['speedup']:.2f}x**."]  # fmt: skip
+        if "output_stride" in t:
+            lines += ["", "The whole step with the U-Net's last layer at half resolution (`--separation_output_stride 2`), "
+                      "timed alternately with full resolution, the same weights: "
+                      + "; ".join(f"{name} {o['stride_2']['median_s'] * 1e3:.0f} ms against {o['stride_1']['median_s'] * 1e3:.0f} ms, "
+                                  f"**{o['speedup']:.2f}x**" for name, o in t["output_stride"].items()) + "."]  # fmt: skip
     errors = [name for name, sec in s.items() if isinstance(sec, dict) and "error" in sec]
     if errors:
         lines += ["", "Suites that failed: " + ", ".join(errors) + " (see the JSON)."]
@@ -1146,6 +1183,8 @@ def summary_line(name: str, sec: dict) -> str:
             f"collator {sec['collator']['median_s']:.3f} s; baselines' step: {bases}"
             + (f"; channels-last step {sec['memory_format']['channels_last']['median_s']:.3f} s vs "
                f"{sec['memory_format']['contiguous']['median_s']:.3f} s ({sec['memory_format']['speedup']:.2f}x)" if "memory_format" in sec else "")
+            + ("; half-resolution U-Net output (stride 2 vs 1): " + ", ".join(f"{n} {o['speedup']:.2f}x" for n, o in sec["output_stride"].items())
+               if "output_stride" in sec else "")
         )  # fmt: skip
     return name
 

@@ -13,9 +13,11 @@ def test_class_oracle_trains_each_variant_and_writes_json(tmp_path, capsys):
     root, _ = load_synthetic_music("tiny")
     out = tmp_path / "oracle.json"
     argv = ["--dataset", root, "--model_size", "tiny", "--steps", "4", "--eval_every", "2", "--mixtures", "2",
-            "--condition_maps", "0", "3", "--val_pairs", "4", "--threads", "1", "--output", str(out)]  # fmt: skip
+            "--condition_maps", "0", "3", "--val_pairs", "4", "--threads", "1", "--output", str(out),
+            "--output_stride", "2"]  # fmt: skip
     oracle.main(argv)
     data = json.loads(out.read_text())
+    assert data["settings"]["output_stride"] == 2  # the last layer at half resolution (the other test: full)
     assert [run["condition_maps"] for run in data["runs"]] == [0, 3] and set(data["summary"]) == {"0", "3"}
     for run in data["runs"]:
         assert [point["step"] for point in run["curve"]] == [2, 4]

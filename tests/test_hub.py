@@ -34,6 +34,10 @@ def test_model_card(tmp_path):
     (tmp_path / "config.json").write_text('{"architectures": ["TriBertForPreTraining"], "mask_type": "ratio", "mask_activation": "softmax"}')
     card = open(write_model_card(str(tmp_path), {}, "d", {}, None, [])).read()
     assert "ratio mask targets (weighted L1), masks normalised across the mixture's sources" in card
+    assert "separation_output_stride" not in card
+    (tmp_path / "config.json").write_text('{"architectures": ["TriBertForPreTraining"], "separation_output_stride": 2}')
+    card = open(write_model_card(str(tmp_path), {}, "d", {}, None, [])).read()
+    assert "its mask logits upsampled x2 (`separation_output_stride = 2`, not in the paper)" in card
 
 
 class RecordingApi:

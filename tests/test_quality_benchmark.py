@@ -230,6 +230,19 @@ def test_combine_makes_one_report_from_runs_under_different_recipes(tmp_path, ca
     table = (tmp_path / "combined" / "quality.md").read_text()
     assert "a recipe per method" in table and "`maps_softmax`, seeds 0" in table and (tmp_path / "combined" / "quality.png").is_file()
     assert json.loads((tmp_path / "combined" / "quality.json").read_text())["command"].startswith("python benchmarks/quality.py --combine tribert=")
+    # a method named twice: its seeds from both folders (trained apart), if the folders agree on its recipe and steps
+    third = str(tmp_path / "c")
+    quality.main(["--budget", "tiny", "--methods", "audio_only", "--seeds", "1", "--output_dir", third])
+    merged = quality.main(["--combine", f"tribert={second}", f"audio_only={first}", f"audio_only={third}", "--output_dir", out])
+    c = json.loads((tmp_path / "c" / "quality.json").read_text())
+    values = [a["runs"][1]["test"]["sdr"], c["runs"][0]["test"]["sdr"]]
+    assert merged["seeds_by_method"] == {"tribert": [0], "audio_only": [0, 1]} and merged["combined_from"]["audio_only"] == [first, third]
+    assert merged["summary"]["audio_only"]["sdr"]["n"] == 2 and merged["summary"]["audio_only"]["sdr"]["mean"] == pytest.approx(sum(values) / 2)
+    assert f"seeds 0, 1 ({first} + {third})" in (tmp_path / "combined" / "quality.md").read_text()
+    with pytest.raises(SystemExit, match="audio_only seed 0 is in"):
+        quality.main(["--combine", f"audio_only={first}", f"audio_only={first}", "--output_dir", out])
+    with pytest.raises(SystemExit, match="tribert has recipe 'maps_softmax'"):
+        quality.main(["--combine", f"tribert={first}", f"tribert={second}", "--output_dir", out])
     with pytest.raises(SystemExit, match="has no run of sop"):
         quality.main(["--combine", f"sop={first}", "--output_dir", out])
     with pytest.raises(SystemExit, match="METHOD=FOLDER"):

@@ -243,17 +243,18 @@ def test_the_waveform_loss_joins_the_models_loss(tmp_path, cache, model):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["tribert", "sop"])
 def test_softmax_masks_train_save_and_evaluate_as_recorded(tmp_path, cache, model):
-    """--mask_activation softmax: the saved config carries it, and the recorded validation is what the saved model
-    scores through the public API (its masks normalised across the mixture's videos)."""
+    """--mask_activation softmax (and --separation_output_stride 2): the saved config carries it, and the recorded
+    validation is what the saved model scores through the public API (its masks normalised across the mixture's
+    videos, the U-Net's last layer at half resolution)."""
     out = tmp_path / model
     run(COMMON + ["--model", model, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--output_dir", str(out),
-                  "--mask_type", "ratio", "--mask_activation", "softmax"], cache)  # fmt: skip
+                  "--mask_type", "ratio", "--mask_activation", "softmax", "--separation_output_stride", "2"], cache)  # fmt: skip
     from transformers import AutoConfig
 
     import tribert_hf
 
     config = AutoConfig.from_pretrained(out)
-    assert config.mask_activation == "softmax" and config.mask_type == "ratio"
+    assert config.mask_activation == "softmax" and config.mask_type == "ratio" and config.separation_output_stride == 2
     cls = {"sop": tribert_hf.SoundOfPixelsForSourceSeparation}.get(model, tribert_hf.TriBertForPreTraining)
     recorded, recomputed = json.load(open(out / "eval_history.json"))[0], recompute_validation(out, cache, cls)
     assert recorded["num_mixtures"] == recomputed["num_mixtures"] == VAL_MIXTURES and recorded["num_skipped"] == 0

@@ -331,3 +331,53 @@ def test_condition_maps_in_the_config_build_the_head_and_round_trip(tmp_path):
 
     with pytest.raises(ValueError, match="condition_maps needs a condition"):
         TriBertSeparationHead(None, base_channels=4, num_downs=3, condition_maps=2)
+
+
+def test_half_resolution_output_upsamples_the_finished_mask_logits():
+    """`output_stride=2`: the last up-convolution works on the level above as it is (half resolution) and only the
+    condition-weighted logits are upsampled x2 (bilinear, corners aligned); the parameters are those of stride 1."""
+    from torch.nn import functional as F
+
+    from tribert_hf.separation.unet import TriBertSeparationHead
+
+    torch.manual_seed(0)
+    full = TriBertSeparationHead(6, base_channels=4, num_downs=3, fusion_heads=1, condition_maps=3).eval()
+    half = TriBertSeparationHead(6, base_channels=4, num_downs=3, fusion_heads=1, condition_maps=3, output_stride=2).eval()
+    half.load_state_dict(full.state_dict())  # the same names and shapes: a stride-1 checkpoint loads (strict)
+    mixture = torch.rand(2, 1, 16, 16) + 0.1
+    conditions = torch.randn(2, 2, 6)
+    logits = half(mixture, conditions)
+    assert logits.shape == full(mixture, conditions).shape == (2, 2, 16, 16)
+    skips = half.encode(mixture)
+    flat = conditions.flatten(0, 1)
+    hidden = half.fusion(skips[-1].repeat_interleave(2, dim=0), flat)
+    maps = half.decode(hidden, [s.repeat_interleave(2, dim=0) for s in skips[:-1]], flat)
+    assert maps.shape == (4, 3, 8, 8)  # the last layer at half resolution
+    weights = half.condition_maps(flat)
+    small = (maps * weights[:, :3, None, None]).sum(1, keepdim=True) + weights[:, 3, None, None, None]
+    expected = F.interpolate(small, scale_factor=2, mode="bilinear", align_corners=True)
+    torch.testing.assert_close(logits, expected.view(2, 2, 16, 16))
+    with pytest.raises(ValueError, match="output_stride must be 1"):
+        TriBertSeparationHead(6, base_channels=4, num_downs=3, fusion_heads=1, output_stride=4)
+
+
+@pytest.mark.parametrize("name", ["tribert", "pretraining", "audio_only", "sop"])
+def test_every_model_can_run_its_last_unet_layer_at_half_resolution(name, tmp_path):
+    """`separation_output_stride=2` in every separation model's config: full-size masks and a loss that trains, the
+    field round-trips, a stride-1 checkpoint loads with stride 2 (the same parameters), other strides are refused."""
+    model, inputs, field = _models()[name]
+    model.save_pretrained(tmp_path)
+    half = type(model).from_pretrained(tmp_path, separation_output_stride=2).eval()
+    assert half.config.separation_output_stride == 2 and model.config.separation_output_stride == 1
+    labels = (torch.rand(2, 2, *inputs["audio_spectrogram"].shape[-2:], generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    output, reference = half(**inputs, labels=labels), model(**inputs, labels=labels)
+    masks = output.masks if "masks" in output else output.mask_logits
+    assert masks.shape == (reference.masks if "masks" in reference else reference.mask_logits).shape
+    assert not torch.allclose(output[field], reference[field])  # another computation from the same parameters
+    output[field].backward()
+    decoder = [p for n, p in half.named_parameters() if ".ups." in n]
+    assert decoder and all(p.grad is not None for p in decoder)
+    half.save_pretrained(tmp_path / "half")
+    assert type(model).from_pretrained(tmp_path / "half").config.separation_output_stride == 2
+    with pytest.raises(ValueError, match="separation_output_stride must be 1"):
+        type(model.config)(**{**model.config.to_dict(), "separation_output_stride": 3})

@@ -451,5 +451,12 @@ def test_step_breakdown_quick_writes_its_section_and_table(tmp_path):
     layouts = sec["memory_format"]
     assert len(layouts["channels_last"]["times_s"]) == len(layouts["contiguous"]["times_s"]) == 2
     assert layouts["speedup"] == pytest.approx(layouts["contiguous"]["median_s"] / layouts["channels_last"]["median_s"])
+    strides = sec["output_stride"]  # every method's step at both U-Net output strides, taking turns
+    assert set(strides) == {"tribert", "sop", "audio_only"}
+    for o in strides.values():
+        assert len(o["stride_1"]["times_s"]) == len(o["stride_2"]["times_s"]) == 2
+        assert o["speedup"] == pytest.approx(o["stride_1"]["median_s"] / o["stride_2"]["median_s"])
+    assert "half-resolution U-Net output (stride 2 vs 1): tribert " in result.stdout.splitlines()[0]
     table = (tmp_path / "speed-step_breakdown.md").read_text()
     assert "A separation training step taken apart [tiny]" in table and "`separation`" in table and "the rest" in table
+    assert "`--separation_output_stride 2`" in table

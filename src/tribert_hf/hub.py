@@ -106,6 +106,11 @@ def _mask_text(config: dict) -> str:
         if activation == "softmax"
         else "one sigmoid mask per source (the paper's)"
     )
+    if config.get("separation_output_stride", 1) == 2:
+        masks += (
+            "; the U-Net's last layer at half resolution and its mask logits upsampled x2 (`separation_output_stride = 2`,"
+            " not in the paper)"
+        )
     return f"{targets}, {masks}"
 
 

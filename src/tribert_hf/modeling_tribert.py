@@ -978,7 +978,7 @@ def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
     return TriBertSeparationHead(
         condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
         config.separation_film, condition_maps=config.separation_condition_maps, timeline_size=timeline_size,
-        timeline_maps=config.separation_timeline_maps,
+        timeline_maps=config.separation_timeline_maps, output_stride=config.separation_output_stride,
     )  # fmt: skip
 
 

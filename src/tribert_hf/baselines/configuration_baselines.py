@@ -15,7 +15,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-from tribert_hf.configuration_tribert import check_positive
+from tribert_hf.configuration_tribert import check_output_stride, check_positive
 from tribert_hf.remote_code import RemoteCodeMixin
 from tribert_hf.separation.losses import check_mask_options
 from tribert_hf.separation.unet import bottleneck_channels
@@ -38,6 +38,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
     num_frequency_bins: int = 256
     separation_base_channels: int = 64
     separation_num_downs: int = 7
+    separation_output_stride: int = 1
     mask_type: str = "binary"
     mask_activation: str = "sigmoid"
     log_eps: float = 1e-10
@@ -63,6 +64,7 @@ class _SeparationUNetConfig(RemoteCodeMixin, PreTrainedConfig):
                 f"{type(self).__name__}.num_frequency_bins ({self.num_frequency_bins}) must be divisible by "
                 f"2 ** separation_num_downs = {2**self.separation_num_downs}."
             )
+        check_output_stride(self)
         check_mask_options(self.mask_type, self.mask_activation, type(self).__name__)
 
 
@@ -83,6 +85,8 @@ class AudioOnlySeparationConfig(_SeparationUNetConfig):
             up to 8x).
         separation_num_downs (`int`, defaults to 7): down-convolutions (and up-convolutions) of the U-Net; the
             spectrogram's frequency bins and frames must be divisible by 2 ** separation_num_downs.
+        separation_output_stride (`int`, defaults to 1): 1, or 2: the U-Net's last up-convolution at half
+            resolution and its output upsampled x2, as `TriBertConfig.separation_output_stride`.
         separation_fusion_heads (`int`, defaults to 8): heads of the bottleneck self-attention fusion.
         separation_film (`bool`, defaults to `False`): also scale and shift every decoder level by the source
             embedding (FiLM, zero-initialised), as `TriBertConfig.separation_film`.
@@ -135,8 +139,9 @@ class SoundOfPixelsConfig(_SeparationUNetConfig):
         temporal_pooling (`str`, defaults to `"max"`): `"max"` (SoP) or `"avg"` pooling over the video's frames.
         frame_activation (`str`, defaults to `"sigmoid"`): activation of the video vector, `"sigmoid"` (SoP) or
             `"identity"`.
-        num_frequency_bins, separation_base_channels, separation_num_downs, mask_type, log_eps, initializer_range:
-            as in `AudioOnlySeparationConfig`.
+        num_frequency_bins, separation_base_channels, separation_num_downs, separation_output_stride, mask_type,
+            log_eps, initializer_range: as in `AudioOnlySeparationConfig` (with stride 2 the K feature maps are
+            upsampled before the synthesizer weights them: the same as weighting first, bilinear being linear).
 
     Example:
 

@@ -110,7 +110,7 @@ class AudioOnlyForSourceSeparation(AudioOnlyPreTrainedModel):
         self.source_embeddings = nn.Parameter(torch.empty(config.num_sources, config.source_embedding_size))
         self.separation = TriBertSeparationHead(
             config.source_embedding_size, config.separation_base_channels, config.separation_num_downs,
-            config.separation_fusion_heads, config.separation_film,
+            config.separation_fusion_heads, config.separation_film, output_stride=config.separation_output_stride,
         )  # fmt: skip
         self.post_init()
 
@@ -182,7 +182,8 @@ class SoundOfPixelsForSourceSeparation(SoundOfPixelsPreTrainedModel):
         self.frame_projection = nn.Linear(config.frame_encoder_config.hidden_sizes[-1], config.num_feature_channels)
         # The U-Net without conditioning, ending in K feature maps: SoP's sound network, once per mixture.
         self.audio_unet = TriBertSeparationHead(
-            None, config.separation_base_channels, config.separation_num_downs, out_channels=config.num_feature_channels
+            None, config.separation_base_channels, config.separation_num_downs, out_channels=config.num_feature_channels,
+            output_stride=config.separation_output_stride,
         )
         self.feature_scale = nn.Parameter(torch.empty(config.num_feature_channels))
         self.mask_bias = nn.Parameter(torch.empty(()))

@@ -131,6 +131,13 @@ class TriBertSeparationHead(nn.Module):
         timeline_maps: with `timeline_size` and `condition_maps` K > 0 (ours, not in the paper): the K maps' weights
             (and bias) at spectrogram frame t also get a linear map of the timeline at t (`TriBertTimelineMaps`):
             the mask at each time frame is made of the maps the timeline selects there.
+        output_stride: 1 (the paper): the last up-convolution works at the spectrogram's full resolution, on the
+            level above upsampled x2. 2 (ours, not in the paper): it works at half resolution, on that level as it
+            is, and only the finished output (the mask logits, after the condition maps' weighting; or the
+            `out_channels` maps) is upsampled x2 (bilinear). The same parameters (a checkpoint loads either way);
+            the last layer, the U-Net's dearest (a 3x3 convolution at full resolution, once per condition), costs a
+            quarter. Measured on the class-told head: the same validation SDR per step, 1.7x faster steps
+            (docs/training.md).
     """
 
     def __init__(
@@ -144,8 +151,12 @@ class TriBertSeparationHead(nn.Module):
         condition_maps: int = 0,
         timeline_size: int | None = None,
         timeline_maps: bool = False,
+        output_stride: int = 1,
     ):
         super().__init__()
+        if output_stride not in (1, 2):
+            raise ValueError(f"output_stride must be 1 (the last up-convolution at full resolution) or 2 (at half), got {output_stride!r}.")
+        self.output_stride = output_stride
         if timeline_maps and (timeline_size is None or not condition_maps):
             raise ValueError("timeline_maps weights the condition maps by the timeline: it needs timeline_size and condition_maps > 0.")
         if timeline_size is not None and condition_size is None:
@@ -175,7 +186,10 @@ class TriBertSeparationHead(nn.Module):
         for k in reversed(range(num_downs)):
             in_up = channels[k] if k == num_downs - 1 else 2 * channels[k]
             out_up = channels[k - 1] if k > 0 else out_channels
-            layers = [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), nn.Conv2d(in_up, out_up, 3, padding=1)]
+            upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            if k == 0 and output_stride == 2:  # the last layer at half resolution: its output is upsampled instead
+                upsample = nn.Identity()  # (in the Upsample's place: the same parameter names as at stride 1)
+            layers = [upsample, nn.Conv2d(in_up, out_up, 3, padding=1)]
             if k > 0:
                 layers += [nn.BatchNorm2d(out_up), nn.ReLU(inplace=True)]
                 gates.append(TriBertAttentionGate(out_up))
@@ -254,7 +268,7 @@ class TriBertSeparationHead(nn.Module):
         if self.fusion is None:
             if conditions is not None:
                 raise ValueError("This U-Net was built without conditioning (condition_size=None): pass no conditions.")
-            return self.decode(skips[-1], skips[:-1])
+            return self.to_full_resolution(self.decode(skips[-1], skips[:-1]))
         if conditions is None:
             raise ValueError(f"This U-Net fuses a condition of size {self.fusion.condition.in_features}: pass `conditions`.")
         batch, videos = conditions.shape[:2]
@@ -273,8 +287,19 @@ class TriBertSeparationHead(nn.Module):
                 hidden = torch.einsum("nkft,nk->nft", hidden, weights[:, :-1]) + weights[:, -1, None, None]
             else:  # the weights at frame t: the condition's plus the timeline's at t, (n, K + 1, T)
                 weights = weights[:, :, None] + self.timeline_maps(timelines.transpose(1, 2)).transpose(1, 2).to(hidden.dtype)
+                if self.output_stride > 1:  # the maps' frame j spans spectrogram frames 2j, 2j + 1: their mean weight
+                    weights = F.avg_pool1d(weights, self.output_stride)
                 hidden = torch.einsum("nkft,nkt->nft", hidden, weights[:, :-1]) + weights[:, -1, None, :]
+            hidden = hidden[:, None]
+        hidden = self.to_full_resolution(hidden)  # (n, 1, F, T)
         return hidden.view(batch, videos, *hidden.shape[-2:])
+
+    def to_full_resolution(self, output: torch.Tensor) -> torch.Tensor:
+        """The decoder's finished output `(n, C, F', T')` at the spectrogram's resolution: as it is at
+        `output_stride` 1, upsampled x`output_stride` (bilinear, corners aligned as the decoder's own upsampling)."""
+        if self.output_stride == 1:
+            return output
+        return F.interpolate(output, scale_factor=self.output_stride, mode="bilinear", align_corners=True)
 
 
 __all__ = [

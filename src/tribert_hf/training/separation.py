@@ -67,6 +67,7 @@ class SeparationTrainingArguments:
     separation_class_conditioning: bool = field(default=False, metadata={"help": "TriBERT models: also condition the U-Net on the frames' class scores of the segmentation attention (not in the paper; ignored by the baselines)"})
     class_teacher_forcing: float = field(default=0.0, metadata={"help": "TriBERT models with --separation_class_conditioning: over the first R x max_steps steps, each video's class scores in the U-Net's condition are replaced by its labels with a probability falling linearly from 1 to 0 (a curriculum: the U-Net learns to use the class from the first step, as a U-Net told the class does, while the segmentation attention learns to tell it; validation and inference always use the model's own scores). 0: off (not in the paper)"})
     separation_condition_maps: int = field(default=0, metadata={"help": "TriBERT models: K > 0 ends the U-Net in K maps weighted by the condition (not in the paper); 0 keeps the config's"})
+    separation_output_stride: int | None = field(default=None, metadata={"help": "every model's U-Net: 1 (the paper: its last up-convolution at the spectrogram's full resolution) or 2 (at half resolution, the finished mask logits upsampled x2: a faster step, measured as good per step; not in the paper); default: the config's (1). With --model_name_or_path it may change (the same parameters)", "choices": [1, 2]})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
     separation_timeline_maps: bool = field(default=False, metadata={"help": "TriBERT models with --separation_conditioning temporal (or --model tribert_temporal) and --separation_condition_maps K: the timeline also carries the joints' positions, and weights the K maps frame by frame (separation_timeline_maps; not in the paper)"})
     same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
@@ -306,6 +307,8 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         overrides = {}
         if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
             overrides["separation_conditioning"] = args.separation_conditioning
+        if args.separation_output_stride is not None:
+            overrides["separation_output_stride"] = args.separation_output_stride
         model = model_class(args.model).from_pretrained(args.model_name_or_path, **overrides)
         config = model.config
         if args.separation_timeline_maps and not getattr(config, "separation_timeline_maps", False):
@@ -324,6 +327,9 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             config.separation_condition_maps = args.separation_condition_maps
         if args.separation_conditioning is not None and isinstance(config, TriBertConfig):
             config.separation_conditioning = args.separation_conditioning
+        if args.separation_output_stride is not None:
+            config.separation_output_stride = args.separation_output_stride
+            config._check_architecture()
         if args.separation_timeline_maps:
             if not isinstance(config, TriBertConfig):
                 raise ValueError(
