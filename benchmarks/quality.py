@@ -822,7 +822,8 @@ def main(argv=None):
     parser.add_argument(
         "--combine", nargs="+", metavar="METHOD=FOLDER",
         help="train nothing: one report from finished reports, each method's runs taken from the folder named (e.g. "
-        "each method under the recipe that suits it); the folders must share the budget, dataset and test protocol",
+        "each method under the recipe that suits it); the folders must share the budget, dataset and test protocol; "
+        "a method named more than once takes its seeds from each of its folders (e.g. seeds trained on two machines)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.combine:
