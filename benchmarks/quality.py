@@ -674,7 +674,7 @@ def combine(items: list[str], output_dir: str) -> dict:
     budget, the dataset and the test protocol, so that every method is scored on the same test mixtures. A method
     named more than once takes its runs from every folder named (seeds trained in different folders or on
     different machines): the folders must then also agree on its recipe and steps, and not repeat a seed."""
-    sources, folders = {}, {}  # method -> (its first folder, that report); method -> every (folder, report)
+    folders = {}  # method -> every (folder, report) named for it
     for item in items:
         method, sep, folder = item.partition("=")
         if not sep or method not in METHODS:
@@ -684,8 +684,8 @@ def combine(items: list[str], output_dir: str) -> dict:
             raise SystemExit(f"--combine {item}: no report at {path} (run quality.py there first).")
         with open(path) as f:
             report = json.load(f)
-        sources.setdefault(method, (folder, report))
         folders.setdefault(method, []).append((folder, report))
+    sources = {m: named[0] for m, named in folders.items()}  # method -> its first (folder, report)
     methods = list(sources)
     first_folder, first = sources[methods[0]]
     for method, (folder, report) in ((m, fr) for m in methods for fr in folders[m]):

@@ -323,9 +323,9 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             the condition it learned faster than the single map (docs/training.md).
         separation_output_stride (`int`, defaults to 1): 1 (the paper): the U-Net's last up-convolution works at the
             spectrogram's full resolution. 2 (not in the paper): it works at half resolution and only the finished
-            mask logits are upsampled x2 (bilinear): the same parameters, a step 1.7x faster on the small
-            config's head, the same validation SDR per step (docs/training.md). Configs saved without the field
-            load as 1.
+            mask logits are upsampled x2 (bilinear): the same parameters, the small config's whole training step
+            1.38x faster (the U-Net alone 1.7x), the same validation SDR per step (docs/training.md). Configs saved
+            without the field load as 1.
         separation_conditioning (`str`, defaults to `"pooled"`): `"pooled"` (the paper): the U-Net is conditioned
             on each video's pooled `<SOS>` outputs, one vector per video: which instrument to extract, not when it
             plays. `"temporal"` (not in the paper): also frame by frame on the video's pose timeline (joint
