@@ -23,7 +23,9 @@ configs, 2000 steps of 4 mixtures: what fits the small TriBERT in 30 minutes of 
 a step; every method gets the same steps, and each run records its measured `train_seconds`), `cpu30time` (the
 same, but each method gets the steps its own training step fits in those 30 minutes: Sound of Pixels 6000 at
 0.29 s a step, audio-only 4600 at 0.38 s, every TriBERT variant 2000; `benchmarks/speed.py --suite
-step_breakdown` measures the steps), `gpu` (small configs, 1500 steps of 8 mixtures),
+step_breakdown` measures the steps), `cpu30time_half` (the same minutes with the U-Net's last layer at half
+resolution, `*_half` recipes only: every TriBERT variant 2700 steps, Sound of Pixels 6900, audio-only 7700, from
+the stride-2 step speed-ups 1.38x / 1.15x / 1.67x), `gpu` (small configs, 1500 steps of 8 mixtures),
 `paper` (paper-size configs, 20000 steps of 12 mixtures). `--dataset` is `synthetic:tiny|small` or any folder
 in the `tribert prepare` format (see docs/data.md).
 
@@ -63,9 +65,13 @@ BUDGETS = {
     "cpu": {"model_size": "small", "max_steps": 150, "mixtures_per_batch": 4, "eval_steps": 50, "crops_per_clip": 4, "learning_rate": 1e-3},
     "cpu30": {"model_size": "small", "max_steps": 2000, "mixtures_per_batch": 4, "eval_steps": 250, "crops_per_clip": 4, "learning_rate": 1e-3},
     "cpu30time": {"model_size": "small", "max_steps": 2000, "mixtures_per_batch": 4, "eval_steps": 250, "crops_per_clip": 4, "learning_rate": 1e-3, "steps_by_method": {"sop": 6000, "audio_only": 4600}},
+    "cpu30time_half": {"model_size": "small", "max_steps": 2700, "mixtures_per_batch": 4, "eval_steps": 250, "crops_per_clip": 4, "learning_rate": 1e-3, "steps_by_method": {"sop": 6900, "audio_only": 7700}},
     "gpu": {"model_size": "small", "max_steps": 1500, "mixtures_per_batch": 8, "eval_steps": 150, "crops_per_clip": 8, "learning_rate": 1e-3},
     "paper": {"model_size": "paper", "max_steps": 20000, "mixtures_per_batch": 12, "eval_steps": 1000, "crops_per_clip": 8, "learning_rate": 1e-5},
 }  # fmt: skip
+# Budgets whose steps are those of a U-Net output stride (`separation_output_stride`): only recipes with that
+# stride run under them (a `*_half` recipe), or a method would train the steps another step fits in the minutes.
+BUDGET_OUTPUT_STRIDE = {"cpu30time_half": 2}
 # How every method is trained (arguments of the training recipe, `tribert_hf.training.separation`, on top of the
 # budget's). "baseline":
 # the recipe's defaults (the paper's binary masks and weighted BCE, fixed crops, warm-up + cosine schedule).
@@ -114,6 +120,10 @@ RECIPES = {
     # (`--separation_output_stride 2`): a 1.33-1.38x faster TriBERT step (speed.py --suite step_breakdown), so more
     # steps in the same minutes (give them with --max_steps: the budgets' steps are those of stride 1)
     "maps_softmax_told_data_onecycle_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2},
+    # the baselines' recipes with the half-resolution U-Net output (`cpu30time_half`: each method the steps its
+    # stride-2 step fits in 30 minutes)
+    "maps_softmax_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_output_stride": 2},
+    "baseline_half": {"separation_output_stride": 2},
     # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
     "maps_softmax_told_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "same_class_mixtures": 0.5},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
@@ -833,6 +843,13 @@ def main(argv=None):
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"Unknown method(s) {unknown}; use {', '.join(METHODS)}.")
+    stride, budget_stride = RECIPES[args.recipe].get("separation_output_stride", 1), BUDGET_OUTPUT_STRIDE.get(args.budget)
+    if budget_stride is not None and stride != budget_stride:
+        raise SystemExit(
+            f"The {args.budget} budget gives each method the steps its step at U-Net output stride {budget_stride} fits "
+            f"in the minutes; recipe {args.recipe!r} trains at stride {stride}. Use a recipe with "
+            f"separation_output_stride {budget_stride} (e.g. {', '.join(r for r, a in RECIPES.items() if a.get('separation_output_stride') == budget_stride)})."
+        )
     budget = dict(BUDGETS[args.budget])
     if args.max_steps is not None and "steps_by_method" in budget:  # every method's steps scaled alike
         scale = args.max_steps / budget["max_steps"]

@@ -279,3 +279,21 @@ def test_the_time_matched_budget_gives_each_method_its_own_steps(tmp_path, monke
     assert "tribert seed 0: trained 3 steps before, this budget gives 20: trained again" in capsys.readouterr().out
     steps = {m: (int(a[a.index("--max_steps") + 1]), int(a[a.index("--eval_steps") + 1])) for m, a in seen.items()}
     assert steps == {"tribert": (20, 250), "sop": (60, 60), "audio_only": (46, 46)}
+
+
+def test_the_half_resolution_budget_takes_half_resolution_recipes_only(tmp_path, monkeypatch, capsys):
+    """`cpu30time_half`: the steps each method's stride-2 step fits in the minutes, so a stride-1 recipe is refused
+    (naming the recipes that fit); a `*_half` recipe trains each method its own steps at stride 2."""
+    quality = load_script("benchmarks/quality.py")
+    budget = quality.BUDGETS["cpu30time_half"]
+    assert {m: quality.method_budget(budget, m)["max_steps"] for m in ("tribert", "sop", "audio_only")} == {"tribert": 2700, "sop": 6900, "audio_only": 7700}
+    assert quality.comparable_budget(budget) == quality.comparable_budget(quality.BUDGETS["cpu30time"])  # combinable with cpu30time runs
+    common = ["--budget", "cpu30time_half", "--dataset", "synthetic:tiny", "--seeds", "0", "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"stride 2 fits in the minutes; recipe 'maps_softmax' trains at stride 1.*maps_softmax_half"):
+        quality.main(common + ["--methods", "sop", "--recipe", "maps_softmax"])
+    seen, Stop = stopped_training(monkeypatch)
+    for method, recipe in (("sop", "maps_softmax_half"), ("audio_only", "baseline_half"), ("tribert", "maps_softmax_told_data_onecycle_half")):
+        with pytest.raises(Stop):
+            quality.main(common + ["--methods", method, "--recipe", recipe, "--max_steps", "27"])
+    steps = {m: (int(a[a.index("--max_steps") + 1]), a[a.index("--separation_output_stride") + 1]) for m, a in seen.items()}
+    assert steps == {"sop": (69, "2"), "audio_only": (77, "2"), "tribert": (27, "2")}
