@@ -58,7 +58,7 @@ def test_a_demo_trained_with_another_recipe_is_not_resumed(tmp_path):
     run_demo.check_previous_recipe(str(tmp_path / "missing"), run_demo.DEMO_RECIPES["softmax"])  # a new demo
     # without --recipe, a demo trained before is resumed with its own recipe (the default changed from paper to told)
     assert run_demo.previous_recipe(str(tmp_path)) == "paper" and run_demo.previous_recipe(str(tmp_path / "missing")) is None
-    assert run_demo.DEFAULT_RECIPE == "told"
+    assert run_demo.DEFAULT_RECIPE == "recommended"
     with pytest.raises(SystemExit, match="separation_class_conditioning False -> True"):  # keys older runs lack
         run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["told"])
     told = {"mask_type": "binary", "separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5}
@@ -67,3 +67,45 @@ def test_a_demo_trained_with_another_recipe_is_not_resumed(tmp_path):
     assert run_demo.previous_recipe(str(tmp_path)) == "told"
     with pytest.raises(SystemExit, match="class_teacher_forcing 0.5 -> 0.0"):
         run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["paper"])
+    # a run records every argument, its defaults included (None for "the config's"): told is told, not recommended
+    told_run = {**told, "crops_per_clip": 4, "gain_range": None, "lr_scheduler_type": "cosine", "warmup_ratio": 0.05, "separation_learning_rate": None, "separation_output_stride": None}
+    (tmp_path / "run_args.json").write_text(json.dumps(told_run))
+    assert run_demo.previous_recipe(str(tmp_path)) == "told"
+    with pytest.raises(SystemExit, match="crops_per_clip 4 -> 16.*separation_output_stride 1 -> 2"):
+        run_demo.check_previous_recipe(str(tmp_path), run_demo.DEMO_RECIPES["recommended"])
+    (tmp_path / "run_args.json").write_text(json.dumps({**told_run, **run_demo.DEMO_RECIPES["recommended"]}))
+    assert run_demo.previous_recipe(str(tmp_path)) == "recommended"
+
+
+def test_each_recipe_trains_its_own_steps_and_the_seed_reaches_the_training(tmp_path, monkeypatch):
+    """Without --max_steps the demo trains its recipe's steps (the recommended recipe's faster step fits more in the
+    same minutes); --max_steps and --seed reach the training run; a resumed demo keeps its own recipe's steps."""
+    import tribert_hf.training.separation as recipe
+
+    run_demo = load_demo()
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(argv):
+        seen.append(argv)
+        raise Stop
+
+    monkeypatch.setattr(recipe, "main", fake_train)
+    common = ["--preset", "tiny", "--model_size", "tiny", "--report_to", "none"]
+    for extra in ([], ["--recipe", "told"], ["--max_steps", "7", "--seed", "3"]):
+        with pytest.raises(Stop):
+            run_demo.main(common + ["--output_dir", str(tmp_path / f"demo{len(seen)}")] + extra)
+    value = lambda argv, key: argv[argv.index(key) + 1]  # noqa: E731
+    assert [value(a, "--max_steps") for a in seen] == [str(run_demo.DEMO_STEPS["recommended"]), "300", "7"]
+    assert [value(a, "--seed") for a in seen] == ["0", "0", "3"]
+    assert value(seen[0], "--separation_output_stride") == "2" and value(seen[0], "--crops_per_clip") == "16"
+    assert "--separation_output_stride" not in seen[1] and run_demo.DEMO_STEPS["recommended"] > run_demo.DEMO_STEPS["told"]
+    # a demo trained before with told is resumed with told's recipe and steps
+    (tmp_path / "demo1" / "model").mkdir(parents=True, exist_ok=True)
+    told_run = {**run_demo.RECIPE_DEFAULTS, **run_demo.DEMO_RECIPES["told"]}
+    (tmp_path / "demo1" / "model" / "run_args.json").write_text(json.dumps(told_run))
+    with pytest.raises(Stop):
+        run_demo.main(common + ["--output_dir", str(tmp_path / "demo1")])
+    assert value(seen[-1], "--max_steps") == "300" and value(seen[-1], "--class_teacher_forcing") == "0.5"
