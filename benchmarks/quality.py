@@ -23,9 +23,11 @@ configs, 2000 steps of 4 mixtures: what fits the small TriBERT in 30 minutes of 
 a step; every method gets the same steps, and each run records its measured `train_seconds`), `cpu30time` (the
 same, but each method gets the steps its own training step fits in those 30 minutes: Sound of Pixels 6000 at
 0.29 s a step, audio-only 4600 at 0.38 s, every TriBERT variant 2000; `benchmarks/speed.py --suite
-step_breakdown` measures the steps), `cpu30time_half` (the same minutes with the U-Net's last layer at half
-resolution, `*_half` recipes only: every TriBERT variant 2700 steps, Sound of Pixels 6900, audio-only 7700, from
-the stride-2 step speed-ups 1.38x / 1.15x / 1.67x), `gpu` (small configs, 1500 steps of 8 mixtures),
+step_breakdown` measures the steps), `cpu30time_half` (the same with the U-Net's last layer at half resolution,
+`*_half` recipes only: every TriBERT variant 2700 steps, Sound of Pixels 6900, audio-only 7700, from the stride-2
+step speed-ups 1.38x / 1.15x / 1.67x). Both count the model's step only: whole training steps timed alone (data,
+collator, optimizer) make the baselines' steps 36-41 minutes against TriBERT's 29-30 (docs/training.md), so
+their comparisons lean the baselines' way. `gpu` (small configs, 1500 steps of 8 mixtures),
 `paper` (paper-size configs, 20000 steps of 12 mixtures). `--dataset` is `synthetic:tiny|small` or any folder
 in the `tribert prepare` format (see docs/data.md).
 
@@ -118,10 +120,9 @@ RECIPES = {
     "maps_softmax_told_data_onecycle": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3},
     # maps_softmax_told_data_onecycle with the U-Net's last layer at half resolution, its mask logits upsampled x2
     # (`--separation_output_stride 2`): a 1.33-1.38x faster TriBERT step (speed.py --suite step_breakdown), so more
-    # steps in the same minutes (give them with --max_steps: the budgets' steps are those of stride 1)
+    # steps in the same minutes (`--budget cpu30time_half`, or `--max_steps` under a stride-1 budget)
     "maps_softmax_told_data_onecycle_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2},
-    # the baselines' recipes with the half-resolution U-Net output (`cpu30time_half`: each method the steps its
-    # stride-2 step fits in 30 minutes)
+    # the baselines' recipes with the half-resolution U-Net output (for `cpu30time_half`)
     "maps_softmax_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_output_stride": 2},
     "baseline_half": {"separation_output_stride": 2},
     # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
