@@ -28,7 +28,10 @@ step_breakdown` measures the steps), `cpu30time_half` (the same with the U-Net's
 step speed-ups 1.38x / 1.15x / 1.67x). Both count the model's step only: whole training steps timed alone (data,
 collator, optimizer) make the baselines' steps 36-41 minutes against TriBERT's 29-30 (docs/training.md), so
 their comparisons lean the baselines' way. `gpu` (small configs, 1500 steps of 8 mixtures),
-`paper` (paper-size configs, 20000 steps of 12 mixtures). `--dataset` is `synthetic:tiny|small` or any folder
+`paper` (paper-size configs, 20000 steps of 12 mixtures). `--calibrate STEPS` trains nothing to keep: it times
+each method's whole training step under the budget and recipe (STEPS steps, from `train_log.jsonl`'s
+`step_seconds`) and writes `calibration.json` / `calibration.md`: how long the budget's steps take and how many fit
+in its minutes (`BUDGET_MINUTES`, or `--minutes`). `--dataset` is `synthetic:tiny|small` or any folder
 in the `tribert prepare` format (see docs/data.md).
 
 Writes `quality.json` (every run: validation history, test metrics; the summary), `quality.md` (the table) and
@@ -433,6 +436,20 @@ def train_and_score(method, seed, budget, args) -> dict:
             _atomic_json(done, result)
         return result
     shutil.rmtree(run_dir, ignore_errors=True)
+    started = time.perf_counter()
+    history = train(training_argv(method, seed, budget, args, run_dir))
+    train_seconds = time.perf_counter() - started
+    result = {"method": method, "seed": seed, "max_steps": budget["max_steps"], "train_seconds": train_seconds, "validation": history}
+    result.update(score(run_dir, method, budget, args))
+    metrics = result["test"]
+    shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # the final model is kept
+    _atomic_json(done, result)
+    print(f"  {method} seed {seed}: test SDR {metrics['sdr']:.2f} dB (mixture {metrics['sdr_mixture']:.2f}) in {train_seconds:.0f} s")
+    return result
+
+
+def training_argv(method: str, seed: int, budget: dict, args, run_dir: str) -> list[str]:
+    """The training recipe's arguments (`examples/run_separation.py`) of one run: the budget's, the recipe's on top."""
     argv = [
         "--dataset", args.dataset, "--model", method, "--model_size", budget["model_size"], "--output_dir", run_dir,
         "--max_steps", str(budget["max_steps"]), "--eval_steps", str(budget["eval_steps"]),
@@ -457,16 +474,7 @@ def train_and_score(method, seed, budget, args) -> dict:
             argv += ["--vision_backbone", args.vision_backbone]
         if args.freeze_vision_backbone:
             argv += ["--freeze_vision_backbone"]
-    started = time.perf_counter()
-    history = train(argv)
-    train_seconds = time.perf_counter() - started
-    result = {"method": method, "seed": seed, "max_steps": budget["max_steps"], "train_seconds": train_seconds, "validation": history}
-    result.update(score(run_dir, method, budget, args))
-    metrics = result["test"]
-    shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)  # the final model is kept
-    _atomic_json(done, result)
-    print(f"  {method} seed {seed}: test SDR {metrics['sdr']:.2f} dB (mixture {metrics['sdr_mixture']:.2f}) in {train_seconds:.0f} s")
-    return result
+    return argv
 
 
 IDEAL_ROWS = {"ideal_binary_mask": "ideal_binary", "ideal_ratio_mask": "ideal_ratio"}  # summary row -> scoring
@@ -679,6 +687,84 @@ def write_report(report: dict, output_dir: str) -> None:
     )
 
 
+# The wall-clock minutes of training a budget stands for (`--calibrate` times each method's whole training step against
+# them; `--minutes` for the others).
+BUDGET_MINUTES = {"cpu30": 30, "cpu30time": 30, "cpu30time_half": 30}
+
+
+def calibrate(budget: dict, methods: list[str], seed: int, args) -> dict:
+    """Times each method's whole training step under the budget and recipe (`--calibrate STEPS`): STEPS steps of the
+    training recipe with the run's arguments (data loading, the collator's mixing and STFTs, forward, backward, the
+    optimizer; not validation or saving), the seconds a step from `train_log.jsonl`'s `step_seconds` (the median of
+    its windows after the first quarter of the steps, which warms up). Against the budget's minutes: how long the
+    budget's steps of each method take, and how many steps fit. Writes calibration.json / calibration.md in
+    --output_dir; the trained runs are removed. Time one method at a time on an otherwise idle machine."""
+    from tribert_hf.training.separation import main as train
+
+    minutes = args.minutes if args.minutes is not None else BUDGET_MINUTES.get(args.budget)
+    if minutes is None:
+        raise SystemExit(f"The {args.budget} budget names no minutes ({', '.join(BUDGET_MINUTES)} do): give --minutes.")
+    steps = args.calibrate
+    if steps < 2:
+        raise SystemExit(f"--calibrate {steps}: time at least 2 steps (a few hundred give a steady median).")
+    logging = max(1, min(10, steps // 8))
+    rows = {}
+    for method in methods:
+        run_dir = os.path.join(args.output_dir, "calibration", f"{method}-seed{seed}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        argv = training_argv(method, seed, {**budget, "max_steps": steps, "eval_steps": steps}, args, run_dir)
+        argv[argv.index("--logging_steps") + 1] = str(logging)
+        argv += ["--max_eval_mixtures", "2"]  # the one validation at the end is not timed: keep it short
+        load = os.getloadavg()[0]
+        print(f"[calibrate] {method}: {steps} steps ({args.budget} budget, recipe {args.recipe}; load {load:.2f})")
+        started = time.perf_counter()
+        train(argv)
+        wall = time.perf_counter() - started
+        with open(os.path.join(run_dir, "train_log.jsonl")) as f:
+            log = [json.loads(line) for line in f if line.strip()]
+        timed = [row for row in log if row["step"] > steps // 4] or log
+        seconds = statistics.median(row["step_seconds"] for row in timed)
+        budget_steps = method_budget(budget, method)["max_steps"]
+        rows[method] = {
+            "seconds_per_step": seconds, "windows": [{"step": r["step"], "step_seconds": r["step_seconds"]} for r in log],
+            "timed_from_step": timed[0]["step"], "budget_steps": budget_steps, "budget_minutes": budget_steps * seconds / 60,
+            "steps_in_minutes": int(minutes * 60 / seconds), "wall_seconds": wall, "load_before": load,
+        }  # fmt: skip
+        shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(os.path.join(args.output_dir, "calibration"), ignore_errors=True)
+
+    import torch
+
+    report = {
+        "benchmark": "quality-calibration", "dataset": args.dataset, "budget_name": args.budget, "budget": budget,
+        "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe], "minutes": minutes, "steps_timed": steps,
+        "seed": seed, "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "methods": rows,
+    }  # fmt: skip
+    lines = [
+        f"# Whole training steps under the {args.budget} budget (recipe `{args.recipe}`, {args.dataset}, "
+        f"{torch.get_num_threads()} threads, {steps} steps timed per method, median after step {steps // 4})",
+        "",
+        f"| method | seconds a step | the budget's steps | their minutes | steps in {minutes:g} minutes | load before |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {m} | {r['seconds_per_step']:.3f} | {r['budget_steps']} | {r['budget_minutes']:.1f} | {r['steps_in_minutes']} | {r['load_before']:.2f} |"
+        for m, r in rows.items()
+    ]
+    os.makedirs(args.output_dir, exist_ok=True)
+    _atomic_json(os.path.join(args.output_dir, "calibration.json"), report)
+    with open(os.path.join(args.output_dir, "calibration.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+    print(
+        f"calibration ({args.budget}, {args.recipe}, {torch.get_num_threads()} threads): "
+        + ", ".join(f"{m} {r['seconds_per_step']:.3f} s a step, its {r['budget_steps']} steps {r['budget_minutes']:.1f} min, {r['steps_in_minutes']} in {minutes:g}" for m, r in rows.items())
+        + f" -> {args.output_dir}"
+    )
+    return report
+
+
 def combine(items: list[str], output_dir: str) -> dict:
     """One report from the runs of finished reports: `METHOD=FOLDER` takes METHOD's runs from FOLDER/quality.json.
     Each method keeps the recipe it was trained with (the report's `recipes`); the folders must agree on the
@@ -836,6 +922,13 @@ def main(argv=None):
         "each method under the recipe that suits it); the folders must share the budget, dataset and test protocol; "
         "a method named more than once takes its seeds from each of its folders (e.g. seeds trained on two machines)",
     )  # fmt: skip
+    parser.add_argument(
+        "--calibrate", type=int, metavar="STEPS",
+        help="train nothing to keep: time each method's whole training step (STEPS steps of its recipe, first seed) and "
+        "write calibration.json / calibration.md: the seconds a step, how long the budget's steps take, how many fit "
+        "in the budget's minutes (run alone, on an idle machine)",
+    )  # fmt: skip
+    parser.add_argument("--minutes", type=float, help="with --calibrate: the minutes to fit (default: the budget's, BUDGET_MINUTES)")
     args = parser.parse_args(argv)
     if args.combine:
         return combine(args.combine, args.output_dir)
@@ -860,6 +953,8 @@ def main(argv=None):
             budget[key] = getattr(args, key)
     args.dataset = args.dataset or ("synthetic:tiny" if args.budget == "tiny" else "synthetic:small")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.calibrate is not None:
+        return calibrate(budget, methods, seeds[0], args)
     os.makedirs(args.output_dir, exist_ok=True)
 
     import torch

@@ -297,3 +297,52 @@ def test_the_half_resolution_budget_takes_half_resolution_recipes_only(tmp_path,
             quality.main(common + ["--methods", method, "--recipe", recipe, "--max_steps", "27"])
     steps = {m: (int(a[a.index("--max_steps") + 1]), a[a.index("--separation_output_stride") + 1]) for m, a in seen.items()}
     assert steps == {"sop": (69, "2"), "audio_only": (77, "2"), "tribert": (27, "2")}
+
+
+@pytest.mark.slow
+def test_calibration_times_whole_training_steps_against_the_budgets_minutes(tmp_path, capsys):
+    """`--calibrate STEPS`: each method's training step timed from the training log (the median after the first
+    quarter), set against the budget's steps and minutes; the timed runs are not kept. A budget without minutes
+    needs --minutes."""
+    import statistics
+
+    quality = load_script("benchmarks/quality.py")
+    with pytest.raises(SystemExit, match="names no minutes.*give --minutes"):
+        quality.main(["--budget", "tiny", "--calibrate", "8", "--methods", "sop", "--output_dir", str(tmp_path)])
+    report = quality.main(["--budget", "tiny", "--calibrate", "8", "--minutes", "0.5", "--methods", "audio_only,sop", "--seeds", "1", "--output_dir", str(tmp_path)])
+    assert list(report["methods"]) == ["audio_only", "sop"] and report["minutes"] == 0.5 and report["seed"] == 1
+    for method, row in report["methods"].items():
+        windows = row["windows"]
+        assert [w["step"] for w in windows] == list(range(1, 9))  # a row a step (8 steps: logged every step)
+        assert all(w["step_seconds"] > 0 for w in windows)
+        assert row["timed_from_step"] == 3 and row["seconds_per_step"] == pytest.approx(statistics.median(w["step_seconds"] for w in windows[2:]))
+        assert row["budget_steps"] == 3 and row["budget_minutes"] == pytest.approx(3 * row["seconds_per_step"] / 60)
+        assert row["steps_in_minutes"] == int(30 / row["seconds_per_step"])
+    assert not (tmp_path / "calibration").exists() and not (tmp_path / "quality.json").exists()  # nothing trained is kept
+    assert json.loads((tmp_path / "calibration.json").read_text())["methods"]["sop"]["budget_steps"] == 3
+    assert "| sop | " in (tmp_path / "calibration.md").read_text()
+    assert "calibration (tiny, baseline, " in capsys.readouterr().out
+
+
+def test_the_training_log_times_each_step_without_validation(tmp_path, monkeypatch):
+    """train_log.jsonl's `step_seconds`: the step's own seconds, not the validation or the saving before it."""
+    import time
+
+    from tribert_hf.training import separation
+
+    evaluate = separation.evaluate_separation_model
+
+    def slow_evaluation(*args, **kwargs):
+        time.sleep(1.5)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(separation, "evaluate_separation_model", slow_evaluation)
+    out = tmp_path / "run"
+    separation.main([
+        "--dataset", "synthetic:tiny", "--model_size", "tiny", "--model", "audio_only", "--max_steps", "4", "--eval_steps", "2",
+        "--save_steps", "2", "--logging_steps", "1", "--report_to", "none", "--crops_per_clip", "2", "--mixtures_per_batch", "2",
+        "--max_eval_mixtures", "2", "--output_dir", str(out),
+    ])  # fmt: skip
+    log = [json.loads(line) for line in open(out / "train_log.jsonl")]
+    assert [row["step"] for row in log] == [1, 2, 3, 4]
+    assert all(0 < row["step_seconds"] < 1.5 for row in log)  # step 3 follows step 2's validation and checkpoint

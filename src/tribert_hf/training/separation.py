@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -83,7 +84,7 @@ class SeparationTrainingArguments:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every this many steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     max_eval_mixtures: int = field(default=32)
-    logging_steps: int = field(default=10, metadata={"help": "append the mean training losses to output_dir/train_log.jsonl every this many steps"})
+    logging_steps: int = field(default=10, metadata={"help": "append the mean training losses (and seconds a step) to output_dir/train_log.jsonl every this many steps"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir (same arguments)"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "start over in a non-empty output_dir: delete the old run's checkpoints, best model and logs first"})
     stop_at_step: int | None = field(default=None, metadata={"help": "exit after this step, as an interruption would (tests resume)"})
@@ -438,6 +439,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
     window = []
     model.train()
     batches_per_epoch = len(train_loader)
+    mark = time.perf_counter()  # a step's seconds: from the end of the step before (its validation and saving excluded)
     while step < args.max_steps:
         epoch, offset = divmod(step * args.gradient_accumulation_steps, batches_per_epoch)
         train_loader.set_epoch(epoch)
@@ -465,6 +467,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             if args.waveform_loss_weight:
                 logs["model_loss"], logs["loss"] = logs["loss"], loss.item()
             logs["lr"] = scheduler.get_last_lr()[0]
+            logs["step_seconds"] = time.perf_counter() - mark  # data, collator, forward, backward, optimizer
             progress.set_postfix(loss=f"{logs['loss']:.3f}")
             if args.report_to != "none":
                 accelerator.log(logs, step=step)
@@ -494,6 +497,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
                             json.dump({"step": step, **metrics}, f, indent=2)
             if step % args.save_steps == 0 or step == args.max_steps:
                 atomic_save_state(accelerator, args.output_dir, step, args.save_total_limit)
+            mark = time.perf_counter()
             if step >= args.max_steps:
                 break
             if args.stop_at_step is not None and step >= args.stop_at_step:
