@@ -125,6 +125,9 @@ RECIPES = {
     # (`--separation_output_stride 2`): a 1.33-1.38x faster TriBERT step (speed.py --suite step_breakdown), so more
     # steps in the same minutes (`--budget cpu30time_half`, or `--max_steps` under a stride-1 budget)
     "maps_softmax_told_data_onecycle_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2},
+    # the same with the convolutions' weights in channels-last layout (`--channels_last`: the same model, faster CPU
+    # kernels; `--calibrate` times what it gives the whole training step)
+    "maps_softmax_told_data_onecycle_half_cl": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "channels_last": True},
     # the baselines' recipes with the half-resolution U-Net output (for `cpu30time_half`)
     "maps_softmax_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_output_stride": 2},
     "baseline_half": {"separation_output_stride": 2},
@@ -698,7 +701,8 @@ def calibrate(budget: dict, methods: list[str], seed: int, args) -> dict:
     optimizer; not validation or saving), the seconds a step from `train_log.jsonl`'s `step_seconds` (the median of
     its windows after the first quarter of the steps, which warms up). Against the budget's minutes: how long the
     budget's steps of each method take, and how many steps fit. Writes calibration.json / calibration.md in
-    --output_dir; the trained runs are removed. Time one method at a time on an otherwise idle machine."""
+    --output_dir, a row per method and recipe: a call with another recipe into the same folder (same budget, dataset,
+    minutes and steps timed) adds its rows. The timed runs are removed. Time one run at a time on an idle machine."""
     from tribert_hf.training.separation import main as train
 
     minutes = args.minutes if args.minutes is not None else BUDGET_MINUTES.get(args.budget)
@@ -707,8 +711,21 @@ def calibrate(budget: dict, methods: list[str], seed: int, args) -> dict:
     steps = args.calibrate
     if steps < 2:
         raise SystemExit(f"--calibrate {steps}: time at least 2 steps (a few hundred give a steady median).")
+
+    import torch
+
+    report = {
+        "benchmark": "quality-calibration", "dataset": args.dataset, "budget_name": args.budget, "budget": budget,
+        "minutes": minutes, "steps_timed": steps, "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "rows": [],
+    }  # fmt: skip
+    path = os.path.join(args.output_dir, "calibration.json")
+    if os.path.isfile(path):  # rows of other recipes or methods timed before under the same settings are kept
+        with open(path) as f:
+            before = json.load(f)
+        if all(before.get(key) == report[key] for key in ("dataset", "budget_name", "budget", "minutes", "steps_timed", "cpu_threads")):
+            report["rows"] = [r for r in before["rows"] if not (r["recipe"] == args.recipe and r["method"] in methods)]
     logging = max(1, min(10, steps // 8))
-    rows = {}
     for method in methods:
         run_dir = os.path.join(args.output_dir, "calibration", f"{method}-seed{seed}")
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -725,41 +742,35 @@ def calibrate(budget: dict, methods: list[str], seed: int, args) -> dict:
         timed = [row for row in log if row["step"] > steps // 4] or log
         seconds = statistics.median(row["step_seconds"] for row in timed)
         budget_steps = method_budget(budget, method)["max_steps"]
-        rows[method] = {
-            "seconds_per_step": seconds, "windows": [{"step": r["step"], "step_seconds": r["step_seconds"]} for r in log],
-            "timed_from_step": timed[0]["step"], "budget_steps": budget_steps, "budget_minutes": budget_steps * seconds / 60,
-            "steps_in_minutes": int(minutes * 60 / seconds), "wall_seconds": wall, "load_before": load,
-        }  # fmt: skip
+        report["rows"].append({
+            "method": method, "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe], "seed": seed,
+            "seconds_per_step": seconds, "timed_from_step": timed[0]["step"], "budget_steps": budget_steps,
+            "budget_minutes": budget_steps * seconds / 60, "steps_in_minutes": int(minutes * 60 / seconds),
+            "wall_seconds": wall, "load_before": load,
+            "windows": [{"step": r["step"], "step_seconds": r["step_seconds"]} for r in log],
+        })  # fmt: skip
         shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(os.path.join(args.output_dir, "calibration"), ignore_errors=True)
-
-    import torch
-
-    report = {
-        "benchmark": "quality-calibration", "dataset": args.dataset, "budget_name": args.budget, "budget": budget,
-        "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe], "minutes": minutes, "steps_timed": steps,
-        "seed": seed, "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "methods": rows,
-    }  # fmt: skip
     lines = [
-        f"# Whole training steps under the {args.budget} budget (recipe `{args.recipe}`, {args.dataset}, "
-        f"{torch.get_num_threads()} threads, {steps} steps timed per method, median after step {steps // 4})",
+        f"# Whole training steps under the {args.budget} budget ({args.dataset}, {torch.get_num_threads()} threads, "
+        f"{steps} steps timed per run, the median after step {steps // 4})",
         "",
-        f"| method | seconds a step | the budget's steps | their minutes | steps in {minutes:g} minutes | load before |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| method | recipe | seconds a step | the budget's steps | their minutes | steps in {minutes:g} min | load before |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {m} | {r['seconds_per_step']:.3f} | {r['budget_steps']} | {r['budget_minutes']:.1f} | {r['steps_in_minutes']} | {r['load_before']:.2f} |"
-        for m, r in rows.items()
+        f"| {r['method']} | `{r['recipe']}` | {r['seconds_per_step']:.3f} | {r['budget_steps']} | {r['budget_minutes']:.1f} | {r['steps_in_minutes']} | {r['load_before']:.2f} |"
+        for r in report["rows"]
     ]
     os.makedirs(args.output_dir, exist_ok=True)
-    _atomic_json(os.path.join(args.output_dir, "calibration.json"), report)
+    _atomic_json(path, report)
     with open(os.path.join(args.output_dir, "calibration.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
+    timed_now = [r for r in report["rows"] if r["recipe"] == args.recipe and r["method"] in methods]
     print(
         f"calibration ({args.budget}, {args.recipe}, {torch.get_num_threads()} threads): "
-        + ", ".join(f"{m} {r['seconds_per_step']:.3f} s a step, its {r['budget_steps']} steps {r['budget_minutes']:.1f} min, {r['steps_in_minutes']} in {minutes:g}" for m, r in rows.items())
+        + ", ".join(f"{r['method']} {r['seconds_per_step']:.3f} s a step, its {r['budget_steps']} steps {r['budget_minutes']:.1f} min, {r['steps_in_minutes']} in {minutes:g}" for r in timed_now)
         + f" -> {args.output_dir}"
     )
     return report

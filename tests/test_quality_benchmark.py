@@ -302,16 +302,18 @@ def test_the_half_resolution_budget_takes_half_resolution_recipes_only(tmp_path,
 @pytest.mark.slow
 def test_calibration_times_whole_training_steps_against_the_budgets_minutes(tmp_path, capsys):
     """`--calibrate STEPS`: each method's training step timed from the training log (the median after the first
-    quarter), set against the budget's steps and minutes; the timed runs are not kept. A budget without minutes
-    needs --minutes."""
+    quarter), set against the budget's steps and minutes; the timed runs are not kept; another recipe's call into
+    the same folder adds its rows. A budget without minutes needs --minutes."""
     import statistics
 
     quality = load_script("benchmarks/quality.py")
     with pytest.raises(SystemExit, match="names no minutes.*give --minutes"):
         quality.main(["--budget", "tiny", "--calibrate", "8", "--methods", "sop", "--output_dir", str(tmp_path)])
-    report = quality.main(["--budget", "tiny", "--calibrate", "8", "--minutes", "0.5", "--methods", "audio_only,sop", "--seeds", "1", "--output_dir", str(tmp_path)])
-    assert list(report["methods"]) == ["audio_only", "sop"] and report["minutes"] == 0.5 and report["seed"] == 1
-    for method, row in report["methods"].items():
+    common = ["--budget", "tiny", "--calibrate", "8", "--minutes", "0.5", "--seeds", "1", "--output_dir", str(tmp_path)]
+    report = quality.main(common + ["--methods", "audio_only,sop"])
+    assert [(r["method"], r["recipe"], r["seed"]) for r in report["rows"]] == [("audio_only", "baseline", 1), ("sop", "baseline", 1)]
+    assert report["minutes"] == 0.5
+    for row in report["rows"]:
         windows = row["windows"]
         assert [w["step"] for w in windows] == list(range(1, 9))  # a row a step (8 steps: logged every step)
         assert all(w["step_seconds"] > 0 for w in windows)
@@ -319,9 +321,13 @@ def test_calibration_times_whole_training_steps_against_the_budgets_minutes(tmp_
         assert row["budget_steps"] == 3 and row["budget_minutes"] == pytest.approx(3 * row["seconds_per_step"] / 60)
         assert row["steps_in_minutes"] == int(30 / row["seconds_per_step"])
     assert not (tmp_path / "calibration").exists() and not (tmp_path / "quality.json").exists()  # nothing trained is kept
-    assert json.loads((tmp_path / "calibration.json").read_text())["methods"]["sop"]["budget_steps"] == 3
-    assert "| sop | " in (tmp_path / "calibration.md").read_text()
     assert "calibration (tiny, baseline, " in capsys.readouterr().out
+    again = quality.main(common + ["--methods", "sop", "--recipe", "maps_softmax"])  # another recipe: rows added
+    assert [(r["method"], r["recipe"]) for r in again["rows"]] == [("audio_only", "baseline"), ("sop", "baseline"), ("sop", "maps_softmax")]
+    assert again["rows"][0] == report["rows"][0]
+    saved = json.loads((tmp_path / "calibration.json").read_text())
+    assert [r["recipe"] for r in saved["rows"]] == ["baseline", "baseline", "maps_softmax"]
+    assert "| sop | `maps_softmax` | " in (tmp_path / "calibration.md").read_text()
 
 
 def test_the_training_log_times_each_step_without_validation(tmp_path, monkeypatch):
