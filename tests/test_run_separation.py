@@ -377,3 +377,24 @@ def test_a_channels_last_run_saves_loadable_weights_and_resumes(tmp_path, cache)
 
     model = TriBertForPreTraining.from_pretrained(straight)
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_a_bf16_run_on_the_cpu_trains_the_same_model_in_float32_weights(tmp_path, cache):
+    """`--mixed_precision bf16` on the CPU (autocast: the convolutions and matrix products in bfloat16, a faster step
+    on CPUs with AVX512-BF16): the same losses as float32 to bf16's precision, float32 weights saved, which load."""
+    logs = {}
+    for precision in ("no", "bf16"):
+        out = tmp_path / precision
+        run(COMMON + ["--eval_steps", "4", "--logging_steps", "1", "--mixed_precision", precision, "--output_dir", str(out)], cache)
+        logs[precision] = [json.loads(line) for line in open(out / "train_log.jsonl")]
+    first = logs["no"][0]["loss"], logs["bf16"][0]["loss"]
+    assert first[1] != first[0] and first[1] == pytest.approx(first[0], rel=2e-2)  # autocast ran, and bf16 is close
+    assert all(row["loss"] == row["loss"] for row in logs["bf16"])  # finite
+    weights = load_file(tmp_path / "bf16" / "model.safetensors")
+    assert {str(w.dtype) for w in weights.values()} <= {"torch.float32", "torch.int64"}
+    import torch
+
+    from tribert_hf import TriBertForPreTraining
+
+    assert TriBertForPreTraining.from_pretrained(tmp_path / "bf16").dtype == torch.float32
