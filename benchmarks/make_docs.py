@@ -2,9 +2,9 @@
 
     python benchmarks/make_docs.py [--results benchmarks/results] [--output docs/benchmarks.md]
 
-Reads `quality/quality.json` (benchmarks/quality.py) and `speed.json` + `speed.md` (benchmarks/speed.py, the one
-speed suite) where they exist and says which ones have not been run. Until a speed run has the `train_step` suite's
-optimizer steps, the training-step table comes from `train_step.json`, written by the former
+Reads `quality/quality.json` and `quality-*/` (benchmarks/quality.py), `calibration-*/` (`quality.py --calibrate`)
+and `speed.json` + `speed.md` (benchmarks/speed.py, the one speed suite) where they exist and says which ones have
+not been run. Until a speed run has the `train_step` suite's optimizer steps, the training-step table comes from `train_step.json`, written by the former
 `benchmarks/train_step.py` (now `speed.py --suite train_step`) and kept as it was.
 """
 
@@ -158,6 +158,30 @@ def step_breakdown_section(results: str) -> list[str]:
     return ["### Where a separation training step goes", "", f"```bash\n{command}\n```", "", header, "", body, ""]
 
 
+def calibration_sections(results: str) -> list[str]:
+    """Each `calibration-*/` folder (`quality.py --calibrate`): whole training steps timed against a budget's minutes."""
+    names = sorted(n for n in os.listdir(results) if n.startswith("calibration-")) if os.path.isdir(results) else []
+    lines = []
+    for name in names:
+        report = _load(os.path.join(results, name, "calibration.json"))
+        table = os.path.join(results, name, "calibration.md")
+        if report is None or not os.path.isfile(table):
+            continue
+        with open(table) as f:
+            body = f.read().strip().split("\n", 1)[1].strip()  # the table, without its title
+        commands = "\n".join(dict.fromkeys(row["command"] for row in report["rows"] if "command" in row))
+        lines += [
+            f"### Whole training steps against the `{report['budget_name']}` budget's {report['minutes']:g} minutes, `{name}`", "",
+            f"{report['dataset']}, {report['cpu_threads']} threads, {report['cpu']}, torch {report['torch']}; {report['steps_timed']} "
+            f"steps of each run timed from its `train_log.jsonl` (data, collator, forward, backward, optimizer), the "
+            f"median after step {report['steps_timed'] // 4}.", "",
+        ]  # fmt: skip
+        if commands:
+            lines += ["```bash", commands, "```", ""]
+        lines += [body, ""]
+    return lines
+
+
 def train_step_section(results: str) -> list[str]:
     """The legacy training-step table (the former benchmarks/train_step.py), unless the speed suite has its own."""
     if _has_steps(results):
@@ -198,6 +222,7 @@ def main(argv=None):
         "",
     ]
     lines += quality_sections(args.results, docs_dir) + speed_section(args.results) + step_breakdown_section(args.results)
+    lines += calibration_sections(args.results)
     lines += gpu_speed_section(args.results)
     lines += train_step_section(args.results)
     with open(args.output + ".tmp", "w") as f:

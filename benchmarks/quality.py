@@ -746,8 +746,11 @@ def calibrate(budget: dict, methods: list[str], seed: int, args) -> dict:
         timed = [row for row in log if row["step"] > steps // 4] or log
         seconds = statistics.median(row["step_seconds"] for row in timed)
         budget_steps = method_budget(budget, method)["max_steps"]
+        command = [f"OMP_NUM_THREADS={torch.get_num_threads()} python benchmarks/quality.py --budget {args.budget} --recipe {args.recipe}"]
+        command += [f"--{key} {getattr(args, key)}" for key in ("max_steps", "mixtures_per_batch", "eval_steps", "minutes") if getattr(args, key) is not None]
+        command += [f"--methods {method} --seeds {seed} --calibrate {steps} --dataset {args.dataset} --output_dir {args.output_dir}"]
         report["rows"].append({
-            "method": method, "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe], "seed": seed,
+            "method": method, "recipe": args.recipe, "recipe_arguments": RECIPES[args.recipe], "seed": seed, "command": " ".join(command),
             "seconds_per_step": seconds, "timed_from_step": timed[0]["step"], "budget_steps": budget_steps,
             "budget_minutes": budget_steps * seconds / 60, "steps_in_minutes": int(minutes * 60 / seconds),
             "wall_seconds": wall, "load_before": load,

@@ -309,6 +309,7 @@ def test_calibration_times_whole_training_steps_against_the_budgets_minutes(tmp_
     quality = load_script("benchmarks/quality.py")
     with pytest.raises(SystemExit, match="names no minutes.*give --minutes"):
         quality.main(["--budget", "tiny", "--calibrate", "8", "--methods", "sop", "--output_dir", str(tmp_path)])
+    results, tmp_path = tmp_path, tmp_path / "calibration-tiny"
     common = ["--budget", "tiny", "--calibrate", "8", "--minutes", "0.5", "--seeds", "1", "--output_dir", str(tmp_path)]
     report = quality.main(common + ["--methods", "audio_only,sop"])
     assert [(r["method"], r["recipe"], r["seed"]) for r in report["rows"]] == [("audio_only", "baseline", 1), ("sop", "baseline", 1)]
@@ -328,6 +329,12 @@ def test_calibration_times_whole_training_steps_against_the_budgets_minutes(tmp_
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert [r["recipe"] for r in saved["rows"]] == ["baseline", "baseline", "maps_softmax"]
     assert "| sop | `maps_softmax` | " in (tmp_path / "calibration.md").read_text()
+    assert again["rows"][2]["command"].endswith(f"--budget tiny --recipe maps_softmax --minutes 0.5 --methods sop --seeds 1 --calibrate 8 --dataset synthetic:tiny --output_dir {tmp_path}")
+    make_docs = load_script("benchmarks/make_docs.py")  # docs/benchmarks.md gets a section per calibration folder
+    make_docs.main(["--results", str(results), "--output", str(results / "benchmarks.md")])
+    text = (results / "benchmarks.md").read_text()
+    assert "### Whole training steps against the `tiny` budget's 0.5 minutes, `calibration-tiny`" in text
+    assert "| sop | `maps_softmax` | " in text and again["rows"][2]["command"] in text
 
 
 def test_the_training_log_times_each_step_without_validation(tmp_path, monkeypatch):
