@@ -26,8 +26,8 @@ same, but each method gets the steps its own training step fits in those 30 minu
 step_breakdown` measures the steps), `cpu30time_half` (the same with the U-Net's last layer at half resolution,
 `*_half` recipes only: every TriBERT variant 2700 steps, Sound of Pixels 6900, audio-only 7700, from the stride-2
 step speed-ups 1.38x / 1.15x / 1.67x). Both count the model's step only: whole training steps timed alone (data,
-collator, optimizer) make the baselines' steps 36-41 minutes against TriBERT's 29-30 (docs/training.md), so
-their comparisons lean the baselines' way. `gpu` (small configs, 1500 steps of 8 mixtures),
+collator, optimizer; `--calibrate`) make the baselines' steps 33-41 minutes against TriBERT's 27-30
+(docs/training.md), so their comparisons lean the baselines' way. `gpu` (small configs, 1500 steps of 8 mixtures),
 `paper` (paper-size configs, 20000 steps of 12 mixtures). `--calibrate STEPS` trains nothing to keep: it times
 each method's whole training step under the budget and recipe (STEPS steps, from `train_log.jsonl`'s
 `step_seconds`) and writes `calibration.json` / `calibration.md`: how long the budget's steps take and how many fit
