@@ -4,8 +4,9 @@
 
 Reads `quality/quality.json` and `quality-*/` (benchmarks/quality.py), `calibration-*/` (`quality.py --calibrate`)
 and `speed.json` + `speed.md` (benchmarks/speed.py, the one speed suite) where they exist and says which ones have
-not been run. Until a speed run has the `train_step` suite's optimizer steps, the training-step table comes from `train_step.json`, written by the former
-`benchmarks/train_step.py` (now `speed.py --suite train_step`) and kept as it was.
+not been run. Until a speed run has the `train_step` suite's optimizer steps, the training-step table comes from
+`train_step.json`, written by the former `benchmarks/train_step.py` (now `speed.py --suite train_step`) and kept as
+it was.
 """
 
 import argparse

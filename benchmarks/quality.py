@@ -125,10 +125,9 @@ RECIPES = {
     # (`--separation_output_stride 2`): a 1.33-1.38x faster TriBERT step (speed.py --suite step_breakdown), so more
     # steps in the same minutes (`--budget cpu30time_half`, or `--max_steps` under a stride-1 budget)
     "maps_softmax_told_data_onecycle_half": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2},
-    # the same with the convolutions' weights in channels-last layout (`--channels_last`: the same model, faster CPU
-    # kernels; `--calibrate` times what it gives the whole training step)
-    # and with bfloat16 autocast (`--mixed_precision bf16`: the convolutions and matrix products in bf16, on CPUs with
-    # AVX512-BF16 / AMX much faster), without and with channels-last
+    # the same with bfloat16 autocast (`--mixed_precision bf16`: the convolutions and matrix products in bf16, on CPUs
+    # with AVX512-BF16 / AMX much faster), without and with channels-last weights; then channels-last alone
+    # (`--channels_last`: the same model, faster CPU kernels). `--calibrate` times what each gives the whole step.
     "maps_softmax_told_data_onecycle_half_bf16": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "mixed_precision": "bf16"},
     "maps_softmax_told_data_onecycle_half_bf16_cl": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "mixed_precision": "bf16", "channels_last": True},
     "maps_softmax_told_data_onecycle_half_cl": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "channels_last": True},
