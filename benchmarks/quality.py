@@ -137,6 +137,9 @@ RECIPES = {
     # maps_softmax_told with half the training mixtures two clips of one class (issue 15: what timing must separate)
     "maps_softmax_told_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "same_class_mixtures": 0.5},
     "ratio_maps_same_class": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "same_class_mixtures": 0.5},
+    # the bf16 stride-2 recipe (maps_softmax_told_data_onecycle_half_bf16_cl) with half the training mixtures two clips of
+    # one class: what the temporal variants learn the players' timing from, at the fastest step (`cpu30time_half`)
+    "maps_softmax_told_data_onecycle_half_bf16_cl_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "mixed_precision": "bf16", "channels_last": True, "same_class_mixtures": 0.5},
     "ratio_maps_waveform": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "waveform_loss_weight": 0.02},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},
 }  # fmt: skip
