@@ -2,7 +2,7 @@
 held-out mixtures (the paper's Table 1 layout).
 
     python benchmarks/quality.py [--budget cpu] [--dataset synthetic:small] [--seeds 0,1,2]
-                                 [--methods tribert,tribert_no_pose,tribert_self_attention,tribert_temporal,tribert_temporal_maps,sop,audio_only]
+                                 [--methods tribert,tribert_no_pose,tribert_self_attention,tribert_temporal,tribert_temporal_maps,tribert_temporal_spectrum,sop,audio_only]
                                  [--output_dir benchmarks/results/quality]
 
 Methods (all trained by the training recipe, `tribert_hf.training.separation` (`examples/run_separation.py
@@ -11,6 +11,8 @@ and seeds): `tribert` (the full model), `tribert_no_pose` and `tribert_self_atte
 `tribert_temporal` (ours: the U-Net also conditioned frame by frame on the pose timeline,
 `separation_conditioning="temporal"`: for the shared-class pairs), `tribert_temporal_maps` (ours: the same, and the
 timeline, with the joints' positions, weights the U-Net's condition maps frame by frame: `separation_timeline_maps`),
+`tribert_temporal_spectrum` (ours: the same, and the timeline with the condition also adds a spectrum to the mask
+logits frame by frame: `separation_timeline_spectrum`),
 `sop` (Sound of Pixels) and `audio_only` (no conditioning, permutation-invariant training; scored with its best
 permutation).
 Each run is evaluated on the TEST split: every pair of distinct clips (solos and duets, N = 2, centre crops) mixed
@@ -36,7 +38,7 @@ in the `tribert prepare` format (see docs/data.md).
 
 Writes `quality.json` (every run: validation history, test metrics; the summary), `quality.md` (the table) and
 `quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir; with
-`tribert` and a temporal variant (`tribert_temporal`, `tribert_temporal_maps`), also `same_class.png`: one
+`tribert` and a temporal variant (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`), also `same_class.png`: one
 same-instrument test mixture, its two players' ground truths and each variant's estimates (`same_class_figure`;
 `--combine` makes it too, from runs trained in different folders). Finished runs
 are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
@@ -62,6 +64,7 @@ METHODS = {
     "tribert_no_pose": "TriBERT without pose",
     "tribert_temporal": "TriBERT, temporal pose conditioning (ours: per-frame FiLM from the pose timeline)",
     "tribert_temporal_maps": "TriBERT, temporal pose conditioning + timeline maps (ours: the pose timeline weights the condition maps per frame)",
+    "tribert_temporal_spectrum": "TriBERT, temporal pose conditioning + timeline maps + pose spectrum (ours: the pose timeline also adds a spectrum to the mask logits per frame)",
     "sop": "Sound of Pixels (ResNet frames)",
     "audio_only": "Audio only (PIT, best permutation)",
 }
@@ -316,7 +319,7 @@ def pair_breakdown(pairs: list[tuple[int, int]], labels: list[set], per_mixture:
     return out
 
 
-FIGURE_NAMES = {"tribert": "TriBERT (pooled)", "tribert_temporal": "TriBERT temporal", "tribert_temporal_maps": "TriBERT temporal + timeline maps"}
+FIGURE_NAMES = {"tribert": "TriBERT (pooled)", "tribert_temporal": "TriBERT temporal", "tribert_temporal_maps": "TriBERT temporal + timeline maps", "tribert_temporal_spectrum": "TriBERT temporal + pose spectrum"}
 
 
 def same_class_figure_methods(methods) -> tuple | None:

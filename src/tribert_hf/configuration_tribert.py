@@ -342,6 +342,11 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
             timeline at that frame (zero-initialised) on top of the condition's: the mask at time t is made of
             the maps that the player's pose at t selects, so two players of one instrument can be told apart by
             what each plays when, not only by their class.
+        separation_timeline_spectrum (`bool`, defaults to False): with `separation_timeline_maps` only (not in the
+            paper): a small network of the timeline at each frame and the video's condition adds a value per
+            frequency bin to the video's mask logits at that frame (`TriBertTimelineSpectrum`, zero-initialised: a
+            model starts as one without it): a prior over the bins from the pose, e.g. the harmonics of the note
+            the hand's place along the instrument says is playing. Configs saved without the field load as False.
         mask_type (`str`, defaults to `"binary"`): `"binary"` masks (sigmoid, weighted BCE) or `"ratio"` masks
             (2 * sigmoid, weighted L1 against ratio targets clamped to [0, 2]).
         mask_activation (`str`, defaults to `"sigmoid"`): `"sigmoid"` (the paper's: each video's mask on its own)
@@ -388,6 +393,7 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
     separation_output_stride: int = 1
     separation_conditioning: str = "pooled"
     separation_timeline_maps: bool = False
+    separation_timeline_spectrum: bool = False
     use_pose_input: bool = True
     mask_type: str = "binary"
     mask_activation: str = "sigmoid"
@@ -450,6 +456,11 @@ class TriBertConfig(RemoteCodeMixin, PreTrainedConfig):
                 "separation_timeline_maps weights the condition maps by the pose timeline: it needs "
                 "separation_conditioning='temporal' and separation_condition_maps > 0, got "
                 f"{self.separation_conditioning!r} and {self.separation_condition_maps}."
+            )
+        if self.separation_timeline_spectrum and not self.separation_timeline_maps:
+            raise ValueError(
+                "separation_timeline_spectrum maps the pose timeline (with the joints' positions) to the frequency "
+                "bins: it needs separation_timeline_maps=True (and so separation_conditioning='temporal')."
             )
         bottleneck = bottleneck_channels(self.separation_base_channels, self.separation_num_downs)
         if bottleneck % self.separation_fusion_heads != 0:

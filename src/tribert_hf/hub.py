@@ -125,6 +125,11 @@ def _conditioning_lines(config: dict) -> list[str]:
             " With `separation_timeline_maps = true` the timeline also carries the joints' positions relative to the"
             " person (where the hand is along the instrument), and it weights the U-Net's condition maps frame by frame."
         )
+    if config.get("separation_timeline_spectrum"):
+        text += (
+            " With `separation_timeline_spectrum = true` a small network of the timeline and the condition also adds a"
+            " value per frequency bin to the mask logits at every frame (a prior over the bins from the pose)."
+        )
     return ["## Separation conditioning", "", f"`separation_conditioning = \"{conditioning}\"`: {text}", ""]
 
 

@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput, logging
 
 from tribert_hf.pose.graph import spatial_partition_adjacency
 from tribert_hf.separation.losses import activate_masks, mask_loss
-from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead, TriBertTimelineMaps, interpolate_frames
+from tribert_hf.separation.unet import TriBertFiLM, TriBertSeparationHead, TriBertTimelineMaps, TriBertTimelineSpectrumOutput, interpolate_frames
 
 from .configuration_tribert import TriBertConfig
 from .input_checks import (
@@ -724,7 +724,7 @@ class TriBertPreTrainedModel(RemoteCodeMixin, PreTrainedModel):
             init.normal_(module.mask_embedding, mean=0.0, std=std)
         elif isinstance(module, TriBertGraphConvolution):
             init.ones_(module.edge_importance)
-        elif isinstance(module, (TriBertFiLM, TriBertTimelineMaps)):
+        elif isinstance(module, (TriBertFiLM, TriBertTimelineMaps, TriBertTimelineSpectrumOutput)):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, TriBertPoseGraphNetwork):
@@ -975,10 +975,14 @@ def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
     if config.separation_class_conditioning:
         condition_size += config.num_labels
     timeline_size = config.pose_config.gcn_channels[-1] if config.separation_conditioning == "temporal" else None
+    spectrum_bins = 0
+    if getattr(config, "separation_timeline_spectrum", False):  # the bins of the mask logits before upsampling
+        spectrum_bins = config.audio_config.num_frequency_bins // config.separation_output_stride
     return TriBertSeparationHead(
         condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
         config.separation_film, condition_maps=config.separation_condition_maps, timeline_size=timeline_size,
         timeline_maps=config.separation_timeline_maps, output_stride=config.separation_output_stride,
+        timeline_spectrum_bins=spectrum_bins,
     )  # fmt: skip
 
 

@@ -7,7 +7,9 @@ embedding) is fused with the bottleneck by self-attention (`TriBertBottleneckFus
 shifts every decoder level (FiLM); the encoder runs once per mixture, the decoder once per condition. Optionally
 (`timeline_size`, TriBERT's `separation_conditioning="temporal"`) each output also has a timeline, features per
 time step aligned with the spectrogram's frames, that scales and shifts every decoder level frame by frame
-(per-frame FiLM) and, with `timeline_maps`, also weights the K condition maps frame by frame. Without a condition
+(per-frame FiLM) and, with `timeline_maps`, also weights the K condition maps frame by frame; with
+`timeline_spectrum_bins`, a small network of the timeline and the condition adds a spectrum to the mask logits at
+every frame (a pose-driven prior over the frequency bins). Without a condition
 (`condition_size=None`, Sound of Pixels' sound network) the decoder runs once and gives `out_channels` maps. Built
 from explicit sizes; the models map their configs onto them.
 """
@@ -108,6 +110,29 @@ class TriBertTimelineMaps(nn.Linear):
     added to the condition's (not in the paper). Zero-initialised by the models: it starts as the pooled maps."""
 
 
+class TriBertTimelineSpectrumOutput(nn.Linear):
+    """The last layer of `TriBertTimelineSpectrum`: hidden features -> a value per frequency bin. Zero-initialised by
+    the models."""
+
+
+class TriBertTimelineSpectrum(nn.Module):
+    """Timeline features of one time step and the output's condition -> a value per frequency bin added to the
+    mask logits at that step (not in the paper): what the player's pose at t says is sounding, e.g. where the hand
+    is along the instrument -> which pitch, hence which bins. Two layers (ReLU between); the models
+    zero-initialise the last (`output`): a model starts as one without it."""
+
+    def __init__(self, timeline_size: int, condition_size: int, bins: int, hidden_size: int = 256):
+        super().__init__()
+        self.hidden = nn.Linear(timeline_size + condition_size, hidden_size)
+        self.output = TriBertTimelineSpectrumOutput(hidden_size, bins)
+
+    def forward(self, timelines: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """`timelines` `(n, timeline_size, T)` and `conditions` `(n, condition_size)` -> `(n, bins, T)`."""
+        frames = timelines.transpose(1, 2)  # (n, T, timeline_size)
+        inputs = torch.cat([frames, conditions[:, None].to(frames.dtype).expand(-1, frames.shape[1], -1)], dim=-1)
+        return self.output(torch.relu(self.hidden(inputs))).transpose(1, 2)
+
+
 class TriBertSeparationHead(nn.Module):
     """The attention U-Net (see the module docstring).
 
@@ -131,6 +156,10 @@ class TriBertSeparationHead(nn.Module):
         timeline_maps: with `timeline_size` and `condition_maps` K > 0 (ours, not in the paper): the K maps' weights
             (and bias) at spectrogram frame t also get a linear map of the timeline at t (`TriBertTimelineMaps`):
             the mask at each time frame is made of the maps the timeline selects there.
+        timeline_spectrum_bins: 0 (default): nothing more. B > 0, with `timeline_size` (ours, not in the paper): the
+            mask logits at every time frame also get B values, one per frequency bin of the output before its
+            upsampling (the spectrogram's bins / `output_stride`), from the timeline at that frame and the
+            condition (`TriBertTimelineSpectrum`, zero-initialised): a prior over the bins from the player's pose.
         output_stride: 1 (the paper): the last up-convolution works at the spectrogram's full resolution, on the
             level above upsampled x2. 2 (ours, not in the paper): it works at half resolution, on that level as it
             is, and only the finished output (the mask logits, after the condition maps' weighting; or the
@@ -152,6 +181,7 @@ class TriBertSeparationHead(nn.Module):
         timeline_size: int | None = None,
         timeline_maps: bool = False,
         output_stride: int = 1,
+        timeline_spectrum_bins: int = 0,
     ):
         super().__init__()
         if output_stride not in (1, 2):
@@ -159,6 +189,8 @@ class TriBertSeparationHead(nn.Module):
         self.output_stride = output_stride
         if timeline_maps and (timeline_size is None or not condition_maps):
             raise ValueError("timeline_maps weights the condition maps by the timeline: it needs timeline_size and condition_maps > 0.")
+        if timeline_spectrum_bins and timeline_size is None:
+            raise ValueError("timeline_spectrum_bins maps the timeline to the frequency bins: it needs timeline_size.")
         if timeline_size is not None and condition_size is None:
             raise ValueError("timeline_size needs a condition (condition_size): the timeline adds to it.")
         if condition_maps and (condition_size is None or out_channels != 1):
@@ -208,6 +240,9 @@ class TriBertSeparationHead(nn.Module):
                 TriBertTimelineFiLM(timeline_size, 2 * gate.gate[0].in_channels) for gate in gates
             )
         self.timeline_maps = TriBertTimelineMaps(timeline_size, condition_maps + 1) if timeline_maps else None
+        self.timeline_spectrum = None
+        if timeline_spectrum_bins:
+            self.timeline_spectrum = TriBertTimelineSpectrum(timeline_size, condition_size, timeline_spectrum_bins)
 
     def encode(self, mixture_magnitude: torch.Tensor, log_eps: float = 1e-10) -> list[torch.Tensor]:
         """The encoder path: the output of every down-convolution (the last one is the bottleneck)."""
@@ -291,6 +326,15 @@ class TriBertSeparationHead(nn.Module):
                     weights = F.avg_pool1d(weights, self.output_stride)
                 hidden = torch.einsum("nkft,nkt->nft", hidden, weights[:, :-1]) + weights[:, -1, None, :]
             hidden = hidden[:, None]
+        if self.timeline_spectrum is not None:  # (n, 1, F', T') + the pose's spectrum at each of the T' frames
+            frames = F.avg_pool1d(timelines, self.output_stride) if self.output_stride > 1 else timelines
+            spectrum = self.timeline_spectrum(frames, conditions).to(hidden.dtype)
+            if spectrum.shape[1] != hidden.shape[-2]:
+                raise ValueError(
+                    f"The timeline spectrum has {spectrum.shape[1]} frequency bins, the mask logits {hidden.shape[-2]}: "
+                    f"the spectrogram must have {spectrum.shape[1] * self.output_stride} bins for this U-Net."
+                )
+            hidden = hidden + spectrum[:, None]
         hidden = self.to_full_resolution(hidden)  # (n, 1, F, T)
         return hidden.view(batch, videos, *hidden.shape[-2:])
 
@@ -310,6 +354,8 @@ __all__ = [
     "TriBertSeparationHead",
     "TriBertTimelineFiLM",
     "TriBertTimelineMaps",
+    "TriBertTimelineSpectrum",
+    "TriBertTimelineSpectrumOutput",
     "bottleneck_channels",
     "interpolate_frames",
     "timeline_to_frames",

@@ -33,7 +33,7 @@ def model_config(size: str) -> tuple[TriBertConfig, dict]:
     return config, processor
 
 
-MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "tribert_temporal", "tribert_temporal_maps", "audio_only", "sop")
+MODELS = ("tribert", "tribert_no_pose", "tribert_self_attention", "tribert_temporal", "tribert_temporal_maps", "tribert_temporal_spectrum", "audio_only", "sop")
 
 
 def build_config(model: str, size: str):
@@ -50,10 +50,11 @@ def build_config(model: str, size: str):
         config.use_pose_input = False
     elif model == "tribert_temporal":  # ours: the U-Net also sees the pose timeline, frame by frame
         config.separation_conditioning = "temporal"
-    elif model == "tribert_temporal_maps":  # ours: ... and the timeline (with the joints' positions) weights the maps
-        config.separation_conditioning = "temporal"
+    elif model in ("tribert_temporal_maps", "tribert_temporal_spectrum"):  # ours: ... and the timeline (with the
+        config.separation_conditioning = "temporal"  # joints' positions) weights the maps (and adds a spectrum)
         config.separation_condition_maps = config.separation_condition_maps or 16
         config.separation_timeline_maps = True
+        config.separation_timeline_spectrum = model == "tribert_temporal_spectrum"
     elif model == "tribert_self_attention":
         streams = {}
         for name in ("vision_config", "pose_config", "audio_config"):
