@@ -324,7 +324,7 @@ FIGURE_NAMES = {"tribert": "TriBERT (pooled)", "tribert_temporal": "TriBERT temp
 
 def same_class_figure_methods(methods) -> tuple | None:
     """The methods of issue 15's figure when a report holds them: the pooled `tribert` and every temporal variant
-    (`tribert_temporal`, `tribert_temporal_maps`) among `methods`; None without `tribert` or without a temporal one."""
+    (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`) among `methods`; None without `tribert` or without a temporal one."""
     temporal = tuple(m for m in methods if "temporal" in m)
     return ("tribert", *temporal) if "tribert" in methods and temporal else None
 
