@@ -976,7 +976,7 @@ def _separation_head(config: TriBertConfig) -> TriBertSeparationHead:
         condition_size += config.num_labels
     timeline_size = config.pose_config.gcn_channels[-1] if config.separation_conditioning == "temporal" else None
     spectrum_bins = 0
-    if getattr(config, "separation_timeline_spectrum", False):  # the bins of the mask logits before upsampling
+    if config.separation_timeline_spectrum:  # the bins of the mask logits before upsampling
         spectrum_bins = config.audio_config.num_frequency_bins // config.separation_output_stride
     return TriBertSeparationHead(
         condition_size, config.separation_base_channels, config.separation_num_downs, config.separation_fusion_heads,
