@@ -38,10 +38,9 @@ in the `tribert prepare` format (see docs/data.md).
 
 Writes `quality.json` (every run: validation history, test metrics; the summary), `quality.md` (the table) and
 `quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir; with
-`tribert` and a temporal variant (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`), also `same_class.png`: one
-same-instrument test mixture, its two players' ground truths and each variant's estimates (`same_class_figure`;
-`--combine` makes it too, from runs trained in different folders). Finished runs
-are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
+`tribert` and a temporal variant (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`), also
+`same_class.png`: one same-instrument test mixture, its two players' ground truths and each variant's estimates
+(`same_class_figure`; `--combine` makes it too, from runs trained in different folders). Finished runs are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
 continues), unless --fresh. A call for other seeds or methods into a folder whose report has the same budget,
 recipe and dataset keeps that report's finished runs (`--seeds 2` after `--seeds 0,1` reports all three).
 """
@@ -324,7 +323,8 @@ FIGURE_NAMES = {"tribert": "TriBERT (pooled)", "tribert_temporal": "TriBERT temp
 
 def same_class_figure_methods(methods) -> tuple | None:
     """The methods of issue 15's figure when a report holds them: the pooled `tribert` and every temporal variant
-    (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`) among `methods`; None without `tribert` or without a temporal one."""
+    (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`) among `methods`; None without
+    `tribert` or without a temporal one."""
     temporal = tuple(m for m in methods if "temporal" in m)
     return ("tribert", *temporal) if "tribert" in methods and temporal else None
 

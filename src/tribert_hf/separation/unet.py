@@ -327,14 +327,14 @@ class TriBertSeparationHead(nn.Module):
                 hidden = torch.einsum("nkft,nkt->nft", hidden, weights[:, :-1]) + weights[:, -1, None, :]
             hidden = hidden[:, None]
         if self.timeline_spectrum is not None:  # (n, 1, F', T') + the pose's spectrum at each of the T' frames
-            frames = F.avg_pool1d(timelines, self.output_stride) if self.output_stride > 1 else timelines
-            spectrum = self.timeline_spectrum(frames, conditions).to(hidden.dtype)
-            if spectrum.shape[1] != hidden.shape[-2]:
+            bins = self.timeline_spectrum.output.out_features
+            if bins != hidden.shape[-2]:
                 raise ValueError(
-                    f"The timeline spectrum has {spectrum.shape[1]} frequency bins, the mask logits {hidden.shape[-2]}: "
-                    f"the spectrogram must have {spectrum.shape[1] * self.output_stride} bins for this U-Net."
+                    f"The timeline spectrum has {bins} frequency bins, the mask logits {hidden.shape[-2]}: "
+                    f"the spectrogram must have {bins * self.output_stride} bins for this U-Net."
                 )
-            hidden = hidden + spectrum[:, None]
+            frames = F.avg_pool1d(timelines, self.output_stride) if self.output_stride > 1 else timelines
+            hidden = hidden + self.timeline_spectrum(frames, conditions).to(hidden.dtype)[:, None]
         hidden = self.to_full_resolution(hidden)  # (n, 1, F, T)
         return hidden.view(batch, videos, *hidden.shape[-2:])
 
