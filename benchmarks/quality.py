@@ -40,8 +40,9 @@ Writes `quality.json` (every run: validation history, test metrics; the summary)
 `quality.png` (validation SDR against training steps, mean over seeds per method) in --output_dir; with
 `tribert` and a temporal variant (`tribert_temporal`, `tribert_temporal_maps`, `tribert_temporal_spectrum`), also
 `same_class.png`: one same-instrument test mixture, its two players' ground truths and each variant's estimates
-(`same_class_figure`; `--combine` makes it too, from runs trained in different folders). Finished runs are kept in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark
-continues), unless --fresh. A call for other seeds or methods into a folder whose report has the same budget,
+(`same_class_figure`; `--combine` makes it too, from runs trained in different folders). Finished runs are kept
+in `runs/<method>-seed<k>/` and skipped when the command is run again (an interrupted benchmark continues), unless
+--fresh. A call for other seeds or methods into a folder whose report has the same budget,
 recipe and dataset keeps that report's finished runs (`--seeds 2` after `--seeds 0,1` reports all three).
 """
 
