@@ -100,6 +100,9 @@ BUDGET_OUTPUT_STRIDE = {"cpu30time_half": 2}
 # "ratio_maps_waveform": ratio_maps plus 0.02 x the
 # negative SDR of the masked waveforms (`--waveform_loss_weight`; at 0.02 its gradient is about as large as the
 # mask loss's at initialisation, measured on the class-told head: 56-86 against 0.9-1.1 at weight 1).
+# "..._same_class_timeline128" (issue 15): the same-class recipe with a pose timeline of 128 keypoint frames a crop
+# (21.5 a second instead of 5.4), the ST-GCN over every 4th (`--gcn_frame_stride 4`: the 32 frames it had);
+# "..._same_class_pose128": 128 frames through the ST-GCN too (timed only: a 37 % slower step).
 RECIPES = {
     "baseline": {},
     "levers": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 2e-3, "warmup_ratio": 0.3, "crops_per_clip_factor": 4, "separation_class_conditioning": True},
@@ -143,6 +146,8 @@ RECIPES = {
     # the bf16 stride-2 recipe (maps_softmax_told_data_onecycle_half_bf16_cl) with half the training mixtures two clips of
     # one class: what the temporal variants learn the players' timing from, at the fastest step (`cpu30time_half`)
     "maps_softmax_told_data_onecycle_half_bf16_cl_same_class": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "mixed_precision": "bf16", "channels_last": True, "same_class_mixtures": 0.5},
+    "maps_softmax_told_data_onecycle_half_bf16_cl_same_class_pose128": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "mixed_precision": "bf16", "channels_last": True, "same_class_mixtures": 0.5, "num_pose_frames": 128},
+    "maps_softmax_told_data_onecycle_half_bf16_cl_same_class_timeline128": {"separation_condition_maps": 16, "mask_activation": "softmax", "separation_class_conditioning": True, "class_teacher_forcing": 0.5, "crops_per_clip_factor": 4, "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "warmup_ratio": 0.3, "separation_learning_rate": 6e-3, "separation_output_stride": 2, "mixed_precision": "bf16", "channels_last": True, "same_class_mixtures": 0.5, "num_pose_frames": 128, "gcn_frame_stride": 4},
     "ratio_maps_waveform": {"mask_type": "ratio", "separation_condition_maps": 16, "separation_learning_rate": 5e-3, "waveform_loss_weight": 0.02},
     "maps": {"mask_type": "ratio", "gain_range": "0.5,1.5", "lr_scheduler_type": "onecycle", "learning_rate": 1e-3, "separation_learning_rate": 5e-3, "warmup_ratio": 0.3, "separation_class_conditioning": True, "separation_condition_maps": 16},
 }  # fmt: skip

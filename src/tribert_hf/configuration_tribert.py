@@ -210,6 +210,10 @@ class TriBertPoseConfig(_TriBertStreamConfig):
         gcn_channels / gcn_strides: output channels and temporal stride of each ST-GCN block (ST-GCN's 10 blocks).
         temporal_kernel_size (`int`, defaults to 9): temporal convolution width of each block.
         gcn_dropout (`float`, defaults to 0.0): dropout inside the temporal convolutions.
+        gcn_frame_stride (`int`, defaults to 1): the ST-GCN (hence the pose tokens) sees every k-th of the T keypoint
+            frames, at the cost of T / k; the separation's pose timeline (`separation_conditioning="temporal"`) still
+            sees all T. With T = k x T0 the ST-GCN's input is exactly that of T0 frames (frame i at i / T0 of the
+            window): a finer timeline at the tokens' cost of T0 (not in the paper; 1: the paper's ST-GCN over all).
     """
 
     model_type = "tribert_pose"
@@ -225,12 +229,19 @@ class TriBertPoseConfig(_TriBertStreamConfig):
     gcn_strides: list[int] | tuple[int, ...] = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)
     temporal_kernel_size: int = 9
     gcn_dropout: float | int = 0.0
+    gcn_frame_stride: int = 1
 
     def _check_architecture(self):
         super()._check_architecture()
         check_positive(
-            self, ("num_joints", "num_persons", "num_pose_frames", "num_segments", "in_channels", "temporal_kernel_size")
+            self,
+            ("num_joints", "num_persons", "num_pose_frames", "num_segments", "in_channels", "temporal_kernel_size", "gcn_frame_stride"),
         )
+        if self.gcn_frame_stride > self.num_pose_frames:
+            raise ValueError(
+                f"TriBertPoseConfig.gcn_frame_stride {self.gcn_frame_stride} leaves the ST-GCN no frame of the "
+                f"{self.num_pose_frames} keypoint frames (num_pose_frames): it must be at most num_pose_frames."
+            )
         _check_probability(self, ("gcn_dropout",))
         if len(self.gcn_channels) == 0 or len(self.gcn_channels) != len(self.gcn_strides):
             raise ValueError(

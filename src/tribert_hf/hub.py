@@ -125,6 +125,12 @@ def _conditioning_lines(config: dict) -> list[str]:
             " With `separation_timeline_maps = true` the timeline also carries the joints' positions relative to the"
             " person (where the hand is along the instrument), and it weights the U-Net's condition maps frame by frame."
         )
+    pose = config.get("pose_config") or {}
+    if conditioning == "temporal" and pose.get("num_pose_frames"):
+        stride = pose.get("gcn_frame_stride", 1)
+        text += f" The timeline has {pose['num_pose_frames']} keypoint frames a window" + (
+            f"; the ST-GCN (the pose tokens) sees every {stride}th of them (`gcn_frame_stride = {stride}`)." if stride > 1 else "."
+        )
     if config.get("separation_timeline_spectrum"):
         text += (
             " With `separation_timeline_spectrum = true` a small network of the timeline and the condition also adds a"

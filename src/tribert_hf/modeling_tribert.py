@@ -302,7 +302,8 @@ class TriBertPoseGraphNetwork(nn.Module):
 
 
 class TriBertPoseEmbeddings(nn.Module):
-    """Keypoints -> ST-GCN -> per person, features pooled into `num_segments` time segments -> tokens."""
+    """Keypoints -> ST-GCN (over every `gcn_frame_stride`-th frame) -> per person, features pooled into `num_segments`
+    time segments -> tokens."""
 
     def __init__(self, config: TriBertConfig):
         super().__init__()
@@ -327,6 +328,9 @@ class TriBertPoseEmbeddings(nn.Module):
         # Zero the absent persons so that nothing about them reaches the network (batch-norm statistics included).
         # (a `where`, not a product: NaN x 0 would still be NaN)
         keypoints = torch.where(pose_mask[:, :, None, None, None] != 0, pose_keypoints, 0.0)
+        if pc.gcn_frame_stride > 1:  # the ST-GCN sees every k-th frame (the pose timeline, all of them)
+            keypoints = keypoints[:, :, :: pc.gcn_frame_stride]
+            frames = keypoints.shape[2]
         hidden_frames = self.graph_network(keypoints.reshape(batch * persons, frames, joints, channels))  # (B*P, C, T', V)
         hidden = F.adaptive_avg_pool2d(hidden_frames, (pc.num_segments, joints))  # (B*P, C, S, V)
         features = hidden.view(batch, persons, -1, pc.num_segments, joints).permute(0, 3, 1, 2, 4)

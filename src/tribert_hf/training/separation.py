@@ -71,6 +71,8 @@ class SeparationTrainingArguments:
     separation_output_stride: int | None = field(default=None, metadata={"help": "every model's U-Net: 1 (the paper: its last up-convolution at the spectrogram's full resolution) or 2 (at half resolution, the finished mask logits upsampled x2: a faster step, measured as good per step; not in the paper); default: the config's (1). With --model_name_or_path it may change (the same parameters)", "choices": [1, 2]})
     separation_conditioning: str | None = field(default=None, metadata={"help": "TriBERT models: pooled (the paper: each video's pooled <SOS> outputs) or temporal (also per time frame, by the video's pose timeline; not in the paper); default: the config's (--model tribert_temporal: temporal). With --model_name_or_path, a pooled checkpoint becomes temporal (zero-initialised: it starts where it was). Ignored by the baselines", "choices": list(SEPARATION_CONDITIONINGS)})
     separation_timeline_maps: bool = field(default=False, metadata={"help": "TriBERT models with --separation_conditioning temporal (or --model tribert_temporal) and --separation_condition_maps K: the timeline also carries the joints' positions, and weights the K maps frame by frame (separation_timeline_maps; not in the paper)"})
+    num_pose_frames: int | None = field(default=None, metadata={"help": "TriBERT models, from scratch: keypoint frames per training crop (pose_config.num_pose_frames; the processor resamples each crop's keypoints to them). The small preset's 32 over a 5.9 s crop is 5.4 frames a second, coarser than the notes: the pose timeline of --separation_conditioning temporal sees a hand's strokes and places only as finely as this (not in the paper). Default: the preset's; with --model_name_or_path, the checkpoint's"})
+    gcn_frame_stride: int | None = field(default=None, metadata={"help": "TriBERT models, from scratch: the ST-GCN (the pose tokens) sees every k-th keypoint frame, the pose timeline all of them (pose_config.gcn_frame_stride), e.g. --num_pose_frames 128 --gcn_frame_stride 4: the small preset's tokens at its cost, a timeline 4x finer (not in the paper). Default: the preset's (1)"})
     same_class_mixtures: float = field(default=0.0, metadata={"help": "share of training mixtures whose clips share an instrument class (MixtureBatchSampler; random pairs share one about 1 time in 21 with MUSIC21); 0: plain shuffled pairs. Two players of one instrument are what separation_conditioning=temporal learns from"})
     waveform_loss_weight: float = field(default=0.0, metadata={"help": "add this weight x the negative plain SDR (dB) of the masked waveforms (`waveform_sdr_loss`: masks -> mixture phase -> inverse STFT; the evaluation's BSS Eval SDR also forgives a short distortion filter) to the model's loss (not in the paper); 0: the model's loss alone"})
     gain_range: str | None = field(default=None, metadata={"help": "LOW,HIGH: scale every training clip by a random gain in [LOW, HIGH] before mixing (the authors' code: 0.5,1.5)"})
@@ -272,6 +274,14 @@ def class_teacher_forcing_at(step: int, args) -> float:
     return max(0.0, 1.0 - step / (args.class_teacher_forcing * args.max_steps))
 
 
+def pose_frames(config, processor_settings: dict) -> int:
+    """Keypoint frames per crop for the processor: a TriBERT config's own (`pose_config.num_pose_frames`: the
+    preset's, `--num_pose_frames` or a checkpoint's), else the preset's processor setting (the baselines see none)."""
+    if isinstance(config, TriBertConfig):
+        return config.pose_config.num_pose_frames
+    return processor_settings.get("num_pose_frames", TriBertConfig().pose_config.num_pose_frames)
+
+
 def waveform_loss(model, outputs, batch: dict, fe) -> torch.Tensor:
     """`waveform_sdr_loss` of a training batch: the model's masks in the targets' order (`predicted_masks`: the PIT
     baseline's best permutation) applied to the mixture (its phase, inverse STFT) against the source waveforms."""
@@ -312,6 +322,15 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             overrides["separation_output_stride"] = args.separation_output_stride
         model = model_class(args.model).from_pretrained(args.model_name_or_path, **overrides)
         config = model.config
+        for name in ("num_pose_frames", "gcn_frame_stride"):
+            value, pose_config = getattr(args, name), getattr(config, "pose_config", None)
+            if value is not None and pose_config is None:
+                raise ValueError(f"--{name} is an option of TriBERT models (they see keypoints), not of --model {args.model}.")
+            if value is not None and value != getattr(pose_config, name):
+                raise ValueError(
+                    f"--{name} {value} differs from {args.model_name_or_path}'s pose_config.{name} "
+                    f"{getattr(pose_config, name)}: train from scratch to change it."
+                )
         if args.separation_timeline_maps and not getattr(config, "separation_timeline_maps", False):
             raise ValueError(
                 f"--separation_timeline_maps changes the pose timeline's inputs: {args.model_name_or_path} was trained "
@@ -331,6 +350,13 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         if args.separation_output_stride is not None:
             config.separation_output_stride = args.separation_output_stride
             config._check_architecture()
+        for name in ("num_pose_frames", "gcn_frame_stride"):
+            if getattr(args, name) is None:
+                continue
+            if not isinstance(config, TriBertConfig):
+                raise ValueError(f"--{name} is an option of TriBERT models (they see keypoints), not of --model {args.model}.")
+            setattr(config.pose_config, name, getattr(args, name))
+            config.pose_config._check_architecture()
         if args.separation_timeline_maps:
             if not isinstance(config, TriBertConfig):
                 raise ValueError(
@@ -358,7 +384,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
     fe = TriBertFeatureExtractor(num_frequency_bins=num_bins)
     processor = TriBertProcessor(
         fe, TriBertVideoProcessor(**processor_settings.get("video", {})),
-        num_pose_frames=processor_settings.get("num_pose_frames", TriBertConfig().pose_config.num_pose_frames),
+        num_pose_frames=pose_frames(config, processor_settings),
     )  # fmt: skip
 
     with accelerator.main_process_first():
