@@ -9,6 +9,7 @@ import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
 from test_heads import head_config, mixture_inputs
+from test_timeline_maps import TINY_TRAINING
 
 from tribert_hf import TriBertConfig, TriBertForPreTraining, TriBertForSourceSeparation, TriBertModel
 
@@ -83,11 +84,7 @@ def test_the_timeline_sees_the_frames_the_graph_network_skips():
 def test_training_with_the_options_and_their_errors(tmp_path):
     from tribert_hf.training.separation import main
 
-    common = [
-        "--dataset", "synthetic:tiny", "--model_size", "tiny", "--max_steps", "2", "--eval_steps", "2",
-        "--save_steps", "2", "--logging_steps", "1", "--crops_per_clip", "1", "--mixtures_per_batch", "2",
-        "--report_to", "none", "--separation_condition_maps", "4", "--mask_activation", "softmax",
-    ]  # fmt: skip
+    common = TINY_TRAINING
     out = tmp_path / "run"
     main([*common, "--model", "tribert_temporal_maps", "--num_pose_frames", "64", "--gcn_frame_stride", "2", "--output_dir", str(out)])
     model = TriBertForPreTraining.from_pretrained(out)

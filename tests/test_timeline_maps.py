@@ -17,6 +17,14 @@ from tribert_hf import TriBertConfig, TriBertForPreTraining, TriBertForSourceSep
 from tribert_hf.separation.unet import TriBertSeparationHead, timeline_to_frames
 
 
+# two steps of a tiny run with 4 condition maps and softmax masks (`examples/run_separation.py`'s arguments)
+TINY_TRAINING = [
+    "--dataset", "synthetic:tiny", "--model_size", "tiny", "--max_steps", "2", "--eval_steps", "2",
+    "--save_steps", "2", "--logging_steps", "1", "--crops_per_clip", "1", "--mixtures_per_batch", "2",
+    "--report_to", "none", "--separation_condition_maps", "4", "--mask_activation", "softmax",
+]  # fmt: skip
+
+
 def maps_config(**overrides):
     return head_config(separation_conditioning="temporal", separation_condition_maps=3, separation_timeline_maps=True, **overrides)
 
@@ -142,11 +150,7 @@ def test_save_and_load_give_the_same_masks(tmp_path):
 def test_training_with_the_flag_and_its_errors(tmp_path):
     from tribert_hf.training.separation import main
 
-    common = [
-        "--dataset", "synthetic:tiny", "--model_size", "tiny", "--max_steps", "2", "--eval_steps", "2",
-        "--save_steps", "2", "--logging_steps", "1", "--crops_per_clip", "1", "--mixtures_per_batch", "2",
-        "--report_to", "none", "--separation_condition_maps", "4", "--mask_activation", "softmax",
-    ]  # fmt: skip
+    common = TINY_TRAINING
     out = tmp_path / "run"
     main([*common, "--model", "tribert_temporal", "--separation_timeline_maps", "--output_dir", str(out)])
     log = [json.loads(line) for line in open(out / "train_log.jsonl")]
