@@ -90,7 +90,7 @@ def test_training_with_the_options_and_their_errors(tmp_path):
     model = TriBertForPreTraining.from_pretrained(out)
     assert (model.config.pose_config.num_pose_frames, model.config.pose_config.gcn_frame_stride) == (64, 2)
     assert json.load(open(out / "processor_config.json"))["num_pose_frames"] == 64  # the processor follows
-    assert "64 keypoint frames a window" in open(out / "README.md").read()  # the model card says so
+    assert "64 keypoint frames a window; the ST-GCN (the pose tokens) sees one in 2" in open(out / "README.md").read()  # the card
     with pytest.raises(ValueError, match="--gcn_frame_stride is an option of TriBERT models .* not of --model sop"):
         main([*common, "--model", "sop", "--gcn_frame_stride", "2", "--output_dir", str(tmp_path / "sop")])
     with pytest.raises(ValueError, match="--num_pose_frames 32 differs from .*pose_config.num_pose_frames 64: train from scratch"):

@@ -129,7 +129,7 @@ def _conditioning_lines(config: dict) -> list[str]:
     if conditioning == "temporal" and pose.get("num_pose_frames"):
         stride = pose.get("gcn_frame_stride", 1)
         text += f" The timeline has {pose['num_pose_frames']} keypoint frames a window" + (
-            f"; the ST-GCN (the pose tokens) sees every {stride}th of them (`gcn_frame_stride = {stride}`)." if stride > 1 else "."
+            f"; the ST-GCN (the pose tokens) sees one in {stride} (`gcn_frame_stride = {stride}`)." if stride > 1 else "."
         )
     if config.get("separation_timeline_spectrum"):
         text += (
