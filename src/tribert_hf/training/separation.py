@@ -274,6 +274,25 @@ def class_teacher_forcing_at(step: int, args) -> float:
     return max(0.0, 1.0 - step / (args.class_teacher_forcing * args.max_steps))
 
 
+def apply_pose_frames(args, config, checkpoint: str | None = None) -> None:
+    """`--num_pose_frames` / `--gcn_frame_stride` onto a TriBERT `config`: set on a new model's config; a checkpoint's
+    (`checkpoint`) must already have them. The baselines see no keypoints: either option is an error there."""
+    for name in ("num_pose_frames", "gcn_frame_stride"):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if not isinstance(config, TriBertConfig):
+            raise ValueError(f"--{name} is an option of TriBERT models (they see keypoints), not of --model {args.model}.")
+        if checkpoint is None:
+            setattr(config.pose_config, name, value)
+            config.pose_config._check_architecture()
+        elif value != getattr(config.pose_config, name):
+            raise ValueError(
+                f"--{name} {value} differs from {checkpoint}'s pose_config.{name} "
+                f"{getattr(config.pose_config, name)}: train from scratch to change it."
+            )
+
+
 def pose_frames(config, processor_settings: dict) -> int:
     """Keypoint frames per crop for the processor: a TriBERT config's own (`pose_config.num_pose_frames`: the
     preset's, `--num_pose_frames` or a checkpoint's), else the preset's processor setting (the baselines see none)."""
@@ -322,15 +341,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
             overrides["separation_output_stride"] = args.separation_output_stride
         model = model_class(args.model).from_pretrained(args.model_name_or_path, **overrides)
         config = model.config
-        for name in ("num_pose_frames", "gcn_frame_stride"):
-            value, pose_config = getattr(args, name), getattr(config, "pose_config", None)
-            if value is not None and pose_config is None:
-                raise ValueError(f"--{name} is an option of TriBERT models (they see keypoints), not of --model {args.model}.")
-            if value is not None and value != getattr(pose_config, name):
-                raise ValueError(
-                    f"--{name} {value} differs from {args.model_name_or_path}'s pose_config.{name} "
-                    f"{getattr(pose_config, name)}: train from scratch to change it."
-                )
+        apply_pose_frames(args, config, checkpoint=args.model_name_or_path)
         if args.separation_timeline_maps and not getattr(config, "separation_timeline_maps", False):
             raise ValueError(
                 f"--separation_timeline_maps changes the pose timeline's inputs: {args.model_name_or_path} was trained "
@@ -350,13 +361,7 @@ def train_separation(args: SeparationTrainingArguments) -> list[dict]:
         if args.separation_output_stride is not None:
             config.separation_output_stride = args.separation_output_stride
             config._check_architecture()
-        for name in ("num_pose_frames", "gcn_frame_stride"):
-            if getattr(args, name) is None:
-                continue
-            if not isinstance(config, TriBertConfig):
-                raise ValueError(f"--{name} is an option of TriBERT models (they see keypoints), not of --model {args.model}.")
-            setattr(config.pose_config, name, getattr(args, name))
-            config.pose_config._check_architecture()
+        apply_pose_frames(args, config)
         if args.separation_timeline_maps:
             if not isinstance(config, TriBertConfig):
                 raise ValueError(
